@@ -1,0 +1,261 @@
+"""Join measured time with counted work, per operator and per module.
+
+In: the profiler's events of the active steps (:class:`harness.profiling.Profile`)
+and the counter's per-call events (:class:`harness.count.Counts`). Out: DataFrames
+``ops_by_shape`` (per aten op and input shapes), ``ops`` (per aten op), ``modules``
+(per module path) and a ``coverage`` dict. All figures are per forward.
+
+Attribution. The counter sees each op at the dispatch level: ``aten::convolution``,
+``aten::addmm``, ``aten::_transformer_encoder_layer_fwd``; composite wrappers such as
+``aten::conv2d`` or ``aten::linear`` never reach it, and the kernels an op calls inside
+(``aten::mkldnn_convolution``, ``aten::copy_``) are its implementation. So, in the
+profiler's event tree, a *dispatch-level* event is one whose name the counter saw and
+that has no dispatch-level ancestor. Its ``self_time_s`` is its inclusive time (its
+own self time plus that of its implementation); implementation events get 0; every
+other event (wrappers, labels) keeps its own self time. Each microsecond of profiled
+self time is therefore counted exactly once, and the work of an op sits beside the
+time of the op that does it: ``aten::linear``'s own overhead stays in its row with no
+work, the GEMM's time and FLOPs are in ``aten::addmm``.
+
+Calls are matched one to one when the profiler's dispatch-level sequence of a forward
+equals the counter's (the normal case: same model, same inputs, same modes); otherwise
+by (op, input shapes), and work the profiler never showed is kept in a row marked
+``(not seen by profiler)`` so that totals still add up.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import pandas as pd
+
+from .profiling import MODEL_LABEL, US, Profile
+
+WORK = ["macs", "flops", "other_flops", "bytes"]
+UNSEEN = "(not seen by profiler)"
+
+
+@dataclass
+class Joined:
+    """The join's output. ``calls``: one row per profiled event with attributed time."""
+
+    calls: pd.DataFrame
+    ops_by_shape: pd.DataFrame
+    ops: pd.DataFrame
+    modules: pd.DataFrame
+    coverage: dict
+    aligned: bool
+    time_per_forward_s: float
+    op_time_per_forward_s: float
+
+
+def _event_rows(profile: Profile, counter_ops: set[str]) -> list[dict]:
+    """Walk the event forest; one row per event with its kind and attributed time (s)."""
+    cuda = profile.device_type == "cuda"
+    rows: list[dict] = []
+    step = -1
+
+    def own(e) -> float:
+        return (e.self_device_time_total if cuda else e.self_cpu_time_total) * US
+
+    def inclusive(e) -> float:
+        return (e.device_time_total if cuda else e.cpu_time_total) * US
+
+    def visit(e, under_op: bool) -> None:
+        nonlocal step
+        if e.name == MODEL_LABEL:
+            step += 1
+        if under_op:
+            kind, t = "nested", 0.0
+        elif e.name in counter_ops:
+            kind, t = "op", inclusive(e)
+        elif e.name.startswith("aten::") or "::" in e.name and not e.name.startswith(("harness::", "module::")):
+            kind, t = "wrapper", own(e)
+        else:
+            kind, t = "label", own(e)
+        rows.append({"step": step, "name": e.name, "input_shapes": str(e.input_shapes), "kind": kind, "self_time_s": t,
+                     "start_us": e.time_range.start})
+        for c in sorted(e.cpu_children, key=lambda c: c.time_range.start):
+            visit(c, under_op or kind == "op")
+
+    roots = sorted((e for e in profile.events if e.cpu_parent is None), key=lambda e: e.time_range.start)
+    for r in roots:
+        visit(r, False)
+    return rows
+
+
+def _align(calls: pd.DataFrame, cevents: pd.DataFrame, steps: int) -> bool:
+    """Copy per-call work and module onto dispatch-level rows when sequences match."""
+    ops = calls[calls.kind == "op"]
+    want = list(cevents.op)
+    for s in range(steps):
+        got = list(ops[ops.step == s].name)
+        if got != want:
+            return False
+    n = len(cevents)
+    idx = ops.index
+    for col in WORK:
+        calls.loc[idx, col] = list(cevents[col]) * steps
+    calls.loc[idx, "module"] = list(cevents.module) * steps
+    calls.loc[idx, "counted"] = list(cevents.counted) * steps
+    return n > 0 or len(ops) == 0
+
+
+def _key_join(calls: pd.DataFrame, by_op: pd.DataFrame, cevents: pd.DataFrame, steps: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Fallback: spread each (op, shapes) group's work over its profiled calls.
+
+    Returns ``calls`` with work and the per-(op, shapes, module) share of each group,
+    used to spread time over modules.
+    """
+    counted_ops = set(cevents.loc[cevents.counted, "op"])
+    calls["counted"] = calls["name"].isin(counted_ops)
+    per_key = by_op.groupby(["op", "input_shapes"], as_index=False)[WORK + ["calls"]].sum()
+    ops = calls[calls.kind == "op"]
+    extra_rows = []
+    for _, k in per_key.iterrows():
+        sel = ops[(ops.name == k.op) & (ops.input_shapes == k.input_shapes)]
+        if sel.empty:
+            sel = ops[ops.name == k.op]
+        if sel.empty:
+            extra_rows.append({"step": -1, "name": k.op, "input_shapes": UNSEEN, "kind": "op", "self_time_s": 0.0,
+                               **{c: float(k[c]) * steps for c in WORK}, "counted": k.op in counted_ops, "module": None})
+            continue
+        weights = sel.self_time_s if sel.self_time_s.sum() > 0 else pd.Series(1.0, index=sel.index)
+        share = weights / weights.sum()
+        for c in WORK:
+            calls.loc[sel.index, c] = calls.loc[sel.index, c].fillna(0) + share * float(k[c]) * steps
+    if extra_rows:
+        calls = pd.concat([calls, pd.DataFrame(extra_rows)], ignore_index=True)
+    return calls, by_op
+
+
+def _derive(df: pd.DataFrame, time_col: str, peak_flop: float | None, peak_bytes: float | None, total_time: float) -> pd.DataFrame:
+    """Add rates, intensity, utilization, bound and share of time (all documented in README)."""
+    t = df[time_col].where(df[time_col] > 0)
+    df["total_flops"] = df["flops"] + df["other_flops"]
+    df["achieved_flop_per_s"] = df["flops"] / t
+    df["achieved_total_flop_per_s"] = df["total_flops"] / t
+    df["achieved_bytes_per_s"] = df["bytes"] / t
+    df["arithmetic_intensity"] = df["total_flops"] / df["bytes"].where(df["bytes"] > 0)
+    df["peak_flop_per_s"] = peak_flop if peak_flop else math.nan
+    df["peak_bytes_per_s"] = peak_bytes if peak_bytes else math.nan
+    df["utilization"] = df["achieved_flop_per_s"] / df["peak_flop_per_s"]
+    df["bandwidth_utilization"] = df["achieved_bytes_per_s"] / df["peak_bytes_per_s"]
+    if peak_flop and peak_bytes:
+        ridge = peak_flop / peak_bytes
+        df["bound"] = [
+            "" if not (tf > 0) or math.isnan(ai) else ("compute" if ai >= ridge else "memory")
+            for tf, ai in zip(df["total_flops"], df["arithmetic_intensity"].fillna(math.nan))
+        ]
+    else:
+        df["bound"] = ""
+    df["time_share"] = df[time_col] / total_time if total_time > 0 else math.nan
+    return df
+
+
+def _ancestors(path: str) -> list[str]:
+    """'' for the root, then each dotted prefix: 'a.b.c' -> ['', 'a', 'a.b', 'a.b.c']."""
+    if not path:
+        return [""]
+    parts = path.split(".")
+    return [""] + [".".join(parts[: i + 1]) for i in range(len(parts))]
+
+
+def join(profile: Profile, counts: Any, *, peak_flop_per_s: float | None, peak_bytes_per_s: float | None) -> Joined:
+    """Join a profile with counts. See the module docstring for the attribution rule."""
+    cevents: pd.DataFrame = counts.events.copy()
+    if "counted" not in cevents:
+        cevents["counted"] = True
+    cevents["module"] = cevents["module"].fillna("")
+    steps = profile.steps
+    counter_ops = set(cevents.op)
+    calls = pd.DataFrame(_event_rows(profile, counter_ops))
+    for c in WORK:
+        calls[c] = 0.0
+    calls["module"] = None
+    calls["counted"] = False
+    aligned = _align(calls, cevents, steps)
+    if not aligned:
+        for c in WORK:
+            calls[c] = 0.0
+        calls, _ = _key_join(calls, counts.by_op, cevents, steps)
+    calls[WORK] = calls[WORK].fillna(0.0)
+
+    total_time = float(calls.self_time_s.sum()) / steps
+    op_time = float(calls.loc[calls.kind == "op", "self_time_s"].sum()) / steps
+    peak_f, peak_b = peak_flop_per_s, peak_bytes_per_s
+
+    # per (op, input shapes): attributed figures merged onto the profiler's own table
+    agg = (calls.groupby(["name", "input_shapes"], as_index=False, sort=False)
+           .agg(self_time_s=("self_time_s", "sum"), macs=("macs", "sum"), flops=("flops", "sum"),
+                other_flops=("other_flops", "sum"), bytes=("bytes", "sum"), kind=("kind", "first"),
+                counted=("counted", "max")))
+    for c in ["self_time_s"] + WORK:
+        agg[c] = agg[c] / steps
+    raw = profile.ops_by_shape_raw
+    by_shape = raw.merge(agg, on=["name", "input_shapes"], how="outer") if len(raw) else agg
+    by_shape["kind"] = by_shape["kind"].fillna("nested")
+    by_shape["calls"] = by_shape["calls"].fillna(0)
+    by_shape[["self_time_s"] + WORK] = by_shape[["self_time_s"] + WORK].fillna(0.0)
+    by_shape["counted"] = by_shape["counted"].fillna(False).astype(bool)
+    by_shape = _derive(by_shape, "self_time_s", peak_f, peak_b, total_time)
+    by_shape = by_shape.sort_values("self_time_s", ascending=False, kind="stable").reset_index(drop=True)
+
+    # per op name
+    name_agg = (agg.groupby("name", as_index=False, sort=False)
+                .agg(self_time_s=("self_time_s", "sum"), macs=("macs", "sum"), flops=("flops", "sum"),
+                     other_flops=("other_flops", "sum"), bytes=("bytes", "sum"), kind=("kind", "first"),
+                     counted=("counted", "max")))
+    raw_n = profile.ops_raw
+    ops = raw_n.merge(name_agg, on="name", how="outer") if len(raw_n) else name_agg
+    ops["kind"] = ops["kind"].fillna("nested")
+    ops["calls"] = ops["calls"].fillna(0)
+    ops[["self_time_s"] + WORK] = ops[["self_time_s"] + WORK].fillna(0.0)
+    ops["counted"] = ops["counted"].fillna(False).astype(bool)
+    ops = _derive(ops, "self_time_s", peak_f, peak_b, total_time)
+    ops = ops.sort_values("self_time_s", ascending=False, kind="stable").reset_index(drop=True)
+
+    # per module: the ops dispatched inside it and its children
+    op_calls = calls[calls.kind == "op"]
+    mod_time: dict[str, float] = {}
+    if aligned:
+        for m, t in op_calls.groupby(op_calls["module"].fillna(""))["self_time_s"].sum().items():
+            for a in _ancestors(m):
+                mod_time[a] = mod_time.get(a, 0.0) + t / steps
+    else:
+        by_op = counts.by_op
+        key_time = op_calls.groupby(["name", "input_shapes"])["self_time_s"].sum() / steps
+        name_time = op_calls.groupby("name")["self_time_s"].sum() / steps
+        key_calls = by_op.groupby(["op", "input_shapes"])["calls"].sum()
+        for _, r in by_op.iterrows():
+            key = (r.op, r.input_shapes)
+            if key in key_time.index:
+                t = key_time[key] * r.calls / key_calls[key]
+            else:  # shapes did not match: share the name's time by calls
+                t = name_time.get(r.op, 0.0) * r.calls / max(by_op.loc[by_op.op == r.op, "calls"].sum(), 1)
+            for a in _ancestors(r.module or ""):
+                mod_time[a] = mod_time.get(a, 0.0) + t
+    modules = counts.by_module.copy()
+    modules["time_s"] = [mod_time.get(p, 0.0) for p in modules["path"]]
+    modules = _derive(modules, "time_s", peak_f, peak_b, op_time)
+
+    # coverage
+    cov = dict(getattr(counts, "coverage", {}) or {})
+    counted_time = float(op_calls.loc[op_calls.counted.astype(bool), "self_time_s"].sum()) / steps
+    unc = op_calls[~op_calls.counted.astype(bool)]
+    top_unc = (unc.groupby("name")["self_time_s"].agg(["sum", "count"]).sort_values("sum", ascending=False).head(10))
+    coverage = {
+        "share_of_ops": (cov.get("ops_counted", 0) / cov["ops_seen"]) if cov.get("ops_seen") else 1.0,
+        "share_of_calls": cov.get("share_of_calls", 1.0),
+        "share_of_time": counted_time / op_time if op_time > 0 else 1.0,
+        "ops_seen": cov.get("ops_seen"),
+        "ops_counted": cov.get("ops_counted"),
+        "uncounted_ops": cov.get("uncounted_ops", []),
+        "top_uncounted_by_time": [
+            {"op": n, "calls": float(r["count"]) / steps, "time_s": float(r["sum"]) / steps} for n, r in top_unc.iterrows()
+        ],
+        "calls_aligned": aligned,
+    }
+    return Joined(calls=calls, ops_by_shape=by_shape, ops=ops, modules=modules, coverage=coverage, aligned=aligned,
+                  time_per_forward_s=total_time, op_time_per_forward_s=op_time)
