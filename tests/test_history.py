@@ -1,0 +1,239 @@
+"""history.csv: layout, locking, atomic appends, corrupt and older files, the `history` verb."""
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from conftest import ROOT, run_cli
+from harness import history
+from harness.errors import HarnessError
+
+DATA = Path(__file__).parent / "data"
+
+
+def fake_summary(i: int = 0, *, scenario: str = "vgg16", p50: float = 0.5, tag=None, commit="0a1b2c3",
+                 logdir: Path | None = None, batch_size: int = 1) -> dict:
+    run_id = f"20261124T1000{i:02d}.000000Z-{1000 + i}-{i:04x}"
+    return {
+        "schema_version": 1, "scenario": scenario, "run_id": run_id,
+        "started_at": f"2026-11-24T10:00:{i % 60:02d}.000000Z", "tag": tag, "device": "cpu",
+        "device_name": "Intel(R) Xeon(R) CPU @ 2.20GHz", "dtype": "float32", "batch_size": batch_size, "threads": 2,
+        "params": 138357544, "macs": 15470264320, "flops": 30940528640,
+        "latency_s": {"p50": p50, "p90": p50 * 1.1, "p99": p50 * 1.2, "mean": p50 * 1.02, "std": p50 * 0.03,
+                      "min": p50 * 0.95, "max": p50 * 1.3, "n": 20},
+        "throughput_samples_per_s": batch_size / p50, "achieved_flop_per_s": 30940528640 / p50,
+        "peak_flop_per_s": 1.41e11, "utilization": 30940528640 / p50 / 1.41e11, "peak_memory_bytes": 600_000_000,
+        "torch_version": "2.14.1", "git_commit": commit,
+        "config_key": f"{scenario}|bs={batch_size}|float32|cpu|threads=2|tag={tag or ''}",
+        "env_key": f"torch=2.14.1|Intel(R) Xeon(R) CPU @ 2.20GHz|{commit}",
+        "path": str((logdir or Path("logs")) / scenario / run_id),
+    }
+
+
+def test_append_then_read_roundtrip(tmp_path: Path):
+    for i in range(3):
+        history.append(tmp_path, fake_summary(i, p50=0.5 + i / 100, logdir=tmp_path, tag="a,b" if i == 2 else None))
+    text = (tmp_path / "history.csv").read_text()
+    assert text.splitlines()[0].split(",")[0] == "schema_version"
+    assert text.splitlines()[0] == ",".join(history.COLUMNS)
+    df = history.read(tmp_path)
+    assert list(df.columns) == history.COLUMNS
+    assert len(df) == 3
+    assert df["latency_p50_s"].tolist() == [0.5, 0.51, 0.52]
+    assert df["git_commit"].tolist() == ["0a1b2c3"] * 3  # stays text
+    assert df["tag"].tolist() == [None, None, "a,b"]
+    assert df["batch_size"].tolist() == [1, 1, 1]
+    assert df["run_dir"].iloc[0] == f"vgg16/{fake_summary(0)['run_id']}"  # relative to LOGDIR
+    assert (df["schema_version"] == history.SCHEMA_VERSION).all()
+    # plain pandas reads it too
+    raw = pd.read_csv(tmp_path / "history.csv")
+    assert raw.shape == (3, len(history.COLUMNS))
+    assert raw["flops"].iloc[0] == 30940528640
+
+
+def test_read_absent_or_empty_is_empty_frame(tmp_path: Path):
+    assert history.read(tmp_path).empty
+    (tmp_path / "history.csv").write_text("")
+    df = history.read(tmp_path)
+    assert df.empty and list(df.columns) == history.COLUMNS
+
+
+APPENDER = textwrap.dedent("""
+    import sys
+    sys.path.insert(0, {root!r})
+    from harness import history
+    sys.path.insert(0, {tests!r})
+    from test_history import fake_summary
+    logdir, worker, n = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+    for k in range(n):
+        s = fake_summary(worker * 100 + k % 60)
+        s["run_id"] = f"w{{worker}}-{{k}}"
+        history.append(logdir, s)
+""")
+
+
+def test_concurrent_appends_keep_every_row(tmp_path: Path):
+    script = tmp_path / "appender.py"
+    script.write_text(APPENDER.format(root=str(ROOT), tests=str(Path(__file__).parent)))
+    workers, per = 4, 25
+    procs = [subprocess.Popen([sys.executable, str(script), str(tmp_path), str(w), str(per)]) for w in range(workers)]
+    assert [p.wait(timeout=120) for p in procs] == [0] * workers
+    df = history.read(tmp_path)
+    assert len(df) == workers * per
+    assert set(df["run_id"]) == {f"w{w}-{k}" for w in range(workers) for k in range(per)}
+    assert pd.read_csv(tmp_path / "history.csv").shape == (workers * per, len(history.COLUMNS))
+    # no temporaries left behind; the lock file stays (deleting it would break mutual exclusion)
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name != "appender.py") == [".history.csv.lock", "history.csv"]
+
+
+LOOPER = textwrap.dedent("""
+    import sys
+    sys.path.insert(0, {root!r})
+    from harness import history
+    sys.path.insert(0, {tests!r})
+    from test_history import fake_summary
+    k = 0
+    while True:
+        s = fake_summary(k % 60)
+        s["run_id"] = f"{{sys.argv[2]}}-{{k}}"
+        history.append(sys.argv[1], s)
+        k += 1
+""")
+
+
+def test_killed_writer_never_leaves_a_broken_file(tmp_path: Path):
+    """SIGKILL a process appending in a tight loop at arbitrary moments: the file always loads."""
+    script = tmp_path / "looper.py"
+    script.write_text(LOOPER.format(root=str(ROOT), tests=str(Path(__file__).parent)))
+    logdir = tmp_path / "logs"
+    total = 0
+    for attempt in range(4):
+        p = subprocess.Popen([sys.executable, str(script), str(logdir), f"k{attempt}"])
+        deadline = time.time() + 30
+        while time.time() < deadline:  # let it write a few rows first
+            if (logdir / "history.csv").exists() and len(history.read(logdir)) >= total + 3:
+                break
+            time.sleep(0.05)
+        time.sleep(0.05 * attempt)
+        os.kill(p.pid, signal.SIGKILL)
+        p.wait()
+        df = history.read(logdir)  # must not raise
+        assert len(df) > total
+        ids = [r for r in df["run_id"] if r.startswith(f"k{attempt}-")]
+        assert ids == [f"k{attempt}-{k}" for k in range(len(ids))]  # contiguous: nothing lost or doubled
+        total = len(df)
+        pd.read_csv(logdir / "history.csv")
+
+
+@pytest.mark.parametrize("kind", ["truncated", "foreign", "binary", "bad_row_mid_file", "non_numeric", "not_utf8"])
+def test_corrupt_history_is_named_and_never_overwritten(tmp_path: Path, kind: str):
+    for i in range(3):
+        history.append(tmp_path, fake_summary(i))
+    path = tmp_path / "history.csv"
+    good = path.read_bytes()
+    lines = good.decode().splitlines(keepends=True)
+    if kind == "truncated":
+        data, line = good[:-40], 4
+    elif kind == "foreign":
+        data, line = (DATA / "foreign.csv").read_bytes(), 1
+    elif kind == "binary":
+        data, line = b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" + bytes(range(256)), 1
+    elif kind == "bad_row_mid_file":
+        data, line = "".join(lines[:2] + ["2,oops,1,2\n"] + lines[2:]).encode(), 3
+    elif kind == "non_numeric":
+        data, line = "".join(lines[:3] + [lines[3].replace(",0.5,", ",fast,", 1)]).encode(), 4
+    else:
+        data, line = good + b"2,\xff\xfe,broken\n", 5
+    path.write_bytes(data)
+    with pytest.raises(HarnessError) as exc:
+        history.read(tmp_path)
+    msg = exc.value.message
+    assert str(path) in msg and f"line {line}" in msg and "\n" not in msg, msg
+    assert exc.value.exit_code == 2
+    with pytest.raises(HarnessError) as exc2:
+        history.append(tmp_path, fake_summary(9))
+    assert f"line {line}" in exc2.value.message and "not added" in exc2.value.message
+    assert path.read_bytes() == data  # untouched
+    # through the CLI: one line, exit 2, no traceback
+    proc = run_cli("history", "--logdir", str(tmp_path))
+    assert proc.returncode == 2
+    assert proc.stderr.count("\n") == 1 and f"line {line}" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_older_schema_is_migrated_in_memory_and_never_rewritten(tmp_path: Path, capsys):
+    shutil.copy(DATA / "history_v1.csv", tmp_path / "history.csv")
+    before = (tmp_path / "history.csv").read_bytes()
+    df = history.read(tmp_path)
+    assert list(df.columns) == history.COLUMNS and len(df) == 3
+    assert (df["schema_version"] == history.SCHEMA_VERSION).all()
+    # the parts of the keys are recovered
+    assert df["batch_size"].tolist() == [1, 1, 4]
+    assert df["dtype"].tolist() == ["float32", "float32", "bfloat16"]
+    assert df["threads"].tolist() == [2, 2, 1]
+    assert df["tag"].tolist() == [None, None, "nightly"]
+    assert df["git_commit"].tolist() == ["0a1b2c3"] * 3
+    assert df["device_name"].iloc[0] == "Intel(R) Xeon(R) CPU @ 2.20GHz"
+    assert df["throughput_samples_per_s"].iloc[2] == pytest.approx(4 / 0.0002)
+    assert df["peak_memory_bytes"].isna().all()
+    assert (tmp_path / "history.csv").read_bytes() == before  # reading never rewrites
+
+    # appending keeps the file's own layout: old bytes untouched, one v1 row added
+    history.append(tmp_path, fake_summary(7, logdir=tmp_path))
+    after = (tmp_path / "history.csv").read_bytes()
+    assert after.startswith(before)
+    assert after[len(before):].decode().startswith("1,")
+    assert "schema 1" in capsys.readouterr().err
+    assert history.file_version(tmp_path) == 1
+    df = history.read(tmp_path)
+    assert len(df) == 4 and df["latency_p50_s"].iloc[3] == 0.5 and df["batch_size"].iloc[3] == 1
+
+    # explicit migration keeps a copy
+    proc = run_cli("history", "--migrate", "--logdir", str(tmp_path))
+    assert proc.returncode == 0, proc.stderr
+    assert (tmp_path / "history.v1.csv").read_bytes() == after
+    assert history.file_version(tmp_path) == history.SCHEMA_VERSION
+    migrated = history.read(tmp_path)
+    assert migrated["run_id"].tolist() == df["run_id"].tolist()
+    assert migrated["latency_p50_s"].tolist() == df["latency_p50_s"].tolist()
+
+
+def test_newer_schema_is_refused(tmp_path: Path):
+    history.append(tmp_path, fake_summary(0))
+    path = tmp_path / "history.csv"
+    lines = path.read_text().splitlines(keepends=True)
+    path.write_text(lines[0] + "3" + lines[1][1:])
+    with pytest.raises(HarnessError, match="line 2: schema_version 3 is newer"):
+        history.read(tmp_path)
+
+
+def test_history_cli_table_and_plot(tmp_path: Path):
+    for i in range(6):
+        history.append(tmp_path, fake_summary(i, p50=0.5 + 0.01 * (i % 3), logdir=tmp_path))
+        history.append(tmp_path, fake_summary(i + 20, p50=0.9 + 0.01 * (i % 2), logdir=tmp_path, batch_size=2))
+    history.append(tmp_path, fake_summary(40, scenario="resnet50", p50=0.2, logdir=tmp_path))
+    png = tmp_path / "h.png"
+    proc = run_cli("history", "vgg16", "--logdir", str(tmp_path), "--plot", str(png))
+    assert proc.returncode == 0, proc.stderr
+    assert "vgg16 · bs 1 · float32 · cpu · 2 thr" in proc.stdout
+    assert "vgg16 · bs 2" in proc.stdout and "resnet50" not in proc.stdout
+    assert "12 run(s), 2 config(s)" in proc.stdout
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
+    proc = run_cli("history", "nosuch", "--logdir", str(tmp_path))
+    assert proc.returncode == 2 and "no runs of 'nosuch'" in proc.stderr and "resnet50" in proc.stderr
+    proc = run_cli("history", "--logdir", str(tmp_path / "empty"))
+    assert proc.returncode == 2 and "no history at" in proc.stderr
+    proc = run_cli("history", "--logdir", str(tmp_path), "--json", "--last", "2")
+    assert proc.returncode == 0
+    import json
+
+    recs = json.loads(proc.stdout)
+    assert [r["scenario"] for r in recs] == ["vgg16", "resnet50"]
