@@ -131,21 +131,63 @@ class RunDir:
             shutil.rmtree(self.path, ignore_errors=True)
 
 
-def clean_stale_tmp(root: Path, older_than_s: float = 3600.0) -> int:
-    """Remove hidden temporaries left by killed runs (older than ``older_than_s``)."""
+def _owner_alive(name: str) -> bool | None:
+    """Whether the process that made a ``.tmp-<run_id>`` entry still runs (None: can't tell).
+
+    Run ids hold the writer's pid: ``<time>-<pid>-<hex>``.
+    """
+    parts = name[len(TMP_PREFIX):].split("-")
+    if len(parts) < 3 or not parts[1].isdigit():
+        return None
+    try:
+        os.kill(int(parts[1]), 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError, ValueError):
+        return True
+    return True
+
+
+def clean_stale_tmp(root: Path, grace_s: float = 60.0, max_age_s: float = 86400.0) -> int:
+    """Remove hidden temporaries left by killed runs; returns how many.
+
+    An entry goes when its writer's pid no longer runs and it is older than ``grace_s``
+    (a pid can be reused, so a day-old entry goes regardless). Live runs are never touched.
+    """
     removed = 0
     root = Path(root)
     if not root.is_dir():
         return 0
-    cutoff = time.time() - older_than_s
-    for p in list(root.glob(f"{TMP_PREFIX}*")) + list(root.glob(f"*/{TMP_PREFIX}*")):
+    now = time.time()
+    for p in root.glob(f"{TMP_PREFIX}*"):
         try:
-            if p.stat().st_mtime < cutoff:
-                if p.is_dir():
-                    shutil.rmtree(p, ignore_errors=True)
-                else:
-                    p.unlink(missing_ok=True)
-                removed += 1
+            age = now - p.stat().st_mtime
         except OSError:
             continue
+        alive = _owner_alive(p.name)
+        if (alive is False and age > grace_s) or age > max_age_s or (alive is None and age > grace_s * 60):
+            if p.is_dir():
+                shutil.rmtree(p, ignore_errors=True)
+            else:
+                p.unlink(missing_ok=True)
+            removed += 1
     return removed
+
+
+def fault_point(stage: str) -> None:
+    """Fault injection for the reliability tests: ``HARNESS_FAULT_AT=<stage>[:kill]``.
+
+    Raises KeyboardInterrupt (a Ctrl-C) or SIGKILLs this process at ``stage``. Unset in
+    normal use; costs one environment lookup.
+    """
+    want = os.environ.get("HARNESS_FAULT_AT")
+    if not want:
+        return
+    where, _, how = want.partition(":")
+    if where != stage:
+        return
+    if how == "kill":
+        import signal
+
+        os.kill(os.getpid(), signal.SIGKILL)
+    raise KeyboardInterrupt

@@ -79,10 +79,18 @@ def _event_rows(profile: Profile, counter_ops: set[str]) -> list[dict]:
         for c in sorted(e.cpu_children, key=lambda c: c.time_range.start):
             visit(c, under_op or kind == "op")
 
-    roots = sorted((e for e in profile.events if e.cpu_parent is None), key=lambda e: e.time_range.start)
+    # CPU-side events only: on CUDA, kernels are attached to the op that launched them
+    # (its device time), and listing them again as roots would count them twice
+    roots = sorted((e for e in profile.events if e.cpu_parent is None and _is_cpu(e)), key=lambda e: e.time_range.start)
     for r in roots:
         visit(r, False)
     return rows
+
+
+def _is_cpu(e) -> bool:
+    from torch.autograd import DeviceType
+
+    return getattr(e, "device_type", DeviceType.CPU) == DeviceType.CPU
 
 
 def _align(calls: pd.DataFrame, cevents: pd.DataFrame, steps: int) -> bool:

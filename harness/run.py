@@ -126,6 +126,8 @@ def _forward_error(name: str, exc: BaseException) -> HarnessError:
     msg = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
     if isinstance(exc, TypeError) and "unexpected keyword argument" in msg:
         return HarnessError(f"scenario '{name}': the model's forward does not accept these inputs ({msg}); check make_inputs' dict keys")
+    if "not implemented for" in msg and any(t in msg for t in ("'Half'", "'BFloat16'")):
+        return HarnessError(f"scenario '{name}': this device cannot run the model in this dtype ({msg[:200]}); use --dtype float32")
     if isinstance(exc, torch.OutOfMemoryError) or "out of memory" in msg.lower():
         return HarnessError(f"scenario '{name}' ran out of memory in forward ({msg[:200]}); try a smaller --batch-size")
     return HarnessError(f"scenario '{name}': the model raised in forward: {type(exc).__name__}: {msg[:300]}")
@@ -139,6 +141,7 @@ class Stages:
         self.progress = progress
 
     def run(self, name: str, fn: Callable[[], Any]) -> Any:
+        fsio.fault_point(name)
         if self.progress:
             self.progress(name)
         t0 = time.perf_counter()
@@ -203,6 +206,7 @@ def execute(
         run.summary["stage_times_s"] = dict(stages.times)
         if rundir is not None:
             fsio.atomic_write_json(rundir.path / "summary.json", run.summary)
+            fsio.fault_point("commit")
             run.path = rundir.commit()
             run.summary["path"] = str(run.path)
             _append_history(root, run.summary)
@@ -329,6 +333,7 @@ def _write(run: Run, rundir: fsio.RunDir, prof, root: Path, scenario: str, write
     run.ops_by_shape = _ordered(run.ops_by_shape, OPS_COLUMNS_FIRST[:1] + ["input_shapes"] + OPS_COLUMNS_FIRST[1:])
     fsio.atomic_write_csv(d / "ops.csv", run.ops)
     fsio.atomic_write_csv(d / "ops_by_shape.csv", run.ops_by_shape)
+    fsio.fault_point("write-mid")
     fsio.atomic_write_csv(d / "modules.csv", run.modules)
     fsio.atomic_write_csv(d / "samples.csv", run.samples)
     fsio.atomic_write_json(d / "env.json", run.env)

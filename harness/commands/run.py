@@ -110,8 +110,9 @@ def render_summary(s: dict) -> str:
     row("achieved", f"{si(s['achieved_flop_per_s'], 'FLOP/s')} of {peak_txt}"
                     f"  → utilization {percent(s.get('utilization'))}")
     if s.get("mem_bandwidth_bytes_per_s"):
+        ai = s.get("arithmetic_intensity")
         row("bandwidth", f"{si(s.get('achieved_bytes_per_s'), 'B/s')} of {si(s['mem_bandwidth_bytes_per_s'], 'B/s')}"
-                         f"   · intensity {s['arithmetic_intensity']:.1f} FLOP/B" if s.get("arithmetic_intensity") else "")
+                         + (f"   · intensity {ai:.1f} FLOP/B" if ai else ""))
     act = s.get("peak_activation_bytes")
     row("peak memory", f"{si(s['peak_memory_bytes'], 'B')}" + (
         f" (weights {si(s.get('weights_bytes'), 'B')} + activations {si(act, 'B')})" if s["device"] == "cpu" and act is not None else ""))

@@ -1,0 +1,202 @@
+"""Bad input and faults never cost a result: one-line errors, exit codes, nothing half-written.
+
+Each case runs the real CLI in a subprocess and checks the exit code, the message, the
+absence of a traceback, and that an earlier run's files are byte-for-byte unchanged.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import ROOT, TINY_SCENARIO, run_cli, write_scenario
+
+
+def snapshot(d: Path) -> dict[str, str]:
+    """Every file under ``d`` with its hash, hidden entries included."""
+    return {str(p.relative_to(d)): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(d.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture(scope="module")
+def earlier(tmp_path_factory):
+    """A logdir holding one good run of the tiny scenario; the cases below must never change it."""
+    d = tmp_path_factory.mktemp("err")
+    scen = write_scenario(d, "tiny", TINY_SCENARIO)
+    logdir = d / "logs"
+    proc = run_cli("run", str(scen), "--logdir", str(logdir), "--iters", "2", "--warmup", "1", "--top", "0")
+    assert proc.returncode == 0, proc.stderr
+    return scen, logdir
+
+
+def assert_clean_failure(proc, logdir: Path, before: dict, *words: str, code: int = 2):
+    assert proc.returncode == code, (proc.returncode, proc.stderr)
+    err = proc.stderr.strip()
+    assert "Traceback" not in proc.stderr and "Traceback" not in proc.stdout
+    assert len(err.splitlines()) == 1, err
+    for w in words:
+        assert w in err, (w, err)
+    assert snapshot(logdir) == before
+
+
+@pytest.mark.parametrize("body, words", [
+    ("def build_model(:\n    pass\n", ["syntax error at line 1"]),
+    ("import torch\ndef make_inputs(b, d):\n    return torch.zeros(b)\n", ["lacks build_model"]),
+    ("def build_model():\n    raise RuntimeError('no weights here')\ndef make_inputs(b, d):\n    return None\n",
+     ["raised while building", "no weights here"]),
+    ("import torch\nclass M(torch.nn.Module):\n    def forward(self, x):\n        raise ValueError('shape mismatch in block 3')\n"
+     "def build_model():\n    return M()\ndef make_inputs(b, d):\n    return torch.zeros(b, 4)\n",
+     ["'bad'", "raised in forward", "ValueError: shape mismatch in block 3"]),
+    ("import torch\ndef build_model():\n    return torch.nn.Linear(4, 2)\n"
+     "def make_inputs(b, d):\n    return {'tokens': torch.zeros(b, 4)}\n",
+     ["does not accept these inputs", "tokens"]),
+])
+def test_broken_scenarios(earlier, tmp_path, body, words):
+    _, logdir = earlier
+    before = snapshot(logdir)
+    scen = tmp_path / "bad.py"
+    scen.write_text(body)
+    proc = run_cli("run", str(scen), "--logdir", str(logdir), "--iters", "2", "--warmup", "1")
+    assert_clean_failure(proc, logdir, before, *words)
+
+
+@pytest.mark.parametrize("args, words", [
+    (["--device", "cuda"], ["no CUDA GPU"]),
+    (["--device", "tpu9"], ["unknown device 'tpu9'"]),
+    (["--dtype", "float8"], ["unknown dtype 'float8'"]),
+    (["--batch-size", "0"], ["--batch-size must be at least 1"]),
+    (["--batch-size", "-3"], ["--batch-size must be at least 1"]),
+    (["--batch-size", "two"], ["--batch-size", "invalid int value"]),
+    (["--iters", "0"], ["--iters must be at least 1"]),
+])
+def test_bad_options(earlier, args, words):
+    scen, logdir = earlier
+    before = snapshot(logdir)
+    proc = run_cli("run", str(scen), "--logdir", str(logdir), *args)
+    assert_clean_failure(proc, logdir, before, *words)
+
+
+def test_missing_scenario_file(earlier, tmp_path):
+    _, logdir = earlier
+    before = snapshot(logdir)
+    proc = run_cli("run", str(tmp_path / "nowhere.py"), "--logdir", str(logdir))
+    assert_clean_failure(proc, logdir, before, "does not exist")
+
+
+def test_logdir_is_a_file(earlier, tmp_path):
+    scen, _ = earlier
+    f = tmp_path / "afile"
+    f.write_text("keep me")
+    proc = run_cli("run", str(scen), "--logdir", str(f))
+    assert proc.returncode == 2 and "is a file" in proc.stderr and f.read_text() == "keep me"
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes through read-only permissions")
+def test_logdir_read_only(earlier, tmp_path):
+    scen, _ = earlier
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    ro.chmod(0o500)
+    proc = run_cli("run", str(scen), "--logdir", str(ro))
+    assert proc.returncode == 2 and "not writable" in proc.stderr
+
+
+def test_logdir_read_only_as_root(earlier, tmp_path):
+    """Root ignores permission bits, so a read-only bind is simulated with a file-size limit of 0 bytes:
+    every write fails, as on a full or read-only disk. Checked before the model is even built."""
+    scen, _ = earlier
+    logdir = tmp_path / "full"
+    code = ("import resource, signal, sys; signal.signal(signal.SIGXFSZ, signal.SIG_IGN); "
+            "resource.setrlimit(resource.RLIMIT_FSIZE, (0, 0)); from harness.cli import main; "
+            f"sys.exit(main(['run', {str(scen)!r}, '--logdir', {str(logdir)!r}]))")
+    t = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=120)
+    assert proc.returncode == 2, proc.stderr
+    assert "cannot be written" in proc.stderr and "Traceback" not in proc.stderr
+    assert not any(p.name.startswith(".tmp-") for p in logdir.rglob("*"))
+
+
+@pytest.mark.parametrize("stage", ["latency", "count", "profile", "join", "write", "write-mid", "commit"])
+def test_ctrl_c_at_every_stage(earlier, stage):
+    scen, logdir = earlier
+    before = snapshot(logdir)
+    proc = run_cli("run", str(scen), "--logdir", str(logdir), "--iters", "2", "--warmup", "1",
+                   env={"HARNESS_FAULT_AT": stage})
+    assert proc.returncode == 130, proc.stderr
+    assert "Traceback" not in proc.stderr and "interrupted" in proc.stderr
+    assert snapshot(logdir) == before  # no run dir, no hidden leftovers, history unchanged
+
+
+def test_real_sigint_during_timing(earlier, tmp_path):
+    """A real Ctrl-C (SIGINT) while the model runs: exit 130, nothing new on disk, the next run works."""
+    scen, logdir = earlier
+    before = snapshot(logdir)
+    marker = tmp_path / "started"
+    slow = write_scenario(tmp_path, "slow", f'''
+        import time, torch
+        from pathlib import Path
+        class Slow(torch.nn.Module):
+            def forward(self, x):
+                Path({str(marker)!r}).touch()
+                time.sleep(0.05)
+                return x * 2
+        def build_model():
+            return Slow()
+        def make_inputs(b, d):
+            return torch.zeros(b, 4)
+    ''')
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    p = subprocess.Popen([sys.executable, "-m", "harness", "run", str(slow), "--logdir", str(logdir), "--iters", "500"],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT)
+    deadline = time.time() + 120
+    while not marker.exists() and time.time() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.3)
+    p.send_signal(signal.SIGINT)
+    out, err = p.communicate(timeout=60)
+    assert p.returncode == 130, err
+    assert "Traceback" not in err
+    assert snapshot(logdir) == before
+    ok = run_cli("run", str(scen), "--logdir", str(logdir), "--iters", "2", "--warmup", "1", "--top", "0")
+    assert ok.returncode == 0, ok.stderr
+
+
+def test_sigkill_while_writing_leaves_only_a_hidden_dir_that_later_runs_clean(tmp_path):
+    scen = write_scenario(tmp_path, "tiny", TINY_SCENARIO)
+    logdir = tmp_path / "logs"
+    proc = run_cli("run", str(scen), "--logdir", str(logdir), "--iters", "2", "--warmup", "1",
+                   env={"HARNESS_FAULT_AT": "write-mid:kill"})
+    assert proc.returncode == -signal.SIGKILL
+    entries = [p for p in (logdir / "tiny").iterdir() if p.name.startswith(".tmp-") or (p / "summary.json").exists()]
+    assert len(entries) == 1 and entries[0].name.startswith(".tmp-")  # invisible to TensorBoard and to readers
+    assert not (logdir / "history.csv").exists() or len((logdir / "history.csv").read_text().splitlines()) <= 1
+    old = time.time() - 300
+    os.utime(entries[0], (old, old))  # the killed writer's grace period has passed
+    ok = run_cli("run", str(scen), "--logdir", str(logdir), "--iters", "2", "--warmup", "1", "--top", "0")
+    assert ok.returncode == 0, ok.stderr
+    left = list((logdir / "tiny").iterdir())
+    assert not any(p.name.startswith(".tmp-") for p in left)
+    assert len([p for p in left if (p / "summary.json").exists()]) == 1
+
+
+def test_two_runs_at_once(tmp_path):
+    scen = write_scenario(tmp_path, "tiny", TINY_SCENARIO)
+    logdir = tmp_path / "logs"
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    cmd = [sys.executable, "-m", "harness", "run", str(scen), "--logdir", str(logdir), "--iters", "2", "--warmup", "1", "--top", "0"]
+    procs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT) for _ in range(2)]
+    for p in procs:
+        _, err = p.communicate(timeout=300)
+        assert p.returncode == 0, err
+    runs = [p for p in (logdir / "tiny").iterdir() if (p / "summary.json").exists()]
+    assert len(runs) == 2
+    import pandas as pd
+
+    hist = pd.read_csv(logdir / "history.csv")
+    assert len(hist) == 2 and set(hist.run_id) == {r.name for r in runs}
