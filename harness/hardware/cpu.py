@@ -1,0 +1,282 @@
+"""What this CPU can do per cycle, read from ``/proc/cpuinfo`` and ``/sys``.
+
+The derived peak is ``cores × FLOP per cycle per core × clock``
+(:func:`harness.hardware.formulas.cpu_peak_flop_per_s`). Each factor is a guess that
+this module makes as honestly as it can and writes down:
+
+* **FLOP per cycle per core** comes from the vector ISA flags. The number of FMA
+  units cannot be read from the flags: AVX-512 server parts are *assumed* to have two
+  512-bit FMA units (64 fp32 FLOP/cycle); some Xeon Bronze/Silver/Gold 5xxx SKUs have
+  one (32). AMD Zen 4 (family 0x19 with AVX-512) runs 512-bit instructions on two
+  256-bit pipes, so it is counted like AVX2 (32). AVX2 + FMA: two 256-bit FMA units
+  (32); AMD Zen/Zen+ (family 0x17, model < 0x30) split 256-bit ops into 128-bit
+  halves (16). AVX without FMA: one 256-bit add and one multiply per cycle (16).
+  SSE2: 8. fp64 is half of fp32.
+* **bf16**: with ``avx512_bf16`` (``vdpbf16ps``: two bf16 products and two adds per fp32
+  lane) twice the fp32 rate; with AMX (``amx_bf16`` + ``amx_tile``) 1024 bf16 FLOP per
+  cycle per core (Intel: one TMUL does 1024 BF16 / 2048 INT8 operations per cycle on
+  4th-gen Xeon), reachable only by oneDNN matmuls/convolutions; otherwise PyTorch
+  converts bf16 to fp32 and the fp32 rate applies. fp16 likewise with ``avx512_fp16``
+  / ``amx_fp16``.
+* **int8** (integer ops, not FLOP): AMX 2048 ops/cycle/core; VNNI (``vpdpbusd``: 4
+  products + 4 adds per 32-bit lane) four times the fp32 rate; otherwise unknown.
+* **clock**: ``cpufreq/cpuinfo_max_freq`` when the kernel exposes it (the single-core
+  turbo, an upper bound), else the nominal clock in the model name (``@ 2.90GHz``),
+  else ``cpu MHz`` from ``/proc/cpuinfo`` - the *current* clock, not the sustained
+  maximum (common in VMs). ``harness calibrate`` measures the sustained clock.
+* **cores**: threads beyond the physical cores in this process's affinity mask add no
+  FMA units (SMT siblings share them), so ``min(threads, physical cores)`` is used.
+
+The calibration (:mod:`harness.hardware.calibration`) measures all of this; a derived
+figure is what you get before running it.
+"""
+from __future__ import annotations
+
+import os
+import platform
+import re
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+FLAGS_OF_INTEREST = (
+    "sse2", "avx", "fma", "avx2", "avx512f", "avx512bw", "avx512vl", "avx512_vnni",
+    "avx_vnni", "avx512_bf16", "avx512_fp16", "amx_tile", "amx_bf16", "amx_int8", "amx_fp16",
+    "hypervisor",
+)
+
+AMX_BF16_FLOP_PER_CYCLE = 1024   # Intel 4th-gen Xeon (Sapphire Rapids) TMUL, per core
+AMX_INT8_OP_PER_CYCLE = 2048
+
+
+def parse_cpuinfo(text: str) -> list[dict[str, str]]:
+    """``/proc/cpuinfo`` as one dict per logical CPU (keys as printed, values stripped)."""
+    cpus: list[dict[str, str]] = []
+    cur: dict[str, str] = {}
+    for line in text.splitlines():
+        if not line.strip():
+            if cur:
+                cpus.append(cur)
+                cur = {}
+            continue
+        if ":" in line:
+            k, _, v = line.partition(":")
+            cur[k.strip()] = v.strip()
+    if cur:
+        cpus.append(cur)
+    return cpus
+
+
+def _read(path: str | Path) -> str | None:
+    try:
+        return Path(path).read_text()
+    except OSError:
+        return None
+
+
+@dataclass
+class Throughput:
+    """Per-core, per-cycle rates derived from ISA flags (``None``: unknown)."""
+
+    isa: str
+    flop_per_cycle: dict[str, float] = field(default_factory=dict)   # float32, float64, bfloat16, float16
+    int_op_per_cycle: dict[str, float] = field(default_factory=dict)  # int8
+    notes: dict[str, str] = field(default_factory=dict)               # per dtype: how
+    assumptions: list[str] = field(default_factory=list)
+
+
+def throughput_from_flags(flags: set[str] | list[str], vendor: str = "", family: int | None = None,
+                          model: int | None = None, machine: str | None = None) -> Throughput:
+    """FLOP per cycle per core for each dtype, from the ISA flags (see the module docstring)."""
+    flags = set(flags)
+    amd = "AMD" in vendor.upper()
+    machine = machine or platform.machine()
+    t = Throughput(isa="unknown")
+    fp32: float | None
+    if "avx512f" in flags:
+        if amd and family == 0x19:
+            fp32 = 32
+            t.isa = "AVX-512 on 2x256-bit FMA pipes (AMD Zen 4)"
+            t.assumptions.append("AMD Zen 4 executes a 512-bit FMA as two 256-bit halves: 32 fp32 FLOP/cycle")
+        else:
+            fp32 = 64
+            t.isa = "AVX-512, 2 FMA units assumed"
+            t.assumptions.append("AVX-512 counted with 2 FMA units (64 fp32 FLOP/cycle); "
+                                 "parts with 1 unit do 32 - the flags cannot tell, `harness calibrate` measures it")
+    elif "avx2" in flags and "fma" in flags:
+        if amd and family == 0x17 and model is not None and model < 0x30:
+            fp32 = 16
+            t.isa = "AVX2+FMA on 128-bit pipes (AMD Zen/Zen+)"
+        else:
+            fp32 = 32
+            t.isa = "AVX2+FMA, 2 FMA units"
+            t.assumptions.append("AVX2 counted with 2 x 256-bit FMA units (32 fp32 FLOP/cycle)")
+    elif "avx" in flags:
+        fp32, t.isa = 16, "AVX (no FMA): 1 add + 1 mul x 256-bit"
+    elif "sse2" in flags or machine in ("x86_64", "AMD64"):
+        fp32, t.isa = 8, "SSE2: 1 add + 1 mul x 128-bit"
+    else:
+        fp32 = None
+        t.isa = f"unknown ({machine})"
+        t.assumptions.append("no x86 vector flags: FLOP/cycle unknown; `harness calibrate` measures it")
+    if fp32 is None:
+        return t
+    t.flop_per_cycle["float32"] = fp32
+    t.notes["float32"] = f"{fp32:g} FLOP/cycle ({t.isa})"
+    t.flop_per_cycle["float64"] = fp32 / 2
+    t.notes["float64"] = f"{fp32 / 2:g} FLOP/cycle (half the fp32 lanes)"
+
+    if "amx_bf16" in flags and "amx_tile" in flags:
+        t.flop_per_cycle["bfloat16"] = AMX_BF16_FLOP_PER_CYCLE
+        t.notes["bfloat16"] = (f"{AMX_BF16_FLOP_PER_CYCLE} FLOP/cycle (AMX TMUL; oneDNN matmul/conv only, "
+                               "other bf16 ops run at vector rates)")
+    elif "avx512_bf16" in flags:
+        t.flop_per_cycle["bfloat16"] = 2 * fp32
+        t.notes["bfloat16"] = f"{2 * fp32:g} FLOP/cycle (avx512_bf16 vdpbf16ps: 2x the fp32 rate)"
+    else:
+        t.flop_per_cycle["bfloat16"] = fp32
+        t.notes["bfloat16"] = f"{fp32:g} FLOP/cycle (no native bf16 arithmetic: computed in fp32)"
+
+    if "amx_fp16" in flags and "amx_tile" in flags:
+        t.flop_per_cycle["float16"] = AMX_BF16_FLOP_PER_CYCLE
+        t.notes["float16"] = f"{AMX_BF16_FLOP_PER_CYCLE} FLOP/cycle (AMX-FP16 TMUL, assumed = AMX-BF16)"
+    elif "avx512_fp16" in flags:
+        t.flop_per_cycle["float16"] = 2 * fp32
+        t.notes["float16"] = f"{2 * fp32:g} FLOP/cycle (avx512_fp16: 2x the fp32 lanes)"
+    else:
+        t.flop_per_cycle["float16"] = fp32
+        t.notes["float16"] = f"{fp32:g} FLOP/cycle (no native fp16 arithmetic: computed in fp32)"
+
+    if "amx_int8" in flags and "amx_tile" in flags:
+        t.int_op_per_cycle["int8"] = AMX_INT8_OP_PER_CYCLE
+        t.notes["int8"] = f"{AMX_INT8_OP_PER_CYCLE} int8 ops/cycle (AMX TMUL)"
+    elif "avx512_vnni" in flags or "avx_vnni" in flags:
+        t.int_op_per_cycle["int8"] = 4 * fp32
+        t.notes["int8"] = f"{4 * fp32:g} int8 ops/cycle (VNNI vpdpbusd: 4x the fp32 rate)"
+    else:
+        t.notes["int8"] = "no VNNI/AMX: int8 rate unknown"
+    return t
+
+
+def _max_freq_hz(sys_root: str) -> float | None:
+    base = Path(sys_root) / "devices/system/cpu"
+    best = None
+    for name in ("cpuinfo_max_freq", "scaling_max_freq"):
+        txt = _read(base / "cpu0/cpufreq" / name)
+        if txt and txt.strip().isdigit():
+            v = int(txt.strip()) * 1e3  # kHz
+            best = v if best is None else max(best, v)
+            break
+    return best
+
+
+def _llc_bytes(sys_root: str) -> int | None:
+    base = Path(sys_root) / "devices/system/cpu/cpu0/cache"
+    best = None
+    try:
+        entries = sorted(base.glob("index*"))
+    except OSError:
+        return None
+    for idx in entries:
+        lvl, size = _read(idx / "level"), _read(idx / "size")
+        if not lvl or not size:
+            continue
+        m = re.match(r"(\d+)\s*([KMG]?)", size.strip())
+        if not m:
+            continue
+        n = int(m.group(1)) * {"": 1, "K": 1024, "M": 1024 ** 2, "G": 1024 ** 3}[m.group(2)]
+        if best is None or int(lvl) >= best[0]:
+            best = (int(lvl), n)
+    return None if best is None else best[1]
+
+
+def cpu_info(cpuinfo_text: str | None = None, sys_root: str = "/sys") -> dict:
+    """This machine's CPU: model, vendor, flags of interest, cores, clock and its source,
+    last-level cache, and the derived per-cycle rates (``flop_per_cycle_per_core``).
+
+    Plain JSON-able dict (for env.json). Works without ``/proc`` (then most fields are
+    ``None`` and ``isa`` says unknown).
+    """
+    if cpuinfo_text is None:
+        cpuinfo_text = _read("/proc/cpuinfo") or ""
+    cpus = parse_cpuinfo(cpuinfo_text)
+    first = cpus[0] if cpus else {}
+    model_name = first.get("model name") or first.get("Model") or platform.processor() or platform.machine()
+    vendor = first.get("vendor_id", "")
+    family = int(first["cpu family"]) if first.get("cpu family", "").isdigit() else None
+    model = int(first["model"]) if first.get("model", "").isdigit() else None
+    stepping = int(first["stepping"]) if first.get("stepping", "").isdigit() else None
+    flags = set((first.get("flags") or first.get("Features") or "").split())
+
+    try:
+        usable = sorted(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        usable = list(range(os.cpu_count() or 1))
+    cores: set[tuple[str, str]] = set()
+    for c in cpus:
+        try:
+            if int(c.get("processor", -1)) not in usable:
+                continue
+        except ValueError:
+            continue
+        if "core id" in c:
+            cores.add((c.get("physical id", "0"), c["core id"]))
+    physical = len(cores) if cores else len(usable)
+
+    clock_hz, clock_source = _max_freq_hz(sys_root), "cpufreq cpuinfo_max_freq (max turbo)"
+    if clock_hz is None:
+        m = re.search(r"@\s*([\d.]+)\s*GHz", model_name or "")
+        if m:
+            clock_hz, clock_source = float(m.group(1)) * 1e9, "nominal clock in the model name"
+    mhz_now = [float(c["cpu MHz"]) for c in cpus if _is_float(c.get("cpu MHz"))]
+    if clock_hz is None and mhz_now:
+        clock_hz = max(mhz_now) * 1e6
+        clock_source = "/proc/cpuinfo 'cpu MHz' (current clock, not the sustained maximum)"
+    if clock_hz is None:
+        clock_source = "unknown"
+
+    tp = throughput_from_flags(flags, vendor, family, model)
+    info = {
+        "model_name": model_name,
+        "vendor": vendor or None,
+        "family": family,
+        "model": model,
+        "stepping": stepping,
+        "machine": platform.machine(),
+        "flags": [f for f in FLAGS_OF_INTEREST if f in flags],
+        "logical_cpus": os.cpu_count(),
+        "usable_cpus": len(usable),
+        "physical_cores": physical,
+        "clock_hz": clock_hz,
+        "clock_source": clock_source,
+        "cpu_mhz_now": max(mhz_now) if mhz_now else None,
+        "llc_bytes": _llc_bytes(sys_root),
+        "isa": tp.isa,
+        "flop_per_cycle_per_core": dict(tp.flop_per_cycle),
+        "int_op_per_cycle_per_core": dict(tp.int_op_per_cycle),
+        "assumptions": list(tp.assumptions),
+    }
+    torch = sys.modules.get("torch")
+    if torch is not None:  # only if already imported: never pay torch's import for this
+        try:
+            info["torch_cpu_capability"] = torch.backends.cpu.get_cpu_capability()
+        except Exception:  # pragma: no cover - older torch
+            pass
+    return info
+
+
+def _is_float(s: str | None) -> bool:
+    try:
+        float(s)  # type: ignore[arg-type]
+        return True
+    except (TypeError, ValueError):
+        return False
+
+
+def cpu_id(info: dict) -> str:
+    """A stable description of the CPU for cache keys: model name plus family/model/stepping
+    (VMs often report a bare "AMD EPYC" for several generations)."""
+    parts = [str(info.get("model_name") or "unknown")]
+    if info.get("family") is not None:
+        parts.append(f"family {info['family']} model {info.get('model')} stepping {info.get('stepping')}")
+    return " / ".join(parts)
