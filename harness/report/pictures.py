@@ -181,18 +181,25 @@ def roofline_png(path: str | Path, ops: pd.DataFrame, peak: "Peak", model: dict,
     if pf and pb:
         xs.append(pf / pb)
     if not xs:
-        xs, ys = [1.0], [1e9]
-    x_lo, x_hi = min(xs) / 4, max(xs) * 4
-    y_hi = max(ys + ([pf] if pf else [])) * 3
-    y_lo = min(ys) / 4
+        xs = [1.0]
+    if not ys:  # nothing measured to plot: frame the ceilings alone
+        ys = [pf / 100 if pf else 1e9]
+    x_lo, x_hi = _span(min(xs) / 4, max(xs) * 4)
+    y_lo, y_hi = _span(min(ys) / 4, max(ys + ([pf] if pf else [])) * 3)
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlim(x_lo, x_hi)
     ax.set_ylim(y_lo, y_hi)
     ax.set_xlabel("arithmetic intensity (FLOP/byte)")
     ax.set_ylabel("achieved FLOP/s")
+    from matplotlib.ticker import LogLocator, NullFormatter
+
+    ax.xaxis.set_major_locator(LogLocator(base=10))
+    ax.yaxis.set_major_locator(LogLocator(base=10))
     ax.xaxis.set_major_formatter(_plain_formatter())
     ax.yaxis.set_major_formatter(_si_formatter("FLOP/s"))
+    ax.xaxis.set_minor_formatter(NullFormatter())
+    ax.yaxis.set_minor_formatter(NullFormatter())
     ax.grid(True, which="major", ls="-", lw=0.4, color="#dddddd")
     ax.grid(True, which="minor", ls="-", lw=0.2, color="#f2f2f2")
 
@@ -271,7 +278,7 @@ def roofline_png(path: str | Path, ops: pd.DataFrame, peak: "Peak", model: dict,
                               label=f"whole model: {si(m_point[1], 'FLOP/s')}{util}"))
         label_items.insert(0, (m_point[0], m_point[1], "whole model", "#a01010"))
 
-    sub = "ops: dot area ∝ time, top ones labelled"
+    sub = "ops: dot area ∝ time, top ones labelled" if len(pts) else "no op with counted work and time to plot"
     if skipped:
         sub += f"; {skipped} ops without counted work, bytes or time not shown"
     if not pf:
@@ -285,6 +292,15 @@ def roofline_png(path: str | Path, ops: pd.DataFrame, peak: "Peak", model: dict,
         fig.text(0.69, 0.1, _wrap(f"peak: {peak.note}", 56), fontsize=7, color="#555555", va="bottom")
     _place_labels(fig, ax, label_items, avoid)
     return _save(fig, path)
+
+
+def _span(lo: float, hi: float, decades: float = 2.0) -> tuple[float, float]:
+    """Widen ``[lo, hi]`` (log scale) to at least ``decades`` decades so major ticks show."""
+    have = math.log10(hi / lo)
+    if have >= decades:
+        return lo, hi
+    pad = 10 ** ((decades - have) / 2)
+    return lo / pad, hi * pad
 
 
 def _wrap(text: str, width: int, max_lines: int = 12) -> str:
@@ -385,7 +401,7 @@ def time_by_module_png(path: str | Path, modules: pd.DataFrame, title: str, top:
         for y, (_, v, extra) in zip(ypos, bars[::-1]):
             ax.text(v + vmax * 0.01, y, f"{seconds(v)} · {100 * v / denom:.1f}% of time{extra}", va="center",
                     fontsize=8)
-        ax.set_xlim(0, vmax * 1.45)
+        ax.set_xlim(0, vmax * 1.8)
     else:
         ax.text(0.5, 0.5, "no module times", ha="center", va="center", transform=ax.transAxes)
         ax.set_yticks([])
@@ -395,7 +411,8 @@ def time_by_module_png(path: str | Path, modules: pd.DataFrame, title: str, top:
     ax.set_xlabel("time per forward (a module's time includes its children's)")
     ax.grid(True, axis="x", lw=0.4, color="#dddddd")
     ax.set_axisbelow(True)
-    what = (f"time by module at depth {depth} (+ shallower leaf modules): {n_frontier} modules partition "
+    parts = f"{n_frontier} modules" + (" + time outside them" if bars and bars[-1][0].startswith("outside ") else "")
+    what = (f"time by module at depth {depth} (+ shallower leaf modules): {parts} make up "
             f"the {seconds(total)} forward, nothing counted twice")
     ax.set_title(f"{title}\n{what}", fontsize=9.5)
     fig.tight_layout()

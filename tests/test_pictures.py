@@ -1,0 +1,118 @@
+"""report/pictures: which points and modules get drawn (hand arithmetic), and that PNGs are written."""
+from __future__ import annotations
+
+import math
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+
+from harness.hardware import Peak
+from harness.report.pictures import module_frontier, roofline_png, roofline_points, time_by_module_png
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+CPU_PEAK = Peak("Test CPU", "float32", 200e9, 25e9, "calibrated", "measured", device_type="cpu",
+                bytes_source="calibrated")
+
+
+def _ops():
+    return pd.DataFrame([
+        # name, total_flops, bytes, self_time_s  -> intensity, FLOP/s
+        {"name": "aten::convolution", "total_flops": 2e9, "bytes": 4e7, "self_time_s": 0.02},   # 50 FLOP/B, 100 G
+        {"name": "aten::convolution", "total_flops": 1e9, "bytes": 1e8, "self_time_s": 0.01},   # 10 FLOP/B, 100 G
+        {"name": "aten::relu_", "total_flops": 1e6, "bytes": 8e6, "self_time_s": 0.001},        # 0.125, 1 G
+        {"name": "aten::view", "total_flops": 0, "bytes": 0, "self_time_s": 1e-5},              # no work
+        {"name": "aten::add", "total_flops": 5e5, "bytes": 6e6, "self_time_s": 0.0},            # no time
+        {"name": "aten::max_pool2d", "total_flops": 0, "bytes": 3e6, "self_time_s": 0.002},     # no FLOPs
+    ])
+
+
+def test_roofline_points_hand_arithmetic():
+    pts, skipped = roofline_points(_ops())
+    assert skipped == 3
+    assert list(pts["name"]) == ["aten::convolution", "aten::convolution", "aten::relu_"]  # by time
+    assert list(pts["intensity"]) == pytest.approx([50.0, 10.0, 0.125])
+    assert list(pts["flop_per_s"]) == pytest.approx([100e9, 100e9, 1e9])
+
+
+def test_roofline_points_total_flops_fallback():
+    df = pd.DataFrame([{"name": "aten::addmm", "flops": 300, "other_flops": 100, "bytes": 200, "self_time_s": 2.0}])
+    pts, skipped = roofline_points(df)
+    # (300 + 100) / 200 = 2 FLOP/B;  400 / 2 s = 200 FLOP/s
+    assert skipped == 0 and pts["intensity"][0] == 2.0 and pts["flop_per_s"][0] == 200.0
+
+
+@pytest.mark.parametrize("peak", [
+    CPU_PEAK,
+    Peak("Unknown GPU", "float32", None, None, "unknown", "not in the table", device_type="cuda"),
+    Peak("Test CPU", "float32", 150e9, None, "derived", "no bandwidth", device_type="cpu"),
+])
+def test_roofline_png_is_written(tmp_path, peak):
+    model = {"total_flops": 3.0015e9, "bytes": 1.5e8, "time_s": 0.035}
+    out = roofline_png(tmp_path / "r" / "roofline.png", _ops(), peak, model, "tiny · batch 2 · float32")
+    data = out.read_bytes()
+    assert out.name == "roofline.png" and data.startswith(PNG_MAGIC) and len(data) > 10_000
+    assert not [p for p in out.parent.iterdir() if p.name.startswith(".tmp-")]  # atomic: no leftovers
+
+
+def test_roofline_png_with_no_points(tmp_path):
+    out = roofline_png(tmp_path / "roofline.png", pd.DataFrame(columns=["name", "total_flops", "bytes",
+                                                                         "self_time_s"]),
+                       CPU_PEAK, {"total_flops": 0, "bytes": 0, "time_s": 0}, "empty")
+    assert out.read_bytes().startswith(PNG_MAGIC)
+
+
+def _modules(with_depth=True):
+    rows = [  # inclusive times: a = 4 s contains a.x (3 s) and a.y (0.5 s) and 0.5 s of its own ops
+        ("", "Net", 10.0), ("a", "Block", 4.0), ("a.x", "Conv2d", 3.0), ("a.y", "ReLU", 0.5),
+        ("b", "Linear", 5.0), ("c", "Block", 1.0), ("c.z", "Conv2d", 1.0),
+    ]
+    df = pd.DataFrame(rows, columns=["path", "type", "time_s"])
+    if with_depth:
+        df["depth"] = [0, 1, 2, 2, 1, 1, 2]
+    df["utilization"] = [0.3, 0.4, 0.5, math.nan, 0.2, 0.6, 0.6]
+    return df
+
+
+def test_module_frontier_depth_1_partitions_the_total():
+    rows, depth, total = module_frontier(_modules(), top=3)
+    # depth 1 already has 3 modules: a, b, c; 4 + 5 + 1 = 10 = the root's time
+    assert depth == 1 and total == 10.0
+    assert list(rows["path"]) == ["b", "a", "c"] and rows["time_s"].sum() == 10.0
+
+
+def test_module_frontier_goes_deeper_without_double_counting():
+    rows, depth, total = module_frontier(_modules(with_depth=False), top=4)
+    # depth 2: a.x, a.y, c.z plus the depth-1 leaf b; a and c are replaced by their children
+    assert depth == 2
+    assert list(rows["path"]) == ["b", "a.x", "c.z", "a.y"]
+    # 5 + 3 + 1 + 0.5 = 9.5; the other 0.5 s is a's own ops, drawn as an "outside" bar
+    assert rows["time_s"].sum() == 9.5 and total == 10.0
+
+
+def test_module_frontier_stops_at_the_deepest_level():
+    rows, depth, _ = module_frontier(_modules(), top=50)
+    assert depth == 2 and len(rows) == 4
+
+
+def test_time_by_module_png_is_written(tmp_path):
+    out = time_by_module_png(tmp_path / "time_by_module.png", _modules(), "tiny · batch 2", top=3)
+    assert out.read_bytes().startswith(PNG_MAGIC)
+    out = time_by_module_png(tmp_path / "empty.png", pd.DataFrame(columns=["path", "type", "depth", "time_s"]),
+                             "empty")
+    assert out.read_bytes().startswith(PNG_MAGIC)
+
+
+def test_pictures_import_no_matplotlib_and_use_no_pyplot(tmp_path):
+    code = f"""
+import sys
+import harness.report.pictures as P
+assert 'matplotlib' not in sys.modules, 'matplotlib imported at module import'
+import pandas as pd
+from harness.hardware import Peak
+P.time_by_module_png({str(tmp_path / 'm.png')!r}, pd.DataFrame({{'path': ['', 'a'], 'time_s': [1.0, 1.0]}}), 't')
+assert 'matplotlib.pyplot' not in sys.modules, 'pyplot imported'
+"""
+    subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True)
