@@ -316,6 +316,59 @@ def between_run_sd(p50s: Sequence[float]) -> float:
     return min(cands) if cands else math.nan
 
 
+def _lower_gamma_regularized(a: float, x: float) -> float:
+    """P(a, x), the regularized lower incomplete gamma function (series; continued fraction above)."""
+    if x <= 0:
+        return 0.0
+    if x < a + 1:
+        term = total = 1.0 / a
+        ap = a
+        for _ in range(1000):
+            ap += 1
+            term *= x / ap
+            total += term
+            if abs(term) < abs(total) * 1e-14:
+                break
+        return total * math.exp(-x + a * math.log(x) - math.lgamma(a))
+    # Lentz's continued fraction for Q(a, x)
+    b = x + 1 - a
+    c = 1e300
+    d = 1 / b
+    h = d
+    for i in range(1, 1000):
+        an = -i * (i - a)
+        b += 2
+        d = an * d + b
+        d = 1e-300 if abs(d) < 1e-300 else d
+        c = b + an / c
+        c = 1e-300 if abs(c) < 1e-300 else c
+        d = 1 / d
+        delta = d * c
+        h *= delta
+        if abs(delta - 1) < 1e-14:
+            break
+    return 1.0 - math.exp(-x + a * math.log(x) - math.lgamma(a)) * h
+
+
+def chi2_quantile(p: float, k: int) -> float:
+    """Quantile of the chi-square distribution with ``k`` degrees of freedom (bisection)."""
+    lo, hi = 0.0, max(10.0, 10.0 * k)
+    while _lower_gamma_regularized(k / 2, hi / 2) < p:
+        hi *= 2
+    for _ in range(200):
+        mid = (lo + hi) / 2
+        if _lower_gamma_regularized(k / 2, mid / 2) < p:
+            lo = mid
+        else:
+            hi = mid
+    return (lo + hi) / 2
+
+
+def sd_upper_bound(sd: float, dof: int, confidence: float = 0.90) -> float:
+    """One-sided upper confidence bound of a standard deviation estimated with ``dof`` degrees of freedom."""
+    return sd * math.sqrt(dof / chi2_quantile(1 - confidence, dof))
+
+
 def median_ratio_within(baseline: Sequence[float], candidate: Sequence[float], *, level: float = DEFAULT_LEVEL,
                         n_boot: int = 2000, seed: int = 0) -> Estimate:
     """Ratio of medians of two *independent* sample sets, with a bootstrap interval (within-run noise only)."""

@@ -1,0 +1,117 @@
+"""``python -m harness compare BASELINE CANDIDATE`` (or ``--scenario NAME``): two finished runs."""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from ..errors import HarnessError
+from ..units import seconds, si
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser(
+        "compare", help="compare two finished runs, accounting for between-run noise",
+        description="Compare two finished runs (run directories or run ids). Separate runs differ by "
+                    "between-run noise that their own samples do not show; it is estimated from history.csv "
+                    "(same config, same machine) or a measured default, and a change it can explain is "
+                    "'inconclusive' (use `harness ab` for a verdict you can trust). "
+                    "Exit codes: 0 no regression (including inconclusive), 1 regression, 2 bad input.")
+    p.add_argument("baseline", nargs="?", help="run directory or run id")
+    p.add_argument("candidate", nargs="?", help="run directory or run id")
+    p.add_argument("--scenario", default=None, help="compare the latest run of SCENARIO with the one before it "
+                                                    "(same config)")
+    p.add_argument("--logdir", default="logs", help="where runs and history.csv are (default: logs)")
+    p.add_argument("--threshold", default="5%", help="the change worth catching (default 5%%)")
+    p.add_argument("--fail-on", default="latency", metavar="METRICS",
+                   help="comma-separated metrics whose regression exits 1: latency, throughput, memory "
+                        "(default: latency)")
+    p.add_argument("--force", action="store_true", help="compare runs of different scenarios or configs")
+    p.add_argument("--noise", default=None, metavar="PCT",
+                   help="between-run noise of one run (log SD, e.g. 3%%) instead of estimating it")
+    p.add_argument("--json", action="store_true", help="print the comparison as JSON (for CI)")
+    p.set_defaults(func=main)
+
+
+def main(args: argparse.Namespace) -> int:
+    from .. import compare as cmp
+    from ..fsio import to_json
+
+    threshold = cmp.parse_threshold(args.threshold)
+    fail_on = cmp.parse_fail_on(args.fail_on)
+    noise = None
+    if args.noise is not None:
+        noise = cmp.parse_threshold(args.noise)
+    if args.scenario:
+        if args.baseline or args.candidate:
+            raise HarnessError("give either BASELINE CANDIDATE or --scenario, not both")
+        base_ref, cand_ref = cmp.latest_pair(args.scenario, args.logdir)
+    else:
+        if not (args.baseline and args.candidate):
+            raise HarnessError("give BASELINE and CANDIDATE (run directories or run ids), or --scenario NAME")
+        base_ref, cand_ref = args.baseline, args.candidate
+    base = cmp.resolve(base_ref, args.logdir)
+    cand = cmp.resolve(cand_ref, args.logdir)
+    result = cmp.compare_runs(base, cand, logdir=args.logdir, threshold=threshold, force=args.force,
+                              noise_sd=noise, fail_on=fail_on)
+    if args.json:
+        sys.stdout.write(to_json(result.as_dict()))
+    else:
+        print(render(result))
+    return result.exit_code
+
+
+def _fmt(name: str, v) -> str:
+    if v is None:
+        return "n/a"
+    if name == "latency":
+        return seconds(v)
+    if name == "throughput":
+        return f"{v:.4g}/s"
+    if name == "flop_rate":
+        return si(v, "FLOP/s")
+    if name == "memory":
+        return si(v, "B")
+    return f"{v:.4g}"
+
+
+def _pct(v) -> str:
+    return "n/a" if v is None else f"{v * 100:+.1f}%"
+
+
+def render(r) -> str:
+    b, c = r.baseline.summary, r.candidate.summary
+    out = []
+    if r.work_diff:
+        diffs = "; ".join(f"{k} {si(a)} -> {si(z)} ({(z / a - 1) * 100:+.1f}%)" if a else f"{k} {a} -> {z}"
+                          for k, (a, z) in r.work_diff.items())
+        out.append(f"!! WORK DIFFERS: {diffs}")
+        out.append("!! a change of work explains a change of time; the latency verdict below still stands")
+    if r.mismatch:
+        out.append("!! CONFIG DIFFERS (--force): " + ", ".join(f"{k} {a!r} -> {z!r}" for k, (a, z) in r.mismatch.items()))
+    out.append(f"baseline   {r.baseline.run_id}  ({b.get('git_commit') or '?'})  {r.baseline.path}")
+    out.append(f"candidate  {r.candidate.run_id}  ({c.get('git_commit') or '?'})  {r.candidate.path}")
+    out.append(f"config     {c.get('config_key')}")
+    out.append(f"noise      between-run ±{r.noise_sd * 100:.1f}% per run (log SD): {r.noise_source}")
+    out.append("")
+    head = ["metric", "baseline", "candidate", "change", f"{r.level * 100:.0f}% interval", "verdict"]
+    rows = []
+    for m in r.metrics:
+        interval = "exact" if m.low == m.high else f"[{_pct(m.low)}, {_pct(m.high)}]"
+        flag = "  <- fails" if m.regression and m.name in r.fail_on else ""
+        rows.append([m.label, _fmt(m.name, m.baseline), _fmt(m.name, m.candidate), _pct(m.change), interval,
+                     m.verdict + flag])
+    widths = [max(len(h), *(len(x[i]) for x in rows)) for i, h in enumerate(head)]
+    fmt = lambda cells: "  ".join(x.rjust(w) if 0 < i < 4 else x.ljust(w) for i, (x, w) in enumerate(zip(cells, widths))).rstrip()  # noqa: E731
+    out += [fmt(head), fmt(["-" * w for w in widths])] + [fmt(x) for x in rows]
+    out.append("")
+    lat = next(m for m in r.metrics if m.name == "latency")
+    if r.regressed:
+        out.append(f"REGRESSION in {', '.join(r.regressed)} (threshold {r.threshold * 100:g}%): exit 1")
+    elif lat.verdict == "inconclusive":
+        out.append("inconclusive: between-run noise can explain this change. For a verdict you can trust, time the "
+                   "two versions interleaved: python -m harness ab BASELINE.py CANDIDATE.py "
+                   "(scenario files of the two versions; add --isolate --baseline-python OLD_ENV/bin/python "
+                   "for two environments)")
+    else:
+        out.append(f"no regression beyond the noise (threshold {r.threshold * 100:g}%)")
+    return "\n".join(out)

@@ -1,0 +1,198 @@
+"""compare: synthetic runs with known answers, between-run noise, bad input, exit codes through the CLI."""
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from conftest import run_cli
+from harness import compare as cmp
+from harness import fsio, history
+from harness.errors import HarnessError
+from test_history import fake_summary
+
+
+def make_run(logdir: Path, i: int, p50: float, *, n: int = 50, spread: float = 0.02, seed: int | None = None,
+             record: bool = True, **kw) -> Path:
+    """A finished run directory with summary.json and samples.csv (latencies around p50)."""
+    own = {k: kw.pop(k) for k in ("scenario", "tag", "commit", "batch_size") if k in kw}
+    s = fake_summary(i, p50=p50, logdir=logdir, **own)
+    rng = np.random.default_rng(i if seed is None else seed)
+    samples = p50 * np.exp(rng.normal(0, spread, n))
+    samples *= p50 / np.median(samples)  # median exactly p50
+    s["latency_s"]["p50"] = float(np.median(samples))
+    for k, v in kw.items():
+        if k in s:
+            s[k] = v
+    d = logdir / s["scenario"] / s["run_id"]
+    d.mkdir(parents=True)
+    fsio.atomic_write_json(d / "summary.json", s)
+    fsio.atomic_write_csv(d / "samples.csv", pd.DataFrame({"iteration": range(n), "latency_s": samples}))
+    if record:
+        history.append(logdir, s)
+    return d
+
+
+def quiet_history(logdir: Path, runs: int = 20, sd: float = 0.01, p50: float = 0.5) -> None:
+    rng = np.random.default_rng(99)
+    for i in range(runs):
+        make_run(logdir, i, p50 * math.exp(rng.normal(0, sd)))
+
+
+def test_no_history_uses_the_measured_default(tmp_path: Path):
+    a = make_run(tmp_path, 1, 0.50)
+    b = make_run(tmp_path, 2, 0.55)  # +10 %: within what separate runs on this machine do
+    r = cmp.compare_runs(cmp.load_run_dir(a), cmp.load_run_dir(b), logdir=tmp_path)
+    assert r.noise_sd == cmp.DEFAULT_BETWEEN_RUN_SD and "default" in r.noise_source
+    lat = r.metrics[0]
+    assert lat.name == "latency" and lat.change == pytest.approx(0.10)
+    assert lat.verdict == "inconclusive" and not lat.regression and r.exit_code == 0
+    assert lat.low < 0 < lat.high
+
+
+def test_far_beyond_the_noise_is_a_regression(tmp_path: Path):
+    a = make_run(tmp_path, 1, 0.50)
+    b = make_run(tmp_path, 2, 1.00)  # 2x
+    r = cmp.compare_runs(cmp.load_run_dir(a), cmp.load_run_dir(b), logdir=tmp_path)
+    assert r.metrics[0].verdict == "slower" and r.exit_code == 1
+    assert r.metrics[0].low > 0
+    t = next(m for m in r.metrics if m.name == "throughput")
+    assert t.verdict == "slower" and t.change == pytest.approx(-0.5)
+
+
+def test_clear_improvement(tmp_path: Path):
+    a = make_run(tmp_path, 1, 0.50)
+    b = make_run(tmp_path, 2, 0.20)
+    r = cmp.compare_runs(cmp.load_run_dir(a), cmp.load_run_dir(b), logdir=tmp_path)
+    assert r.metrics[0].verdict == "faster" and r.exit_code == 0
+
+
+def test_quiet_history_narrows_the_noise(tmp_path: Path):
+    quiet_history(tmp_path)
+    same = make_run(tmp_path, 40, 0.50, record=False)
+    slow = make_run(tmp_path, 41, 0.56, record=False)  # +12 %
+    base = cmp.resolve(fake_summary(19)["run_id"], tmp_path)
+    r = cmp.compare_runs(base, cmp.load_run_dir(slow), logdir=tmp_path)
+    assert "history: 20 run(s)" in r.noise_source and r.noise_sd < 0.03
+    assert r.metrics[0].verdict == "slower" and r.exit_code == 1
+    r = cmp.compare_runs(base, cmp.load_run_dir(same), logdir=tmp_path)
+    assert r.metrics[0].verdict == "no significant change" and r.exit_code == 0
+
+
+def test_noisy_history_keeps_it_inconclusive(tmp_path: Path):
+    quiet_history(tmp_path, runs=12, sd=0.12)
+    slow = make_run(tmp_path, 41, 0.60, record=False)  # +20 %, but runs here swing by ~15 %
+    base = cmp.resolve(fake_summary(11)["run_id"], tmp_path)
+    r = cmp.compare_runs(base, cmp.load_run_dir(slow), logdir=tmp_path)
+    assert r.noise_sd > 0.1 and r.metrics[0].verdict == "inconclusive" and r.exit_code == 0
+
+
+def test_different_work_is_flagged_but_the_verdict_stands(tmp_path: Path):
+    a = make_run(tmp_path, 1, 0.50)
+    b = make_run(tmp_path, 2, 1.00, flops=2 * 30940528640, macs=2 * 15470264320)
+    r = cmp.compare_runs(cmp.load_run_dir(a), cmp.load_run_dir(b), logdir=tmp_path)
+    assert set(r.work_diff) == {"flops", "macs"}
+    assert r.metrics[0].verdict == "slower" and r.exit_code == 1
+    proc = run_cli("compare", str(a), str(b), "--logdir", str(tmp_path))
+    assert proc.returncode == 1
+    assert proc.stdout.startswith("!! WORK DIFFERS: flops 30.9 G -> 61.9 G (+100.0%)")
+
+
+def test_cli_exit_codes_and_json(tmp_path: Path):
+    a = make_run(tmp_path, 1, 0.50)
+    b = make_run(tmp_path, 2, 1.00)
+    c = make_run(tmp_path, 3, 0.52)
+    proc = run_cli("compare", str(a), str(b), "--logdir", str(tmp_path))
+    assert proc.returncode == 1, proc.stderr
+    assert "REGRESSION in latency" in proc.stdout and "slower" in proc.stdout
+    proc = run_cli("compare", fake_summary(1)["run_id"], fake_summary(3)["run_id"], "--logdir", str(tmp_path), "--json")
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout)
+    assert out["regression"] is False and out["exit_code"] == 0
+    assert out["metrics"][0]["name"] == "latency" and out["metrics"][0]["verdict"] == "inconclusive"
+    assert out["between_run_noise"]["sd_log"] == cmp.DEFAULT_BETWEEN_RUN_SD
+    proc = run_cli("compare", str(a), str(c), "--logdir", str(tmp_path))
+    assert proc.returncode == 0 and "harness ab" in proc.stdout  # points to the trustworthy verdict
+    # --scenario: the latest against the one before it with the same config
+    proc = run_cli("compare", "--scenario", "vgg16", "--logdir", str(tmp_path), "--json")
+    out = json.loads(proc.stdout)
+    assert out["baseline"]["run_id"] == fake_summary(2)["run_id"] and out["candidate"]["run_id"] == fake_summary(3)["run_id"]
+    assert out["metrics"][0]["verdict"] == "faster" and proc.returncode == 0
+
+
+def test_fail_on_memory(tmp_path: Path):
+    a = make_run(tmp_path, 1, 0.50)
+    b = make_run(tmp_path, 2, 0.50, peak_memory_bytes=900_000_000)
+    assert run_cli("compare", str(a), str(b), "--logdir", str(tmp_path)).returncode == 0
+    proc = run_cli("compare", str(a), str(b), "--logdir", str(tmp_path), "--fail-on", "latency,memory")
+    assert proc.returncode == 1 and "REGRESSION in memory" in proc.stdout
+    assert run_cli("compare", str(a), str(b), "--fail-on", "speed").returncode == 2
+
+
+def test_different_configs_need_force(tmp_path: Path):
+    a = make_run(tmp_path, 1, 0.50)
+    b = make_run(tmp_path, 2, 0.90, batch_size=2)
+    proc = run_cli("compare", str(a), str(b), "--logdir", str(tmp_path))
+    assert proc.returncode == 2 and "batch_size 1 vs 2" in proc.stderr and "--force" in proc.stderr
+    proc = run_cli("compare", str(a), str(b), "--logdir", str(tmp_path), "--force")
+    assert proc.returncode in (0, 1) and "CONFIG DIFFERS" in proc.stdout
+    d = make_run(tmp_path, 3, 0.50, scenario="resnet50")
+    assert run_cli("compare", str(a), str(d), "--logdir", str(tmp_path)).returncode == 2
+
+
+def _bad_dirs(tmp_path: Path) -> dict[str, tuple[str, str]]:
+    good = make_run(tmp_path, 1, 0.5)
+    half = tmp_path / "vgg16" / ".tmp-20261124T100002.000000Z-1-abcd"
+    half.mkdir()
+    (half / "summary.json").write_text("{")
+    nosummary = tmp_path / "vgg16" / "20261124T100003.000000Z-1-abcd"
+    nosummary.mkdir()
+    (nosummary / "ops.csv").write_text("name\n")
+    foreign = tmp_path / "foreign"
+    foreign.mkdir()
+    (foreign / "summary.json").write_text(json.dumps({"accuracy": 0.9}))
+    garbage = tmp_path / "garbage"
+    garbage.mkdir()
+    (garbage / "summary.json").write_bytes(b"\x00\xffjunk")
+    return {
+        "missing": (str(tmp_path / "nope"), "does not exist"),
+        "unknown id": ("20991231T000000.000000Z-1-ffff", "unknown run"),
+        "half-written": (str(half), "half-written"),
+        "half-written id": ("20261124T100002.000000Z-1-abcd", "never finished"),
+        "no summary": (str(nosummary), "no summary.json"),
+        "foreign": (str(foreign), "not a harness run summary"),
+        "garbage": (str(garbage), "not readable JSON"),
+        "good": (str(good), ""),
+    }
+
+
+def test_bad_run_directories_exit_2_with_one_line(tmp_path: Path):
+    cases = _bad_dirs(tmp_path)
+    good = cases.pop("good")[0]
+    for name, (ref, words) in cases.items():
+        with pytest.raises(HarnessError, match=words):
+            cmp.resolve(ref, tmp_path)
+        proc = run_cli("compare", good, ref, "--logdir", str(tmp_path))
+        assert proc.returncode == 2, name
+        assert proc.stderr.startswith("error: ") and proc.stderr.count("\n") == 1 and words in proc.stderr, (name, proc.stderr)
+        assert "Traceback" not in proc.stderr
+
+
+def test_scenario_without_a_previous_run(tmp_path: Path):
+    make_run(tmp_path, 1, 0.5)
+    proc = run_cli("compare", "--scenario", "vgg16", "--logdir", str(tmp_path))
+    assert proc.returncode == 2 and "only one run" in proc.stderr
+    proc = run_cli("compare", "--scenario", "nope", "--logdir", str(tmp_path))
+    assert proc.returncode == 2 and "no runs of 'nope'" in proc.stderr
+
+
+def test_threshold_parsing():
+    assert cmp.parse_threshold("5%") == pytest.approx(0.05)
+    assert cmp.parse_threshold("0.05") == pytest.approx(0.05)
+    assert cmp.parse_threshold("10") == pytest.approx(0.10)
+    with pytest.raises(HarnessError):
+        cmp.parse_threshold("fast")
