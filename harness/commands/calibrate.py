@@ -39,7 +39,8 @@ def render(result: dict, derived_note: str | None = None) -> str:
     clock = result.get("clock_hz")
     for dt, rate in result.get("flop_per_s", {}).items():
         per = result.get("flop_per_cycle_per_thread", {}).get(dt)
-        how = f"  = {threads} x {per:.1f} FLOP/cycle x {si(clock, 'Hz')}" if per and clock else ""
+        busy = result.get("concurrent_threads", threads)
+        how = f"  = {busy} thread{'s' if busy != 1 else ''} x {per:.1f} FLOP/cycle x {si(clock, 'Hz')}" if per and clock else ""
         lines.append(f"  {SHORT.get(dt, dt):<6} {si(rate, 'FLOP/s'):>14}{how}")
     for what, why in result.get("skipped", {}).items():
         lines.append(f"  {SHORT.get(what, what):<6} skipped: {why}")
@@ -78,7 +79,8 @@ def main(args: argparse.Namespace) -> int:
     per, clock = tp.flop_per_cycle.get("float32"), info.get("clock_hz")
     if per and clock:
         cores = min(result["threads"], info.get("physical_cores") or result["threads"])
-        derived = (f"{si(cpu_peak_flop_per_s(cores, per, clock), 'FLOP/s')} fp32 = {cores} cores x {per:g} "
+        derived = (f"{si(cpu_peak_flop_per_s(cores, per, clock), 'FLOP/s')} fp32 = {cores} core"
+                   f"{'s' if cores != 1 else ''} x {per:g} "
                    f"FLOP/cycle ({tp.isa}) x {si(clock, 'Hz')} ({info.get('clock_source')})")
     print(render(result, derived))
     return 0

@@ -272,8 +272,12 @@ def build_kernel(info: dict | None = None) -> tuple[ctypes.CDLL | None, dict]:
     so = kdir / f"peak-{digest}.so"
     meta = {"compiler": " ".join(cc), "compiler_version": version, "flags": " ".join(FLAGS), "library": str(so)}
     if not so.exists():
-        kdir.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryDirectory(dir=kdir) as tmp:
+        try:
+            kdir.mkdir(parents=True, exist_ok=True)
+            tmpdir = tempfile.TemporaryDirectory(dir=kdir)
+        except OSError as e:
+            return None, {**meta, "error": f"cannot write kernels to {kdir}: {e} (set HARNESS_CACHE_DIR)"}
+        with tmpdir as tmp:
             src = Path(tmp) / "peak.c"
             src.write_text(KERNEL_SOURCE)
             out = Path(tmp) / "peak.so"
@@ -404,6 +408,14 @@ def measure(threads: int | None = None, *, target_s: float = 0.05, repeats: int 
         "flop_per_cycle_per_thread": {},
         "warnings": [],
     }
+    try:
+        load1 = os.getloadavg()[0]
+    except (AttributeError, OSError):
+        load1 = None
+    result["load_average_before"] = load1
+    if load1 is not None and load1 > 0.5:
+        result["warnings"].append(f"the machine was busy before calibrating (load average {load1:.2f}): figures "
+                                  "may be low; rerun `python -m harness calibrate --force` when it is idle")
     lib, meta = build_kernel(info)
     result["kernel"] = meta
     if lib is None:
@@ -430,29 +442,41 @@ def measure(threads: int | None = None, *, target_s: float = 0.05, repeats: int 
             result["skipped"]["clock"] = "no add-chain asm for this architecture"
         # Interleave the repeats (clock, fp32, fp64, ... then again) so that on a shared machine
         # whose clock drifts every figure gets samples from the same quiet moments; keep the best.
+        # the clock chain runs on at most one thread per usable CPU: time-sliced threads would
+        # each see a fraction of a core and report a fraction of its clock
+        clock_threads = max(1, min(threads, info.get("usable_cpus") or threads))
         clock_iters = _sized_iters(lib.harness_add_chain, target_s / 2) if has_clock else 0
-        sized = [(dt, fn, fpi, _sized_iters(fn, target_s)) for dt, fn, fpi in kernels]
-        best_clock = 0.0
+        # threads beyond the usable CPUs are time-sliced: shorten each so the wall time stays ~target_s
+        share = clock_threads / threads
+        sized = [(dt, fn, fpi, max(1, int(_sized_iters(fn, target_s) * share))) for dt, fn, fpi in kernels]
+        best_clock, spread = 0.0, 0.0
         for _ in range(repeats):
             if has_clock:
-                _, per = _parallel(lib.harness_add_chain, clock_iters, threads)
+                _, per = _parallel(lib.harness_add_chain, clock_iters, clock_threads)
                 # each thread runs its own chain; the slowest one is the all-core sustained clock
-                best_clock = max(best_clock, clock_iters * ADDS_PER_ITER / max(per))
+                hz = clock_iters * ADDS_PER_ITER / max(per)
+                if hz > best_clock:
+                    best_clock, spread = hz, max(per) / min(per) - 1
             for dt, fn, fpi, iters in sized:
                 span, _ = _parallel(fn, iters, threads)
                 rate = threads * iters * fpi / span
                 result["flop_per_s"][dt] = max(result["flop_per_s"].get(dt, 0.0), rate)
         result["clock_hz"] = best_clock or None
+        if spread > 0.15:
+            result["warnings"].append(f"threads ran at clocks {100 * spread:.0f}% apart: another process shared a "
+                                      "core; rerun with --force when the machine is idle")
         if result["clock_hz"]:
+            busy = clock_threads  # threads that can run at once
+            result["concurrent_threads"] = busy
             for dt, rate in result["flop_per_s"].items():
-                result["flop_per_cycle_per_thread"][dt] = rate / threads / result["clock_hz"]
+                result["flop_per_cycle_per_thread"][dt] = rate / busy / result["clock_hz"]
         result["method"] = (f"{NACC} independent {vbytes * 8}-bit FMA chains per thread, {threads} threads; "
                             f"clock from dependent integer adds; best of {repeats} interleaved repeats")
         derived = (info.get("flop_per_cycle_per_core") or {}).get("float32")
         measured = result["flop_per_cycle_per_thread"].get("float32")
         if derived and measured:
             cores = min(threads, info.get("physical_cores") or threads)
-            expect = derived * cores / threads
+            expect = derived * cores / result["concurrent_threads"]
             if measured < 0.6 * expect:
                 result["warnings"].append(
                     f"measured {measured:.1f} fp32 FLOP/cycle per thread, derived {expect:g}: fewer FMA units "
@@ -482,7 +506,13 @@ def calibrate(threads: int | None = None, *, force: bool = False, **kwargs) -> d
 
     result = measure(threads, info=info, **kwargs)
     path = calibration_path(threads, info)
-    atomic_write_json(path, result)
+    try:
+        atomic_write_json(path, result)
+    except OSError as e:
+        from harness.errors import HarnessError
+
+        raise HarnessError(f"cannot write the calibration cache {path}: {e} (set HARNESS_CACHE_DIR "
+                           "to a writable directory)") from None
     result["path"] = str(path)
     result["cached"] = False
     return result

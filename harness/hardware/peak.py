@@ -203,7 +203,8 @@ def _cpu_peak(dt: str, threads: int | None) -> Peak:
         flop = cal["flop_per_s"][dt]
         clock = cal.get("clock_hz")
         per = cal.get("flop_per_cycle_per_thread", {}).get(dt)
-        how = (f"{threads} threads x {per:.1f} FLOP/cycle x {si(clock, 'Hz')} (measured clock)"
+        busy = cal.get("concurrent_threads", threads)
+        how = (f"{busy} thread{'s' if busy != 1 else ''} x {per:.1f} FLOP/cycle x {si(clock, 'Hz')} (measured clock)"
                if per and clock else f"{threads} threads")
         return Peak(name, dt, flop, bytes_per_s, "calibrated",
                     f"measured by `harness calibrate` ({cal.get('created')}): FMA-bound loop, {how}; "
@@ -223,7 +224,7 @@ def _cpu_peak(dt: str, threads: int | None) -> Peak:
         clock, clock_src = cal["clock_hz"], "sustained clock measured by `harness calibrate`"
     else:
         clock, clock_src = info.get("clock_hz"), info.get("clock_source")
-    core_note = f"{cores} cores" + (f" ({threads} threads, SMT siblings share FMA units)" if cores < threads else "")
+    core_note = f"{cores} core{'s' if cores != 1 else ''}" + (f" ({threads} threads, SMT siblings share FMA units)" if cores < threads else "")
     assumptions = "; ".join(tp.assumptions)
 
     if dt == "int8":
