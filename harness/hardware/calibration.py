@@ -16,7 +16,12 @@ How (``python -m harness calibrate``; a few seconds on 2 cores):
   not measured: its tile setup needs a kernel permission request; the derived AMX
   figure is used instead).
 * **clock**: a chain of dependent register-register integer adds (latency 1 cycle on
-  x86 and Arm cores), run on all threads at once: adds per second = sustained Hz.
+  x86 and Arm cores), run on all threads at once (at most one per usable CPU): adds per
+  second = sustained Hz. Repeats are interleaved (clock, fp32, fp64, ..., again) so that
+  on a shared machine whose clock drifts all figures come from the same quiet moments;
+  FLOP per cycle = FLOP/s / threads / clock is then a stable ratio (≈ 32 for AVX2 with
+  two FMA units). On Intel parts heavy AVX-512 code runs at a lower clock than integer
+  code, so that ratio can read below 64 there; the FLOP/s is still the measured peak.
 * **bytes/s**: ``dst.copy_(src)`` (counted as 2 × size, the STREAM convention) and
   ``src.sum()`` (1 × size) on torch tensors ≥ 4 × the last-level cache; the larger
   of the two is the bandwidth ceiling.
