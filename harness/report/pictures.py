@@ -217,7 +217,8 @@ def roofline_png(path: str | Path, ops: pd.DataFrame, peak: "Peak", model: dict,
         handles.append(Line2D([], [], color="#333333", lw=2, label="device ceilings"))
         if pf:
             avoid.append(ax.text(x_hi / 1.15, pf * 1.15, peak.compute_label(), ha="right", va="bottom",
-                                 fontsize=9, color="#222222", zorder=9))
+                                 fontsize=9, color="#222222", zorder=9,
+                                 bbox=dict(boxstyle="round,pad=0.15", fc="white", ec="none", alpha=0.85)))
         if pb:
             # along the sloped part, a third of the way (in log space) from the left edge to the ridge
             x_end = min(pf / pb, x_hi) if pf else x_hi
@@ -280,7 +281,7 @@ def roofline_png(path: str | Path, ops: pd.DataFrame, peak: "Peak", model: dict,
 
     sub = "ops: dot area ∝ time, top ones labelled" if len(pts) else "no op with counted work and time to plot"
     if skipped:
-        sub += f"; {skipped} ops without counted work, bytes or time not shown"
+        sub += f"; {skipped} op{'s' if skipped != 1 else ''} without counted work, bytes or time not shown"
     if not pf:
         sub = "peak unknown: no ceilings drawn; " + sub
     elif not pb:
