@@ -454,8 +454,11 @@ def measure(threads: int | None = None, *, target_s: float = 0.05, repeats: int 
         # threads beyond the usable CPUs are time-sliced: shorten each so the wall time stays ~target_s
         share = clock_threads / threads
         sized = [(dt, fn, fpi, max(1, int(_sized_iters(fn, target_s) * share))) for dt, fn, fpi in kernels]
-        best_clock, spread = 0.0, 0.0
+        best_clock, spread, best_single = 0.0, 0.0, 0.0
         for _ in range(repeats):
+            if has_clock and clock_threads > 1:
+                _, per1 = _parallel(lib.harness_add_chain, clock_iters, 1)
+                best_single = max(best_single, clock_iters * ADDS_PER_ITER / per1[0])
             if has_clock:
                 _, per = _parallel(lib.harness_add_chain, clock_iters, clock_threads)
                 # each thread runs its own chain; the slowest one is the all-core sustained clock
@@ -467,6 +470,13 @@ def measure(threads: int | None = None, *, target_s: float = 0.05, repeats: int 
                 rate = threads * iters * fpi / span
                 result["flop_per_s"][dt] = max(result["flop_per_s"].get(dt, 0.0), rate)
         result["clock_hz"] = best_clock or None
+        if best_single:
+            result["clock_hz_one_thread"] = best_single
+            if best_clock and best_single > 1.3 * best_clock:
+                result["warnings"].append(
+                    f"one thread ran at {best_single / 1e9:.2f} GHz but {clock_threads} at once only at "
+                    f"{best_clock / 1e9:.2f} GHz each: other processes (or vCPUs sharing a core) took CPU time; "
+                    "the figures are what this process got - rerun with --force when the machine is idle")
         if spread > 0.15:
             result["warnings"].append(f"threads ran at clocks {100 * spread:.0f}% apart: another process shared a "
                                       "core; rerun with --force when the machine is idle")
