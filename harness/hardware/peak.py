@@ -206,9 +206,11 @@ def _cpu_peak(dt: str, threads: int | None) -> Peak:
         busy = cal.get("concurrent_threads", threads)
         how = (f"{busy} thread{'s' if busy != 1 else ''} x {per:.1f} FLOP/cycle x {si(clock, 'Hz')} (measured clock)"
                if per and clock else f"{threads} threads")
+        warned = "; the calibration warned that the machine was busy (figures may be low)" if cal.get(
+            "warnings") else ""
         return Peak(name, dt, flop, bytes_per_s, "calibrated",
                     f"measured by `harness calibrate` ({cal.get('created')}): FMA-bound loop, {how}; "
-                    f"cache {cal.get('path')}", device_type="cpu", bytes_source=bytes_source)
+                    f"cache {cal.get('path')}{warned}", device_type="cpu", bytes_source=bytes_source)
 
     tp = throughput_from_flags(info.get("flags", []), info.get("vendor") or "", info.get("family"),
                                info.get("model"))
