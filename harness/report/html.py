@@ -1,0 +1,347 @@
+"""A self-contained ``report.html`` per run, and the tables it shares with TensorBoard's TEXT.
+
+The report opens in any browser with no network: CSS is inline, pictures are
+``data:`` URIs, there is no ``<script>`` at all and no external link is needed.
+Numbers carry SI prefixes (``harness.units``) and every column header says its unit;
+unknown values (no peak for this device, NaN) print as ``n/a``.
+
+The table builders (:func:`summary_rows`, :func:`ops_table`, :func:`modules_table`)
+return plain strings so the same content renders as HTML here and as markdown in
+TensorBoard's TEXT dashboard (:mod:`harness.report.tensorboard`).
+"""
+from __future__ import annotations
+
+import base64
+import html
+import math
+from pathlib import Path
+from typing import Any, Iterable
+
+import pandas as pd
+
+from ..fsio import atomic_write_text
+from ..units import percent, seconds, si
+
+# ---------------------------------------------------------------- values ----
+
+
+def is_missing(v: Any) -> bool:
+    if v is None:
+        return True
+    try:
+        return bool(pd.isna(v))
+    except (TypeError, ValueError):
+        return False
+
+
+def num(v: Any) -> float | None:
+    """``v`` as a float, or None when missing / not a number."""
+    if is_missing(v):
+        return None
+    try:
+        f = float(v)
+    except (TypeError, ValueError):
+        return None
+    return None if math.isnan(f) else f
+
+
+def fmt_si(v: Any, unit: str = "") -> str:
+    return si(num(v), unit)
+
+
+def fmt_s(v: Any) -> str:
+    return seconds(num(v))
+
+
+def fmt_pct(v: Any, digits: int = 1) -> str:
+    return percent(num(v), digits)
+
+
+def fmt_count(v: Any) -> str:
+    """Calls per forward: an integer when whole, else 3 significant digits."""
+    f = num(v)
+    if f is None:
+        return "n/a"
+    return f"{int(round(f))}" if abs(f - round(f)) < 1e-9 else f"{f:.3g}"
+
+
+def fmt_text(v: Any) -> str:
+    return "n/a" if is_missing(v) or v == "" else str(v)
+
+
+def _get(mapping: Any, *keys: str) -> Any:
+    cur = mapping
+    for k in keys:
+        if not isinstance(cur, dict):
+            return None
+        cur = cur.get(k)
+    return cur
+
+
+# ---------------------------------------------------------------- tables ----
+
+Table = tuple[list[str], list[list[str]]]  # headers, rows of formatted cells
+
+
+def summary_rows(summary: dict) -> list[tuple[str, str]]:
+    """(quantity with unit, formatted value) pairs: what a run measured, in reading order."""
+    s = summary or {}
+    lat = s.get("latency_s") or {}
+    peak = num(s.get("peak_flop_per_s"))
+    peak_src = s.get("peak_source") or "unknown"
+    peak_txt = fmt_si(peak, "FLOP/s") + (f" ({peak_src})" if peak is not None else f" (peak {peak_src})")
+    cov = s.get("coverage") or {}
+    prof = s.get("profiled") or {}
+    device = fmt_text(s.get("device"))
+    if s.get("device_name"):
+        device = f"{device} — {s['device_name']}"
+    rows = [
+        ("Scenario", fmt_text(s.get("scenario"))),
+        ("Run", fmt_text(s.get("run_id"))),
+        ("Started (UTC)", fmt_text(s.get("started_at"))),
+        ("Tag", fmt_text(s.get("tag")) if s.get("tag") else "—"),
+        ("Device", device),
+        ("Dtype", fmt_text(s.get("dtype"))),
+        ("Batch size (samples)", fmt_text(s.get("batch_size"))),
+        ("Threads", fmt_text(s.get("threads"))),
+        ("Warmup / timed iterations", f"{fmt_text(s.get('warmup'))} / {fmt_text(s.get('iters'))}"),
+        ("Parameters", fmt_si(s.get("params"))),
+        ("MACs per forward (MAC)", fmt_si(s.get("macs"), "MAC")),
+        ("FLOPs per forward (FLOP, 2 × MACs)", fmt_si(s.get("flops"), "FLOP")),
+        ("Other FLOPs per forward (FLOP)", fmt_si(s.get("other_flops"), "FLOP")),
+        ("Bytes moved per forward (B)", fmt_si(s.get("bytes"), "B")),
+        ("Latency p50 (s)", fmt_s(lat.get("p50"))),
+        ("Latency p90 (s)", fmt_s(lat.get("p90"))),
+        ("Latency p99 (s)", fmt_s(lat.get("p99"))),
+        ("Latency mean ± std (s)", f"{fmt_s(lat.get('mean'))} ± {fmt_s(lat.get('std'))}"),
+        ("Latency min / max (s)", f"{fmt_s(lat.get('min'))} / {fmt_s(lat.get('max'))}"),
+        ("Throughput (samples/s)", fmt_si(s.get("throughput_samples_per_s"), "samples/s")),
+        ("Achieved (FLOP/s, FLOPs / p50)", fmt_si(s.get("achieved_flop_per_s"), "FLOP/s")),
+        ("Peak (FLOP/s)", peak_txt),
+        ("Utilization (% of peak FLOP/s)", fmt_pct(s.get("utilization"))),
+        ("Memory bandwidth peak (B/s)", fmt_si(s.get("mem_bandwidth_bytes_per_s"), "B/s")),
+        ("Arithmetic intensity (FLOP/B)", fmt_si(s.get("arithmetic_intensity"), "FLOP/B")),
+        ("Peak memory (B)", fmt_si(s.get("peak_memory_bytes"), "B")),
+        ("Profiled forwards", fmt_text(prof.get("steps"))),
+        ("Profiled time per forward (s)", fmt_s(prof.get("time_per_forward_s"))),
+        ("Coverage: ops with counted work (% of ops)", fmt_pct(cov.get("share_of_ops"))),
+        ("Coverage: time in counted ops (% of time)", fmt_pct(cov.get("share_of_time"))),
+        ("Trace size (B)", fmt_si(s.get("trace_bytes"), "B")),
+        ("Torch", fmt_text(s.get("torch_version"))),
+        ("Harness commit", fmt_text(s.get("git_commit"))),
+    ]
+    return rows
+
+
+def _col(df: pd.DataFrame, name: str) -> pd.Series:
+    if name in df.columns:
+        return df[name]
+    return pd.Series([None] * len(df), index=df.index, dtype=object)
+
+
+def _has_values(df: pd.DataFrame, name: str) -> bool:
+    return name in df.columns and any(not is_missing(v) and str(v) != "" for v in df[name])
+
+
+def ops_table(ops: pd.DataFrame | None, top: int | None = 15) -> Table:
+    """Operators by self time per forward (largest first), with their work and rates.
+
+    Rows of kind ``nested`` (kernels inside a dispatch-level op, whose time and work the
+    join attributes to that op) are left out; the Kind and Bound columns only appear
+    when the data has them.
+    """
+    headers = ["Operator", "Kind", "Calls / forward", "Self time / forward (s)", "Time share (%)",
+               "FLOPs / forward (FLOP)", "Bytes / forward (B)", "Achieved (FLOP/s)", "Utilization (% of peak)",
+               "Bound"]
+    if ops is None or len(ops) == 0:
+        return headers, []
+    df = ops
+    if "kind" in df.columns:
+        df = df[df["kind"].astype(str) != "nested"]
+    df = df.assign(_t=pd.to_numeric(_col(df, "self_time_s"), errors="coerce").fillna(0.0))
+    df = df.sort_values("_t", ascending=False, kind="stable")
+    if top:
+        df = df.head(top)
+    total = pd.to_numeric(_col(ops, "self_time_s"), errors="coerce").sum()
+    rows = []
+    for _, r in df.iterrows():
+        share = r.get("time_share")
+        if is_missing(share) and total:
+            share = r["_t"] / total
+        rows.append([
+            fmt_text(r.get("name")), fmt_text(r.get("kind")), fmt_count(r.get("calls")),
+            fmt_s(r.get("self_time_s")), fmt_pct(share), fmt_si(r.get("flops"), "FLOP"), fmt_si(r.get("bytes"), "B"),
+            fmt_si(r.get("achieved_flop_per_s"), "FLOP/s"), fmt_pct(r.get("utilization")), fmt_text(r.get("bound")),
+        ])
+    drop = {h for h, c in (("Kind", "kind"), ("Bound", "bound")) if not _has_values(ops, c)}
+    keep = [i for i, h in enumerate(headers) if h not in drop]
+    return [headers[i] for i in keep], [[row[i] for i in keep] for row in rows]
+
+
+def modules_table(modules: pd.DataFrame | None, top: int | None = 15, *, tree: bool = False) -> Table:
+    """Modules with their work and time per forward.
+
+    ``tree=False``: the ``top`` modules by time (the root module excluded: it is the
+    whole model, see the summary). ``tree=True``: every module in model order, the
+    path indented by depth.
+    """
+    headers = ["Module", "Type", "Params", "FLOPs / forward (FLOP)", "Time / forward (s)",
+               "Achieved (FLOP/s)", "Utilization (% of peak)"]
+    if modules is None or len(modules) == 0:
+        return headers, []
+    df = modules.copy()
+    depth = pd.to_numeric(_col(df, "depth"), errors="coerce")
+    if tree:
+        if top:
+            df = df.head(top)
+    else:
+        if depth.notna().any() and (depth > 0).any():
+            df = df[depth > 0]
+        df = df.assign(_t=pd.to_numeric(_col(df, "time_s"), errors="coerce").fillna(-1.0))
+        df = df.sort_values("_t", ascending=False, kind="stable")
+        if top:
+            df = df.head(top)
+    rows = []
+    for _, r in df.iterrows():
+        path = fmt_text(r.get("path"))
+        if path in ("", "n/a"):
+            path = "(model)"
+        if tree:
+            d = num(r.get("depth")) or 0
+            path = "\u00a0\u00a0" * int(d) + path
+        rows.append([path, fmt_text(r.get("type")), fmt_si(r.get("params")), fmt_si(r.get("flops"), "FLOP"),
+                     fmt_s(r.get("time_s")), fmt_si(r.get("achieved_flop_per_s"), "FLOP/s"),
+                     fmt_pct(r.get("utilization"))])
+    return headers, rows
+
+
+# ------------------------------------------------------------------ html ----
+
+_CSS = """
+body{font-family:-apple-system,'Segoe UI',Roboto,'DejaVu Sans',Arial,sans-serif;margin:24px auto;max-width:1200px;
+color:#1f2328;padding:0 16px;line-height:1.4}
+h1{font-size:1.5em;margin-bottom:0.2em}h2{font-size:1.2em;margin-top:1.6em;border-bottom:1px solid #d0d7de;
+padding-bottom:4px}
+.sub{color:#57606a;margin-top:0}
+table{border-collapse:collapse;font-size:0.9em;margin:8px 0}
+th,td{border:1px solid #d0d7de;padding:4px 8px;vertical-align:top}
+th{background:#f6f8fa;text-align:left;font-weight:600}
+td.n{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
+td.t{font-family:'DejaVu Sans Mono',Menlo,Consolas,monospace;white-space:pre}
+tr:nth-child(even) td{background:#fbfcfd}
+.kv td:first-child{color:#57606a}
+.pics{display:flex;flex-wrap:wrap;gap:16px}figure{margin:12px 0}figure img{max-width:100%;border:1px solid #d0d7de}
+figcaption{color:#57606a;font-size:0.9em}
+.note{color:#57606a;font-size:0.85em}
+"""
+
+_TEXT_COLUMNS = {"Operator", "Module", "Type", "Kind", "Bound"}
+
+
+def _html_table(headers: list[str], rows: list[list[str]], cls: str = "") -> str:
+    if not rows:
+        return '<p class="note">n/a (no rows)</p>'
+    out = [f'<table class="{cls}"><thead><tr>' + "".join(f"<th>{html.escape(h)}</th>" for h in headers)
+           + "</tr></thead><tbody>"]
+    for row in rows:
+        cells = []
+        for h, v in zip(headers, row):
+            c = "t" if h in ("Operator", "Module") else ("" if h in _TEXT_COLUMNS else "n")
+            cells.append(f'<td class="{c}">{html.escape(v)}</td>' if c else f"<td>{html.escape(v)}</td>")
+        out.append("<tr>" + "".join(cells) + "</tr>")
+    out.append("</tbody></table>")
+    return "\n".join(out)
+
+
+def _image_tags(images: dict[str, Path] | None) -> str:
+    parts = []
+    for name, p in (images or {}).items():
+        if p is None:
+            continue
+        p = Path(p)
+        try:
+            data = p.read_bytes()
+        except OSError:
+            continue
+        mime = "image/svg+xml" if p.suffix.lower() == ".svg" else "image/png"
+        b64 = base64.b64encode(data).decode("ascii")
+        title = name.replace("_", " ")
+        parts.append(f'<figure><img alt="{html.escape(title)}" src="data:{mime};base64,{b64}">'
+                     f"<figcaption>{html.escape(title)}</figcaption></figure>")
+    return '<div class="pics">' + "\n".join(parts) + "</div>" if parts else '<p class="note">no pictures for this run</p>'
+
+
+def render_report(summary: dict, ops: pd.DataFrame | None, modules: pd.DataFrame | None,
+                  images: dict[str, Path] | None, *, top_ops: int | None = 30, max_modules: int | None = 400) -> str:
+    """The report as one HTML string (see :func:`write_report`)."""
+    s = summary or {}
+    title = f"{fmt_text(s.get('scenario'))} — harness run {fmt_text(s.get('run_id'))}"
+    sub = " · ".join(str(x) for x in (s.get("device_name") or s.get("device"), s.get("dtype"),
+                                       f"batch {s.get('batch_size')}" if s.get("batch_size") is not None else None,
+                                       f"{s.get('threads')} threads" if s.get("threads") is not None else None)
+                     if x)
+    kv = "".join(f"<tr><td>{html.escape(k)}</td><td>{html.escape(v)}</td></tr>" for k, v in summary_rows(s))
+    oh, orows = ops_table(ops, top=top_ops)
+    n_ops = 0 if ops is None else len(ops)
+    mh, mrows = modules_table(modules, top=max_modules, tree=True)
+    n_mod = 0 if modules is None else len(modules)
+    n_nested = int((ops["kind"].astype(str) == "nested").sum()) if ops is not None and "kind" in ops.columns else 0
+    n_shown = n_ops - n_nested
+    ops_note = (f"top {len(orows)} of {n_shown} by self time" if n_shown > len(orows) else f"all {n_shown}")
+    ops_note += " operators, labels and wrappers" if n_nested or "kind" in getattr(ops, "columns", []) else " operators"
+    nested_note = (f'<p class="note">{n_nested} nested events (kernels that a dispatch-level op calls) are not listed: '
+                   "their time and work are in the row of the op that calls them.</p>") if n_nested else ""
+    mod_note = f"first {len(mrows)} of {n_mod} modules" if n_mod > len(mrows) else f"all {n_mod} modules, in model order"
+    doc = f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>{html.escape(title)}</title>
+<style>{_CSS}</style></head>
+<body>
+<h1>{html.escape(title)}</h1>
+<p class="sub">{html.escape(sub)}</p>
+<h2 id="summary">Summary</h2>
+<table class="kv"><thead><tr><th>Quantity (unit)</th><th>Value</th></tr></thead><tbody>{kv}</tbody></table>
+<p class="note">All figures are per forward pass. SI prefixes: K = 10³, M = 10⁶, G = 10⁹, T = 10¹² (B = bytes,
+1 MB = 10⁶ B). Utilization = achieved FLOP/s ÷ peak FLOP/s; n/a where the peak of this device is unknown.</p>
+<h2 id="pictures">Pictures</h2>
+{_image_tags(images)}
+<h2 id="operators">Operators ({html.escape(ops_note)})</h2>
+{_html_table(oh, orows, "ops")}
+{nested_note}
+<h2 id="modules">Modules ({html.escape(mod_note)})</h2>
+{_html_table(mh, mrows, "modules")}
+<p class="note">Written by harness; self-contained (no scripts, no network).</p>
+</body></html>
+"""
+    return doc
+
+
+def write_report(path: Path, summary: dict, ops: pd.DataFrame, modules: pd.DataFrame,
+                 images: dict[str, Path]) -> Path:
+    """Write the self-contained HTML report of a run to ``path`` atomically; returns ``path``."""
+    return atomic_write_text(Path(path), render_report(summary, ops, modules, images))
+
+
+# -------------------------------------------------------------- markdown ----
+
+
+def _md_cell(v: str) -> str:
+    return v.replace("\\", "\\\\").replace("|", "\\|").replace("\n", " ")
+
+
+def markdown_table(headers: list[str], rows: Iterable[list[str]], code_columns: Iterable[str] = ()) -> str:
+    """A GitHub-style pipe table (TensorBoard's TEXT plugin renders the ``tables`` extension)."""
+    code = set(code_columns)
+    rows = list(rows)
+    if not rows:
+        return "_n/a (no rows)_"
+    align = ["---" if h in _TEXT_COLUMNS else "---:" for h in headers]
+    out = ["| " + " | ".join(_md_cell(h) for h in headers) + " |", "| " + " | ".join(align) + " |"]
+    for row in rows:
+        cells = []
+        for h, v in zip(headers, row):
+            v = v.replace("\u00a0", "")
+            cells.append(f"`{_md_cell(v)}`" if h in code and v not in ("", "n/a") else _md_cell(v))
+        out.append("| " + " | ".join(cells) + " |")
+    return "\n".join(out)
