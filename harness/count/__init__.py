@@ -1,0 +1,20 @@
+"""The counter core: exact parameters, MACs, flops and bytes of a forward pass.
+
+``count(model, inputs) -> Counts`` counts at the dispatch level (a
+TorchDispatchMode), so it sees what really runs, fused kernels included, with a
+formula registry keyed by aten op (see ``registry.py`` and ``formulas_*.py``).
+"""
+from __future__ import annotations
+
+from . import (  # noqa: F401  (importing registers the formulas)
+    formulas_conv,
+    formulas_linear,
+    formulas_norm,
+    formulas_pointwise,
+    formulas_pool,
+    formulas_shape,
+)
+from .api import Counts, count
+from .registry import FORMULAS, Work, register
+
+__all__ = ["count", "Counts", "register", "Work", "FORMULAS"]

@@ -1,0 +1,282 @@
+"""Counting without compute or memory: models and inputs on the meta device.
+
+``count(model, inputs, device="meta")`` copies the *structure* of a real model to
+the meta device (parameters and buffers become meta tensors of the same shape,
+dtype and requires_grad; no data is copied and the user's model is untouched)
+and converts the inputs to meta tensors of the same shape and dtype.  A model
+built under ``with torch.device("meta"):`` is counted as it is.
+
+Meta tensors dispatch PyTorch's slow (unfused) Python paths where CPU would take
+a fused fast path (``TransformerEncoderLayer``, ``MultiheadAttention``); the
+formulas of the fused kernels are defined as the cost of those unfused paths, so
+the counts agree.
+"""
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..errors import HarnessError
+
+
+def is_meta_model(model: nn.Module) -> bool:
+    """True when the model holds meta tensors (any parameter or buffer)."""
+    for t in model.parameters():
+        return t.device.type == "meta"
+    for t in model.buffers():
+        return t.device.type == "meta"
+    return False
+
+
+def model_device(model: nn.Module) -> torch.device | None:
+    for t in model.parameters():
+        return t.device
+    for t in model.buffers():
+        return t.device
+    return None
+
+
+def _meta_tensor(t: torch.Tensor) -> torch.Tensor:
+    m = torch.empty_strided(tuple(t.shape), tuple(t.stride()), dtype=t.dtype, device="meta")
+    if isinstance(t, nn.Parameter):
+        return nn.Parameter(m, requires_grad=t.requires_grad)
+    return m
+
+
+_REGISTRIES = ("_parameters", "_buffers", "_modules")
+
+
+def meta_copy(model: nn.Module) -> nn.Module:
+    """A structural copy of ``model`` whose parameters, buffers and tensor attributes are meta tensors.
+
+    Every module is cloned (same class, its attribute dict copied; containers such
+    as dicts, lists and sets one level deep; hook dicts copied), parameters and
+    buffers become meta tensors (tied weights stay tied, shared submodules stay
+    shared), and no tensor data is copied.  The user's model is not modified.
+    Falls back to ``copy.deepcopy`` (with meta tensors pre-seeded) when a module
+    cannot be cloned this way.
+    """
+    try:
+        return _structural_clone(model)
+    except Exception:
+        return _deepcopy_meta(model)
+
+
+def _structural_clone(model: nn.Module) -> nn.Module:
+    tensors: dict[int, torch.Tensor] = {}
+    modules: dict[int, nn.Module] = {}
+
+    def meta_of(t: torch.Tensor) -> torch.Tensor:
+        m = tensors.get(id(t))
+        if m is None:
+            m = tensors[id(t)] = _meta_tensor(t)
+        return m
+
+    def clone(mod: nn.Module) -> nn.Module:
+        done = modules.get(id(mod))
+        if done is not None:
+            return done
+        new = object.__new__(type(mod))
+        modules[id(mod)] = new
+        d = {}
+        for k, v in mod.__dict__.items():
+            if k in _REGISTRIES:
+                continue
+            if isinstance(v, torch.Tensor):
+                v = meta_of(v)
+            elif isinstance(v, nn.Module):
+                v = clone(v)
+            elif isinstance(v, (dict, list, set)):
+                v = copy.copy(v)
+            d[k] = v
+        d["_parameters"] = {k: (meta_of(p) if p is not None else None) for k, p in mod._parameters.items()}
+        d["_buffers"] = {k: (meta_of(b) if b is not None else None) for k, b in mod._buffers.items()}
+        d["_modules"] = {k: (clone(c) if c is not None else None) for k, c in mod._modules.items()}
+        new.__dict__.update(d)
+        return new
+
+    return clone(model)
+
+
+def _deepcopy_meta(model: nn.Module) -> nn.Module:
+    memo: dict[int, Any] = {}
+    keep = []
+    for t in list(model.parameters()) + list(model.buffers()):
+        if id(t) not in memo:
+            memo[id(t)] = _meta_tensor(t)
+            keep.append(t)
+    # plain tensor attributes (not registered): meta too, so they mix with meta inputs
+    for mod in model.modules():
+        for value in vars(mod).values():
+            if isinstance(value, torch.Tensor) and id(value) not in memo:
+                memo[id(value)] = _meta_tensor(value)
+                keep.append(value)
+    try:
+        clone = copy.deepcopy(model, memo)
+    except Exception as exc:
+        raise HarnessError(
+            f"cannot copy {type(model).__name__} to the meta device ({type(exc).__name__}: {exc}); "
+            "build the model under `with torch.device('meta'):` and count that instead"
+        ) from exc
+    del keep
+    return clone
+
+
+def to_meta(obj):
+    """Inputs to meta: tensors become meta tensors of the same shape/dtype; containers are rebuilt.
+
+    A PackedSequence keeps its ``batch_sizes`` on the CPU (PyTorch requires it there).
+    """
+    from torch.nn.utils.rnn import PackedSequence
+
+    if isinstance(obj, torch.Tensor):
+        return obj if obj.device.type == "meta" else obj.to("meta")
+    if isinstance(obj, PackedSequence):
+        return PackedSequence(
+            to_meta(obj.data), obj.batch_sizes,
+            to_meta(obj.sorted_indices) if obj.sorted_indices is not None else None,
+            to_meta(obj.unsorted_indices) if obj.unsorted_indices is not None else None,
+        )
+    if isinstance(obj, tuple) and hasattr(obj, "_fields"):  # namedtuple
+        return type(obj)(*(to_meta(x) for x in obj))
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(to_meta(x) for x in obj)
+    if isinstance(obj, dict):
+        return type(obj)((k, to_meta(v)) for k, v in obj.items())
+    return obj
+
+
+# ---------------------------------------------------------------- fast meta kernels
+#
+# On the meta device a few ops run slow Python decompositions (batch_norm,
+# layer_norm, hardtanh_, linear, scaled_dot_product_attention: milliseconds per
+# call).  Counting needs only their outputs' shape, dtype and strides, which these
+# functions produce directly, as the CPU kernels would (so that later view/copy
+# decisions, and therefore bytes, match a CPU run).  Returning NotImplemented runs
+# the real meta kernel.
+
+aten = torch.ops.aten
+
+
+def cpu_would_use_flash(q, k, v, attn_mask=None, dropout_p=0.0, enable_gqa=False) -> bool:
+    """Whether PyTorch's CPU SDPA dispatch picks its flash kernel for these inputs (else math)."""
+    if not torch.backends.cuda.flash_sdp_enabled():
+        return False
+    ts = [q, k, v]
+    if any(t.is_nested for t in ts) or (dropout_p or 0) > 0:
+        return False
+    if q.dim() not in (3, 4) or k.dim() != q.dim() or v.dim() != q.dim():
+        return False
+    if q.dtype not in (torch.float32, torch.float64, torch.bfloat16, torch.float16):
+        return False
+    if not (q.dtype == k.dtype == v.dtype):
+        return False
+    if q.dim() == 4:
+        if not (q.shape[0] == k.shape[0] == v.shape[0]):
+            return False
+        hq, hk, hv = q.shape[1], k.shape[1], v.shape[1]
+        if not (hq == hk == hv or (enable_gqa and hk == hv and hk and hq % hk == 0)):
+            return False
+    elif not (q.shape[0] == k.shape[0] == v.shape[0]):
+        return False
+    if attn_mask is not None and attn_mask.dim() not in (2, 4):
+        return False
+    if not (q.shape[-1] == k.shape[-1] == v.shape[-1]):
+        return False
+    if q.shape[-2] == 0 or k.shape[-2] == 0:
+        return False
+    if any(t.stride(-1) != 1 for t in ts):
+        return False
+    return True
+
+
+def _sdpa(q, k, v, attn_mask=None, dropout_p=0.0, is_causal=False, *args, scale=None, enable_gqa=False):
+    if cpu_would_use_flash(q, k, v, attn_mask, dropout_p, enable_gqa):
+        return torch.empty_like(q)
+    return NotImplemented  # the math path: run the real (decomposed) meta kernels
+
+
+def _same(x, *args, **kw):
+    return x
+
+
+def _like(x, *args, **kw):
+    return torch.empty_like(x)
+
+
+def _like_contiguous(x, *args, **kw):
+    return torch.empty_like(x, memory_format=torch.contiguous_format)
+
+
+def _linear(x, w, b=None):
+    if w.dim() != 2:
+        return NotImplemented
+    return torch.empty((*x.shape[:-1], w.shape[0]), dtype=x.dtype, device="meta")
+
+
+def _dropout(x, p, train):
+    if not train or p == 0:
+        return x
+    return torch.empty_like(x)
+
+
+def _batch_norm(x, *args, **kw):
+    return torch.empty_like(x)
+
+
+def _rnn_fast(kind: str, packed: bool):
+    lstm = kind == "lstm"
+
+    def fn(x, *args):
+        if packed:
+            batch_sizes, hx, params, has_biases, num_layers, dropout, train, bidirectional = args[:8]
+            batch_first = False
+        else:
+            hx, params, has_biases, num_layers, dropout, train, bidirectional, batch_first = args[:8]
+        if (not packed and x.dim() != 3) or (packed and x.dim() != 2):
+            return NotImplemented
+        dirs = 2 if bidirectional else 1
+        h0 = hx[0] if isinstance(hx, (list, tuple)) else hx
+        h_out = h0.shape[-1]
+        layers = int(num_layers) * dirs
+        opts = dict(dtype=x.dtype, device="meta")
+        if packed:
+            out = torch.empty((x.shape[0], dirs * h_out), **opts)
+        elif batch_first:
+            out = torch.empty((x.shape[1], x.shape[0], dirs * h_out), **opts).transpose(0, 1)
+        else:
+            out = torch.empty((x.shape[0], x.shape[1], dirs * h_out), **opts)
+        hy = torch.empty((layers, h0.shape[-2], h_out), **opts)
+        if lstm:
+            c0 = hx[1]
+            return out, hy, torch.empty((layers, c0.shape[-2], c0.shape[-1]), **opts)
+        return out, hy
+
+    return fn
+
+
+FAST_META: dict = {}
+
+
+def _fast(packet_name: str, overload: str, fn):
+    packet = getattr(aten, packet_name, None)
+    op = getattr(packet, overload, None) if packet is not None else None
+    if op is not None:
+        FAST_META[op] = fn
+
+
+_fast("scaled_dot_product_attention", "default", _sdpa)
+_fast("linear", "default", _linear)
+_fast("dropout", "default", _dropout)
+_fast("batch_norm", "default", _batch_norm)
+_fast("layer_norm", "default", _like_contiguous)
+for _kind in ("lstm", "gru", "rnn_tanh", "rnn_relu"):
+    _fast(_kind, "input", _rnn_fast(_kind, packed=False))
+    _fast(_kind, "data", _rnn_fast(_kind, packed=True))
+for _name in ("relu", "relu6", "gelu", "silu", "sigmoid", "tanh", "hardtanh", "hardswish", "hardsigmoid", "mish",
+              "elu", "leaky_relu"):
+    _fast(_name, "default", _like)
+    _fast(_name + "_", "default", _same)
