@@ -7,6 +7,7 @@ formula registry keyed by aten op (see ``registry.py`` and ``formulas_*.py``).
 from __future__ import annotations
 
 from . import (  # noqa: F401  (importing registers the formulas)
+    formulas_attention,
     formulas_conv,
     formulas_linear,
     formulas_norm,

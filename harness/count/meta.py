@@ -182,7 +182,7 @@ def cpu_would_use_flash(q, k, v, attn_mask=None, dropout_p=0.0, enable_gqa=False
             return False
     elif not (q.shape[0] == k.shape[0] == v.shape[0]):
         return False
-    if attn_mask is not None and attn_mask.dim() not in (2, 4):
+    if attn_mask is not None and attn_mask.dim() not in (2, q.dim()):
         return False
     if not (q.shape[-1] == k.shape[-1] == v.shape[-1]):
         return False
