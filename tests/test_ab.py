@@ -1,0 +1,162 @@
+"""ab: synthetic blocks with known answers, a real interleaved session, --isolate, exit codes."""
+from __future__ import annotations
+
+import json
+import math
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from conftest import run_cli, write_scenario
+from harness import ab
+from harness.errors import HarnessError
+
+CHAIN = '''
+"""{layers} linear layers: work proportional to the layer count."""
+import torch
+from torch import nn
+
+batch_size = 16
+
+
+def build_model():
+    torch.manual_seed(0)
+    return nn.Sequential(*[nn.Linear(128, 128) for _ in range({layers})])
+
+
+def make_inputs(batch_size, device):
+    return torch.randn(batch_size, 128, device=device)
+'''
+
+
+@pytest.fixture
+def chains(tmp_path: Path):
+    """Two scenarios whose work differs by 30 % (10 vs 13 identical layers)."""
+    return (write_scenario(tmp_path, "chain10", CHAIN.format(layers=10)),
+            write_scenario(tmp_path, "chain13", CHAIN.format(layers=13)))
+
+
+def synthetic(ratio: float, n: int = 200, seed: int = 0, bs=(1, 1), counts=({}, {})):
+    """Block medians on a drifting, bursty clock, candidate = ratio x baseline."""
+    rng = np.random.default_rng(seed)
+    drift = np.exp(np.cumsum(rng.normal(0, 0.03, n)))
+    a = 1e-3 * drift * np.exp(rng.normal(0, 0.05, n))
+    b = 1e-3 * ratio * drift * np.exp(rng.normal(0, 0.05, n))
+    for arr in (a, b):
+        hit = rng.random(n) < 0.05
+        arr[hit] *= 1.6
+    pairs = [(0, i, "AB" if i % 2 == 0 else "BA", float(a[i]), float(b[i])) for i in range(n)]
+    samples = [("baseline", 0, i, 2 * i, 0, float(a[i])) for i in range(n)] + \
+              [("candidate", 0, i, 2 * i + 1, 0, float(b[i])) for i in range(n)]
+    bdesc = {"scenario": "a", "batch_size": bs[0], "counts": counts[0]}
+    cdesc = {"scenario": "b", "batch_size": bs[1], "counts": counts[1]}
+    return bdesc, cdesc, samples, pairs
+
+
+@pytest.mark.parametrize("ratio,verdict,code", [(1.5, "slower", 1), (0.6, "faster", 0), (1.0, "no significant change", 0)])
+def test_analyze_known_answers(ratio, verdict, code):
+    r = ab.analyze(*synthetic(ratio))
+    assert r.verdict == verdict and r.exit_code == code
+    assert r.estimate.low < ratio < r.estimate.high or abs(math.log(r.estimate.ratio / ratio)) < 0.01
+    assert not r.work_differs
+
+
+def test_analyze_different_work_is_reported_and_verdict_stands():
+    c = ({"flops": 100, "params": 10}, {"flops": 130, "params": 10})
+    r = ab.analyze(*synthetic(1.3, counts=c))
+    assert r.work_differs == {"flops": {"baseline": 100, "candidate": 130}}
+    assert r.verdict == "slower" and r.exit_code == 1
+    # a bigger batch that takes 1.3x as long is *more* throughput: fail on throughput does not fire
+    r = ab.analyze(*synthetic(1.3, bs=(1, 2)), fail_on=("throughput",))
+    assert r.throughput["verdict"] == "faster" and r.exit_code == 0
+    assert r.throughput["ratio"] == pytest.approx(2 / 1.3, rel=0.02)
+
+
+def test_analyze_too_few_pairs_is_inconclusive():
+    r = ab.analyze(*synthetic(1.5, n=5))
+    assert r.verdict == "inconclusive" and r.exit_code == 0
+
+
+def test_parse_side():
+    s = ab.parse_side("vgg16:bs=4,dtype=bfloat16,channels_last,threads=1,label=new", batch_size=2, threads=2)
+    assert (s.scenario, s.batch_size, s.dtype, s.threads, s.channels_last, s.label) == \
+        ("vgg16", 4, "bfloat16", 1, True, "new")
+    assert ab.parse_side("vgg16", batch_size=2).batch_size == 2
+    with pytest.raises(HarnessError, match="unknown option 'color'"):
+        ab.parse_side("vgg16:color=red")
+    with pytest.raises(HarnessError, match="whole number"):
+        ab.parse_side("vgg16:bs=big")
+
+
+def test_interleaved_ab_calls_30_percent_more_work_slower(chains, tmp_path: Path):
+    a, b = chains
+    logdir = tmp_path / "logs"
+    proc = run_cli("ab", str(a), str(b), "--budget-s", "3", "--threads", "1", "--logdir", str(logdir))
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "verdict    slower by" in proc.stdout and "REGRESSION in latency" in proc.stdout
+    runs = list((logdir / "ab").iterdir())
+    assert len(runs) == 1 and not runs[0].name.startswith(".tmp-")
+    res = json.loads((runs[0] / "ab.json").read_text())
+    assert res["verdict"] == "slower" and res["exit_code"] == 1
+    assert 1.15 < res["ratio"] < 1.45 and res["low"] > 1.0
+    samples = pd.read_csv(runs[0] / "ab_samples.csv")
+    assert list(samples.columns[:2]) == ["side", "generation"] and {"block", "iteration", "latency_s"} <= set(samples.columns)
+    assert set(samples["side"]) == {"baseline", "candidate"}
+    assert (samples.groupby("side").size() > 50).all()
+    pairs = pd.read_csv(runs[0] / "ab_pairs.csv")
+    assert set(pairs["order"]) == {"AB", "BA"} and len(pairs) == res["pairs"]
+    if res["work_differs"]:  # harness.count landed: the 30 % more work is named
+        assert res["work"]["flops"]["candidate"] / res["work"]["flops"]["baseline"] == pytest.approx(1.3)
+
+
+def test_identical_code_is_not_a_regression(chains, tmp_path: Path):
+    a, _ = chains
+    proc = run_cli("ab", str(a), str(a), "--budget-s", "2", "--threads", "1", "--logdir", str(tmp_path / "l"), "--json",
+                   "--no-count")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    res = json.loads(proc.stdout)
+    assert res["verdict"] in ("no significant change", "inconclusive")
+    assert 0.9 < res["ratio"] < 1.1
+
+
+def test_bad_input_exits_2(chains, tmp_path: Path):
+    a, _ = chains
+    for args, words in [(("nosuch", str(a)), "unknown scenario"),
+                        ((str(a), f"{a}:colour=red"), "unknown option"),
+                        ((str(a), str(a), "--baseline-python", sys.executable), "need --isolate"),
+                        ((str(a), str(a), "--threshold", "lots"), "--threshold"),
+                        ((str(a), str(tmp_path / "missing.py")), "does not exist")]:
+        proc = run_cli("ab", *args, "--logdir", str(tmp_path / "l"))
+        assert proc.returncode == 2, (args, proc.stderr)
+        assert words in proc.stderr and proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr
+
+
+def test_isolated_workers_with_their_own_python(chains, tmp_path: Path):
+    a, b = chains
+    proc = run_cli("ab", str(a), str(b), "--isolate", "--baseline-python", sys.executable, "--budget-s", "1",
+                   "--generation-s", "0.4", "--threads", "1", "--no-count", "--logdir", str(tmp_path / "l"), "--json")
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    res = json.loads(proc.stdout)
+    assert res["isolate"] is True and res["generations"] >= ab.MIN_GENERATIONS
+    assert res["verdict"] == "slower" and 1.1 < res["ratio"] < 1.5
+    assert res["baseline"]["python"] == sys.executable
+    samples = pd.read_csv(Path(res["path"]) / "ab_samples.csv")
+    assert samples["generation"].nunique() == res["generations"]
+
+
+def test_worker_failure_is_one_line(tmp_path: Path):
+    broken = write_scenario(tmp_path, "broken", '''
+        import torch
+        def build_model():
+            return torch.nn.Linear(4, 4)
+        def make_inputs(batch_size, device):
+            return torch.randn(batch_size, 5)   # wrong width: forward raises
+    ''')
+    proc = run_cli("ab", str(broken), str(broken), "--isolate", "--budget-s", "1", "--no-count",
+                   "--logdir", str(tmp_path / "l"))
+    assert proc.returncode == 2 and "raised in forward" in proc.stderr and proc.stderr.count("\n") == 1
+    proc = run_cli("ab", str(broken), str(broken), "--budget-s", "1", "--no-count", "--logdir", str(tmp_path / "l"))
+    assert proc.returncode == 2 and "raised in forward" in proc.stderr
