@@ -13,6 +13,7 @@ from . import (  # noqa: F401  (importing registers the formulas)
     formulas_norm,
     formulas_pointwise,
     formulas_pool,
+    formulas_rnn,
     formulas_shape,
 )
 from .api import Counts, count
