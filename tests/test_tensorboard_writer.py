@@ -138,19 +138,32 @@ def test_missing_pictures_and_empty_tables(tmp_path):
     assert "n/a (no rows)" in text_of(acc, tbw.TEXT_OPS)
 
 
-def test_deferred_name_for_a_run_dir_under_construction(tmp_path, pictures):
-    """With the caller's ``defer`` (RunDir.defer), the run dir's event file gets a name
-    TensorBoard ignores until the caller commits the run directory."""
+def test_deferred_until_the_run_dir_is_committed(tmp_path, pictures):
+    """With the caller's ``defer`` (RunDir.defer), nothing TensorBoard reads exists before the
+    run directory is committed: not in the hidden run dir, not in the trend."""
     from harness import fsio
 
     rd = fsio.RunDir(tmp_path / "logs" / "tiny", RUN_ID)
     trend = tmp_path / "logs" / "tiny" / "trends" / "cfg"
     paths = tbw.write_run_summaries(rd.path, make_summary(), make_ops(), make_modules(), pictures, trend_dir=trend,
                                     step=0, defer=rd.defer)
-    assert not any("tfevents" in p.name for p in rd.path.iterdir())
+    assert not [p for p in (tmp_path / "logs").rglob("*") if "tfevents" in p.name]
     final = rd.commit()
-    assert (final / paths[0].name).is_file()
+    assert (final / paths[0].name).is_file() and paths[1].is_file() and paths[1].parent == trend.absolute()
+    assert not [p.name for p in final.iterdir() if p.name.startswith(".")]
     assert set(load(final).Tags()["images"]) == {"roofline", "time_by_module"}
+    assert [p.step for p in load(trend).Scalars("latency/p50_ms")] == [0]
+
+
+def test_aborted_run_leaves_no_trend_point(tmp_path, pictures):
+    from harness import fsio
+
+    rd = fsio.RunDir(tmp_path / "logs" / "tiny", RUN_ID)
+    trend = tmp_path / "logs" / "tiny" / "trends" / "cfg"
+    tbw.write_run_summaries(rd.path, make_summary(), make_ops(), make_modules(), pictures, trend_dir=trend, step=0,
+                            defer=rd.defer)
+    rd.abort()
+    assert [p for p in (tmp_path / "logs").rglob("*") if p.is_file()] == []
 
 
 def test_png_size_rejects_non_png():

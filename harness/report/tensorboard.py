@@ -250,10 +250,15 @@ def write_run_summaries(run_dir: Path, summary: dict, ops: pd.DataFrame, modules
     trend directory already holds that step or a later one, the next free step is used
     instead (TensorBoard would drop a point whose step goes backwards).
 
-    ``defer(staged_name, final_name) -> staged_path`` (e.g. ``RunDir.defer``): when
-    given, the run dir's event file is written under the staged name and takes its
-    final name only when the caller commits the run dir, so TensorBoard never lists
-    the hidden directory under construction.
+    ``defer(staged_name, final_name) -> staged_path`` (``RunDir.defer``): when given,
+    both files are written under staged names inside the (hidden) run directory and take
+    their final names only when the caller commits it: the run's event file in the run
+    directory, the trend point at its absolute path in ``trend_dir``. So TensorBoard never
+    lists the directory under construction, and an aborted run leaves nothing behind,
+    in the trend either. Without ``defer`` both are written at once (whole, renamed).
+
+    Returns the final paths: ``[run_dir / <event file>, trend_dir / <event file>]`` (with
+    ``defer``, the first is named inside the run directory as it will be once committed).
     """
     run_dir, trend_dir = Path(run_dir), Path(trend_dir)
     s = summary or {}
@@ -284,5 +289,7 @@ def write_run_summaries(run_dir: Path, summary: dict, ops: pd.DataFrame, modules
     trend_values = [_scalar_value(tag, v) for tag, get in TREND_SCALARS if (v := get(s)) is not None]
     trend_values.append(_text_value(TEXT_TREND_RUN, f"step {step}: run `{run_id}` started {s.get('started_at') or 'n/a'}"
                                                     f" (`{s.get('config_key') or ''}`)"))
-    trend_event = _write_whole(trend_dir / event_file_name(step, run_id), _event_file_bytes([(wall, step, trend_values)]))
+    trend_path = (trend_dir / event_file_name(step, run_id)).absolute()
+    staged = defer(f"{TMP_PREFIX}trend.staged", trend_path) if defer is not None else None
+    trend_event = _write_whole(trend_path, _event_file_bytes([(wall, step, trend_values)]), staged=staged)
     return [run_event, trend_event]
