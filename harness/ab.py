@@ -10,8 +10,9 @@ Design
 * **Blocks.** After a warm-up (at least 3 iterations and 0.2 s per side) the iteration
   time sets the block length ``k`` (about ``block_s`` = 5 ms of work; at least one
   iteration). When an iteration is short (< 10 ms) each block first runs one untimed
-  iteration, so the other side's cache footprint does not land in the samples.
-  Short blocks cancel more of a neighbour's bursts (they hit both halves of a pair);
+  iteration, so the other side's cache footprint does not land in the samples. The plan
+  is redone every 16 pairs from the latest block medians, as a neighbour's load comes and
+  goes. Short blocks cancel more of a neighbour's bursts (they hit both halves of a pair);
   measured on the shared 2-vCPU host with a 1 ms model, 5 s of pairs gave a 98 % interval
   of ±0.4–0.6 % for blocks of 2–16 iterations, ±0.9 % for 32, and ±1.2 % for single
   iterations without the untimed one (cold caches make those noisy).
@@ -52,6 +53,7 @@ DEFAULT_BLOCK_S = 0.005
 DEFAULT_MIN_PAIRS = 8
 DEFAULT_GENERATION_S = 2.0
 MIN_GENERATIONS = 7
+REPLAN_PAIRS = 16
 DISCARD_BELOW_S = 0.01
 WARMUP_MIN_ITERS = 3
 WARMUP_MIN_S = 0.2
@@ -530,7 +532,7 @@ def run_ab(
         setup_s = time.perf_counter() - t_setup
         k, discard = _block_plan(tA, tB, block_s)
         elapsed = _alternate(A.block, B.block, k, discard, budget_s, min_pairs, 0, samples, pair_rows, progress,
-                             method, level, threshold)
+                             method, level, threshold, block_s=block_s)
         bdesc, cdesc = A.describe(), B.describe()
     result = analyze(bdesc, cdesc, samples, pair_rows, isolate=isolate, generations=gens, method=method,
                      level=level, threshold=threshold, seed=seed, fail_on=fail_on, run_id=run_id,
@@ -562,6 +564,12 @@ def analyze(bdesc: dict, cdesc: dict, samples: list, pair_rows: list, *, isolate
         est = stats.estimate_from_logs(logs, method=method, level=level, seed=seed)
     verdict = stats.verdict(est, threshold)
     need = stats.pairs_needed(logs, threshold, level) if not isolate else None
+    per_block: dict = {}
+    for x in samples:
+        if x[0] == "baseline":
+            per_block[(x[1], x[2])] = per_block.get((x[1], x[2]), 0) + 1
+    if per_block:
+        block_iterations = int(_median(list(per_block.values())))  # the typical block (re-planned as load changes)
     bdesc, cdesc = dict(bdesc), dict(cdesc)
     for d, side in ((bdesc, "baseline"), (cdesc, "candidate")):
         vals = [x[5] for x in samples if x[0] == side]
@@ -597,13 +605,20 @@ def _block_plan(tA: float, tB: float, block_s: float) -> tuple[int, int]:
 
 
 def _alternate(block_a, block_b, k, discard, budget_s, min_pairs, generation, samples, pair_rows, progress,
-               method, level, threshold, pair0: int = 0, stop_at: float | None = None) -> float:
-    """ABBA-alternate blocks until the budget (or ``stop_at``, a perf_counter deadline) is reached."""
+               method, level, threshold, pair0: int = 0, stop_at: float | None = None, block_s: float = DEFAULT_BLOCK_S) -> float:
+    """ABBA-alternate blocks until the budget (or ``stop_at``, a perf_counter deadline) is reached.
+
+    Every REPLAN_PAIRS pairs the block length is planned again from the latest block medians
+    (both sides always get the same length within a pair, so ratios stay comparable)."""
     t0 = time.perf_counter()
     deadline = stop_at if stop_at is not None else t0 + budget_s
     pair = pair0
     last_report = t0
+    recent: list[float] = []
     while True:
+        if len(recent) >= 2 * REPLAN_PAIRS:  # re-plan the block length as the machine's load changes
+            k, discard = _block_plan(_median(recent[0::2]), _median(recent[1::2]), block_s)
+            recent.clear()
         first_a = pair % 2 == 0
         res = {}
         for side in (("baseline", "candidate") if first_a else ("candidate", "baseline")):
@@ -612,6 +627,7 @@ def _alternate(block_a, block_b, k, discard, budget_s, min_pairs, generation, sa
             for i, v in enumerate(res[side]):
                 samples.append((side, generation, pair, 2 * pair + (0 if (side == "baseline") == first_a else 1), i, v))
         pair_rows.append((generation, pair, "AB" if first_a else "BA", _median(res["baseline"]), _median(res["candidate"])))
+        recent += [pair_rows[-1][3], pair_rows[-1][4]]
         pair += 1
         now = time.perf_counter()
         if progress and now - last_report > 0.5:
@@ -667,7 +683,7 @@ def _session_isolated(baseline, candidate, budget_s, min_pairs, block_s, generat
                 progress(f"generation {gen + 1}, {pair} pairs, {time.perf_counter() - t_loop:.0f} of {budget_s:.0f} s")
             n_before = len(pair_rows)
             _alternate(A.block, B.block, k, discard, budget_s, min_pairs, gen, samples, pair_rows, None,
-                       "hl", 0.98, 0.05, pair0=pair, stop_at=time.perf_counter() + generation_s)
+                       "hl", 0.98, 0.05, pair0=pair, stop_at=time.perf_counter() + generation_s, block_s=block_s)
             pair += len(pair_rows) - n_before
             A.end_child()
             B.end_child()
