@@ -100,14 +100,17 @@ class RunDir:
         self.path = self.parent / f"{TMP_PREFIX}{run_id}"
         self.parent.mkdir(parents=True, exist_ok=True)
         self.path.mkdir()
-        self._deferred: list[tuple[str, str]] = []
+        self._deferred: list[tuple[str, str | Path]] = []
 
-    def defer(self, staged_name: str, final_name: str) -> Path:
+    def defer(self, staged_name: str, final_name: str | Path) -> Path:
         """Stage a file under ``staged_name``; it takes ``final_name`` only after :meth:`commit`.
 
         Used for files whose mere presence makes a reader load the directory (the
         profiler plugin loads any directory holding ``*.pt.trace.json`` once and never
         again, hidden ones included), so they appear last, whole.
+        ``final_name`` may also be an absolute path outside the run directory (a
+        TensorBoard trend file): it is moved there after the commit, so an aborted run
+        leaves nothing outside its hidden directory either.
         Returns the staged path to write to.
         """
         self._deferred.append((staged_name, final_name))
@@ -120,10 +123,11 @@ class RunDir:
         self.path = self.final
         for staged, final in self._deferred:
             src = self.final / staged
+            dst = self.final / final  # an absolute `final` stays as it is
             if src.exists():
-                os.replace(src, self.final / final)
-        if self._deferred:
-            fsync_dir(self.final)
+                dst.parent.mkdir(parents=True, exist_ok=True)
+                os.replace(src, dst)
+                fsync_dir(dst.parent)
         return self.final
 
     def abort(self) -> None:

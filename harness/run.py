@@ -107,18 +107,23 @@ def check_logdir(logdir: Path) -> Path:
     logdir = Path(logdir)
     if logdir.exists() and not logdir.is_dir():
         raise HarnessError(f"--logdir {logdir} is a file, not a directory; pick a directory")
+    probe = logdir / f"{fsio.TMP_PREFIX}probe-{os.getpid()}"
     try:
         logdir.mkdir(parents=True, exist_ok=True)
-        probe = logdir / f"{fsio.TMP_PREFIX}probe-{os.getpid()}"
+        # 64 KiB, fsynced: a full disk or a quota shows up here, before the expensive work
         with open(probe, "wb") as f:
             f.write(b"\0" * 65536)
             f.flush()
             os.fsync(f.fileno())
-        probe.unlink()
     except PermissionError:
         raise HarnessError(f"--logdir {logdir} is not writable; pick a directory you can write to") from None
     except OSError as exc:
         raise HarnessError(f"--logdir {logdir} cannot be written ({exc.strerror or exc}); free space or pick another directory") from None
+    finally:
+        try:
+            probe.unlink()
+        except OSError:
+            pass
     return logdir
 
 
@@ -340,7 +345,7 @@ def _write(run: Run, rundir: fsio.RunDir, prof, root: Path, scenario: str, write
     if not write_extras:
         return
     images = _pictures(run, d)
-    _tensorboard(run, d, root, scenario, images)
+    _tensorboard(run, rundir, root, scenario, images)
     try:
         from .report.html import write_report
     except ImportError:
@@ -367,7 +372,7 @@ def _pictures(run: Run, d: Path) -> dict[str, Path]:
     return images
 
 
-def _tensorboard(run: Run, d: Path, root: Path, scenario: str, images: dict) -> None:
+def _tensorboard(run: Run, rundir: fsio.RunDir, root: Path, scenario: str, images: dict) -> None:
     try:
         from .report.tensorboard import write_run_summaries
     except ImportError:
@@ -375,7 +380,9 @@ def _tensorboard(run: Run, d: Path, root: Path, scenario: str, images: dict) -> 
     s = run.summary
     step = _run_index(root, s["config_key"])
     safe = "".join(c if c.isalnum() or c in "-_=." else "_" for c in s["config_key"].split("|", 1)[1])
-    write_run_summaries(d, s, run.ops, run.modules, images, trend_dir=root / scenario / "trends" / safe, step=step)
+    # event files are staged in the hidden run dir and take their names on commit
+    write_run_summaries(rundir.path, s, run.ops, run.modules, images, trend_dir=root / scenario / "trends" / safe,
+                        step=step, defer=rundir.defer)
 
 
 def _run_index(root: Path, config_key: str) -> int:

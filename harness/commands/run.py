@@ -132,8 +132,8 @@ def render_top_ops(ops, s: dict, *, top: int, sort_by: str) -> str:
         raise HarnessError(f"--sort-by {sort_by} is not available on {s['device']} runs")
     df = ops.sort_values(col, ascending=False, kind="stable").head(top)
     cuda = s["device"] == "cuda"
-    head = ["operator", "calls", "time", "share", "self " + ("CUDA" if cuda else "CPU"), "total", "GFLOP",
-            "GFLOP/s", "util", "self mem"]
+    head = ["operator", "calls", "time", "share", "self " + ("CUDA" if cuda else "CPU"), "total", "FLOP",
+            "FLOP/s", "util", "self mem"]
     rows = []
     for _, r in df.iterrows():
         self_raw = r.get("self_device_time_total_s") if cuda else r.get("self_cpu_time_total_s")
@@ -146,9 +146,9 @@ def render_top_ops(ops, s: dict, *, top: int, sort_by: str) -> str:
             percent(r.get("time_share")),
             seconds(self_raw) if _ok(self_raw) else "",
             seconds(total_raw) if _ok(total_raw) else "",
-            _num(r["flops"] / 1e9, "{:.3f}") if r["flops"] else ("-" if not r.get("counted", True) and r["kind"] == "op" else ""),
-            _num(r.get("achieved_flop_per_s", math.nan) / 1e9, "{:.1f}"),
-            percent(r.get("utilization")) if _ok(r.get("utilization")) else "",
+            si(r["flops"]) if r["flops"] else ("uncounted" if not r.get("counted", True) and r["kind"] == "op" else ""),
+            si(r.get("achieved_flop_per_s")) if _ok(r.get("achieved_flop_per_s")) and r["flops"] else "",
+            percent(r.get("utilization")) if _ok(r.get("utilization")) and r["flops"] else "",
             si(mem, "B") if _ok(mem) and mem else "",
         ])
     widths = [max(len(h), *(len(x[i]) for x in rows)) if rows else len(h) for i, h in enumerate(head)]
