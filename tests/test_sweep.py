@@ -1,0 +1,108 @@
+"""sweep: one real run per point, failing points recorded, progress with ETA, bad input."""
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from conftest import run_cli, write_scenario
+from harness import history
+from harness.errors import HarnessError
+from harness.sweep import Point, Progress, parse_dtypes, parse_ints
+
+HUNGRY = '''
+"""Runs out of memory above batch 4 (simulated), and its kernel 'breaks' at batch 3."""
+import torch
+from torch import nn
+
+
+class Hungry(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(32, 32)
+
+    def forward(self, x):
+        if x.shape[0] > 4:
+            raise torch.OutOfMemoryError(f"CUDA out of memory. Tried to allocate {x.shape[0] * 40} GiB")
+        if x.shape[0] == 3:
+            raise RuntimeError("unsupported batch for this kernel")
+        return self.fc(x).relu()
+
+
+def build_model():
+    torch.manual_seed(0)
+    return Hungry()
+
+
+def make_inputs(batch_size, device):
+    return torch.randn(batch_size, 32, device=device)
+'''
+
+
+def test_sweep_records_failed_points_and_goes_on(tmp_path: Path):
+    scen = write_scenario(tmp_path, "hungry", HUNGRY)
+    logdir = tmp_path / "logs"
+    proc = run_cli("sweep", str(scen), "--batch-sizes", "1,8,3,2", "--iters", "3", "--warmup", "1",
+                   "--threads", "1", "--logdir", str(logdir))
+    assert proc.returncode == 0, proc.stderr
+    sweeps = list((logdir / "hungry" / "sweeps").iterdir())
+    assert len(sweeps) == 1
+    df = pd.read_csv(sweeps[0] / "sweep.csv")
+    assert df["batch_size"].tolist() == [1, 8, 3, 2]
+    assert df["status"].tolist() == ["ok", "failed", "failed", "ok"]
+    assert "out of memory" in df.loc[1, "reason"] and "320 GiB" in df.loc[1, "reason"]
+    assert "unsupported batch for this kernel" in df.loc[2, "reason"]
+    assert df["threads"].tolist() == [1, 1, 1, 1]
+    ok = df[df["status"] == "ok"]
+    assert (ok["latency_p50_s"] > 0).all() and (ok["achieved_flop_per_s"] > 0).all()
+    assert ok["flops"].tolist() == [2 * 32 * 32 * 1, 2 * 32 * 32 * 2]
+    for d in ok["run_dir"]:
+        assert (Path(d) / "summary.json").exists()
+    assert set(history.read(logdir)["run_id"]) == set(ok["run_id"])  # every ok point is a history row
+    png = sweeps[0] / "sweep.png"
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # the table on stdout, progress lines (not a TTY: one per point, with an ETA) on stderr
+    assert "2 point(s) ok, 2 failed" in proc.stdout
+    progress = [ln for ln in proc.stderr.splitlines() if ln.startswith("[")]
+    assert len(progress) == 4 and all("ETA" in ln for ln in progress)
+    assert progress[1].startswith("[##########----------] 2/4") and "FAILED: out of memory" in progress[1]
+
+
+def test_sweep_where_every_point_fails_exits_2(tmp_path: Path):
+    scen = write_scenario(tmp_path, "hungry", HUNGRY)
+    proc = run_cli("sweep", str(scen), "--batch-sizes", "8,16", "--logdir", str(tmp_path / "logs"))
+    assert proc.returncode == 2 and "every point of the sweep failed" in proc.stderr
+    sweep_csv = next((tmp_path / "logs" / "hungry" / "sweeps").glob("*/sweep.csv"))
+    assert pd.read_csv(sweep_csv)["status"].tolist() == ["failed", "failed"]
+
+
+def test_bad_sweep_input(tmp_path: Path):
+    scen = write_scenario(tmp_path, "hungry", HUNGRY)
+    for args, words in [(("--batch-sizes", "1,two"), "not a whole number"), (("--batch-sizes", "0"), "at least 1"),
+                        (("--batch-sizes", "1", "--dtypes", "float64"), "unknown dtype"),
+                        (("--batch-sizes", "1", "--threads", "x"), "not a whole number")]:
+        proc = run_cli("sweep", str(scen), *args, "--logdir", str(tmp_path / "logs"))
+        assert proc.returncode == 2 and words in proc.stderr and proc.stderr.count("\n") == 1, (args, proc.stderr)
+    proc = run_cli("sweep", "nosuchscenario", "--batch-sizes", "1", "--logdir", str(tmp_path / "logs"))
+    assert proc.returncode == 2 and "unknown scenario" in proc.stderr
+
+
+def test_parsers():
+    assert parse_ints("1, 2,4,4,8", "--batch-sizes") == [1, 2, 4, 8]
+    assert parse_dtypes("fp32,bf16,float32") == ["float32", "bfloat16"]
+    with pytest.raises(HarnessError):
+        parse_ints("", "--batch-sizes")
+
+
+def test_progress_eta_scales_with_batch_size():
+    pts = [Point(b, None, None) for b in (1, 2, 4, 8)]
+    out = io.StringIO()
+    p = Progress(pts, stream=out)
+    p.finish(0, pts[0], "bs 1", 2.0, "ok")
+    p.finish(1, pts[1], "bs 2", 3.0, "ok")
+    # fitted 1 + 1 * bs: the rest (bs 4 and 8) take 5 + 9 = 14 s
+    assert p.eta() == pytest.approx(14.0)
+    lines = out.getvalue().splitlines()
+    assert lines[1].startswith("[##########----------] 2/4  bs 2: ok (3.0 s)") and "ETA 14s" in lines[1]
