@@ -214,6 +214,7 @@ def execute(
             fsio.fault_point("commit")
             run.path = rundir.commit()
             run.summary["path"] = str(run.path)
+            _link_for_hta(run.path, prof.trace_name)
             _append_history(root, run.summary)
         return run
     except BaseException:
@@ -305,6 +306,31 @@ def _assemble(prep, scenario, run_id, started, tag, warmup, iters, cfg, timing, 
     ops = joined.ops
     return Run(summary=summary, ops=ops, ops_by_shape=joined.ops_by_shape, modules=joined.modules,
                samples=samples, counts=counts, env=env)
+
+
+def _link_for_hta(run_dir: Path, trace_name: str | None) -> None:
+    """``<run>/hta/rank0.trace.json[.gz]``: a hard link to the trace (no extra space).
+
+    Holistic Trace Analysis reads every ``*.json`` of its ``trace_dir`` as a trace, so
+    ``TraceAnalysis(trace_dir=<run>)`` could pick summary.json; ``trace_dir=<run>/hta``
+    holds the trace alone. The name lacks ``.pt.trace.json`` so the profiler plugin does
+    not list it as a second run.
+    """
+    if not trace_name:
+        return
+    src = run_dir / trace_name
+    dst_dir = run_dir / "hta"
+    try:
+        dst_dir.mkdir(exist_ok=True)
+        dst = dst_dir / ("rank0.trace.json" + (".gz" if trace_name.endswith(".gz") else ""))
+        try:
+            os.link(src, dst)
+        except OSError:  # file systems without hard links
+            import shutil
+
+            shutil.copyfile(src, dst)
+    except OSError:
+        pass  # a convenience; the run is complete without it
 
 
 def _input_bytes(inputs: Any) -> int:

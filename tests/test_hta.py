@@ -42,10 +42,11 @@ def names_in(analysis) -> set[str]:
 def test_trace_dir_with_the_trace(runs, tmp_path, index):
     from hta.trace_analysis import TraceAnalysis
 
-    trace = runs.trace(runs.runs[index])
-    d = tmp_path / "hta"
-    d.mkdir()
-    (d / trace.name).symlink_to(trace)
+    run = runs.runs[index]
+    trace = runs.trace(run)
+    d = run.path / "hta"  # each run links its trace alone here, for trace_dir=
+    assert [p.name for p in d.iterdir()] == ["rank0.trace.json" + (".gz" if trace.name.endswith(".gz") else "")]
+    assert (d / next(iter(p.name for p in d.iterdir()))).stat().st_ino == trace.stat().st_ino  # a link, no copy
     logging.getLogger("hta").setLevel(logging.ERROR)
     names = names_in(TraceAnalysis(trace_dir=str(d)))
     assert OPS <= names and "model_inference" in names
