@@ -108,7 +108,8 @@ def render_summary(s: dict) -> str:
     peak = s.get("peak_flop_per_s")
     peak_txt = f"{si(peak, 'FLOP/s')} ({s.get('peak_source')})" if peak else "unknown peak"
     row("achieved", f"{si(s['achieved_flop_per_s'], 'FLOP/s')} of {peak_txt}"
-                    f"  → utilization {percent(s.get('utilization'))}")
+                    f"  → utilization {percent(s.get('utilization'))}"
+                    + ("   (measure the peak: python -m harness calibrate)" if s.get("peak_source") == "derived" else ""))
     if s.get("mem_bandwidth_bytes_per_s"):
         ai = s.get("arithmetic_intensity")
         row("bandwidth", f"{si(s.get('achieved_bytes_per_s'), 'B/s')} of {si(s['mem_bandwidth_bytes_per_s'], 'B/s')}"
