@@ -172,3 +172,74 @@ def test_7b_decoder_counts_in_seconds_under_2_gib():
     assert r["coverage"] == 1.0
     assert r["maxrss_kib"] < 2 * 1024 * 1024, r
     assert r["seconds"] < 60, r
+
+
+def _meta_of(obj):
+    if isinstance(obj, torch.Tensor):
+        if obj.dtype == torch.int64 and obj.dim() == 1 and obj.device.type == "cpu" and getattr(obj, "_keep_cpu", False):
+            return obj
+        return torch.empty_strided(tuple(obj.shape), tuple(obj.stride()), dtype=obj.dtype, device="meta")
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(_meta_of(o) for o in obj)
+    return obj
+
+
+def _layouts(res):
+    ts = [res] if isinstance(res, torch.Tensor) else [r for r in res if isinstance(r, torch.Tensor)]
+    return [(tuple(t.shape), tuple(t.stride()), t.dtype) for t in ts]
+
+
+def test_fast_meta_kernels_produce_cpu_layouts():
+    """The fast meta kernels must give the shape, strides and dtype the CPU kernel gives
+    (later view/copy decisions, and so bytes, depend on strides)."""
+    from harness.count.meta import FAST_META
+
+    aten = torch.ops.aten
+    x = torch.randn(2, 3, 8)
+    xt = torch.randn(2, 8, 3).transpose(1, 2)
+    qkv = torch.randn(2, 5, 3 * 16)
+    q = qkv[..., :16].view(2, 5, 4, 4).transpose(1, 2)  # a non-dense view, as in GPT blocks
+    img = torch.randn(2, 4, 9, 9)
+    lstm = nn.LSTM(8, 5, num_layers=2, bidirectional=True, batch_first=True)
+    params = [p.detach() for p in lstm._flat_weights]
+    h0 = torch.zeros(4, 2, 5)
+    cases = [
+        (aten.add.Tensor, (x, x)),
+        (aten.add.Tensor, (x, torch.randn(8))),
+        (aten.add.Tensor, (xt, xt)),
+        (aten.add.Tensor, (xt, x)),
+        (aten.mul.Tensor, (x, torch.tensor(2.0))),
+        (aten.mul.Scalar, (x, 0.5)),
+        (aten.div.Tensor, (torch.arange(6).view(2, 3), torch.arange(1, 4))),
+        (aten.sub.Tensor, (torch.randn(4, 1, 5), torch.randn(1, 3, 1))),
+        (aten.add_.Tensor, (x.clone(), x)),
+        (aten.gelu.default, (xt,)),
+        (aten.relu.default, (q,)),
+        (aten.linear.default, (xt, torch.randn(6, 8), torch.randn(6))),
+        (aten.linear.default, (x, torch.randn(6, 8))),
+        (aten.conv2d.default, (img, torch.randn(6, 2, 3, 3), None, [2, 2], [1, 1], [1, 1], 2)),
+        (aten.conv2d.default, (img, torch.randn(6, 4, 1, 1), None, [1, 1], [0, 0], [2, 2], 1)),
+        (aten.conv1d.default, (x, torch.randn(4, 3, 3), torch.randn(4), [1], [1], [1], 1)),
+        (aten.batch_norm.default, (img, None, None, torch.zeros(4), torch.ones(4), False, 0.1, 1e-5, True)),
+        (aten.layer_norm.default, (x, [8], None, None, 1e-5, True)),
+        (aten.group_norm.default, (img, 2, None, None, 1e-5, True)),
+        (aten.rms_norm.default, (x, [8], None, None)),
+        (aten.cat.default, ([x, x], 1)),
+        (aten.cat.default, ([x, torch.randn(1, 3, 8)], 0)),
+        (aten.dropout.default, (x, 0.1, False)),
+        (aten.scaled_dot_product_attention.default, (q, q, q, None, 0.0, True)),
+        (aten.scaled_dot_product_attention.default, (x.unsqueeze(1), x.unsqueeze(1), x.unsqueeze(1))),
+        (aten.lstm.input, (torch.randn(2, 7, 8), [h0, h0], params, True, 2, 0.0, False, True, True)),
+        (aten.gru.input, (torch.randn(7, 2, 8), torch.zeros(1, 2, 5),
+                          [p.detach() for p in nn.GRU(8, 5)._flat_weights], True, 1, 0.0, False, False, False)),
+    ]
+    checked = 0
+    with torch.inference_mode():
+        for op, args in cases:
+            real = op(*args)
+            fast = FAST_META[op](*_meta_of(args))
+            if fast is NotImplemented:
+                continue
+            checked += 1
+            assert _layouts(fast) == _layouts(real), op
+    assert checked >= len(cases) - 3

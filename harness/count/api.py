@@ -108,9 +108,9 @@ def _split_inputs(inputs) -> tuple[tuple, dict]:
     return (inputs,), {}
 
 
-def _devices_for_rng(model: nn.Module, args, kwargs) -> list[int]:
+def _devices_for_rng(some_params: list, args, kwargs) -> list[int]:
     devs = set()
-    for t in list(model.parameters())[:1] + [a for a in list(args) + list(kwargs.values()) if isinstance(a, torch.Tensor)]:
+    for t in list(some_params) + [a for a in list(args) + list(kwargs.values()) if isinstance(a, torch.Tensor)]:
         if t.device.type == "cuda":
             devs.add(t.device.index or 0)
     return sorted(devs)
@@ -149,8 +149,9 @@ def count(model: nn.Module, inputs: Any = None, *, device: str | torch.device | 
         raise HarnessError(f"count() needs a torch.nn.Module, got {type(model).__name__}")
     args, kwargs = _split_inputs(inputs)
 
-    params = sum(p.numel() for p in model.parameters())
-    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    plist = list(model.parameters())
+    params = sum(p.numel() for p in plist)
+    trainable = sum(p.numel() for p in plist if p.requires_grad)
     buffers = sum(b.numel() for b in model.buffers())
 
     want_meta = device is not None and torch.device(device).type == "meta"
@@ -169,16 +170,19 @@ def count(model: nn.Module, inputs: Any = None, *, device: str | torch.device | 
     if on_meta:
         args, kwargs = _meta.to_meta(args), _meta.to_meta(kwargs)
 
-    training_flags = [(m, m.training) for m in run_model.modules()]
+    named = list(run_model.named_modules(remove_duplicate=False))
+    training_flags = [(m, m.training) for _, m in named]
     any_training = any(t for _, t in training_flags)
     saved_buffers = []
     if any_training and not on_meta:
         saved_buffers = [(b, b.detach().clone()) for b in run_model.buffers()]
 
-    tracker = ModuleTracker(run_model)
+    tracker = ModuleTracker(None)
+    for name, m in named:
+        tracker.paths.setdefault(id(m), name)
     mode = CountingMode(tracker, fast_meta=on_meta)
     try:
-        with torch.random.fork_rng(devices=_devices_for_rng(run_model, args, kwargs)):
+        with torch.random.fork_rng(devices=_devices_for_rng(plist[:1], args, kwargs)):
             with torch.inference_mode(), tracker, mode:
                 run_model(*args, **kwargs)
     except Exception as exc:
@@ -197,9 +201,35 @@ def count(model: nn.Module, inputs: Any = None, *, device: str | torch.device | 
                 for b, saved in saved_buffers:
                     b.copy_(saved)
 
-    return _build(run_model, tracker, mode, params, trainable, buffers,
+    return _build(named, tracker, mode, params, trainable, buffers,
                   device="meta" if on_meta else str(_meta.model_device(run_model) or "cpu"),
                   training=any_training)
+
+
+def _subtree_params(named: list) -> dict[str, int]:
+    """Parameters of each module path including its children, unique tensors (as ``mod.parameters()``).
+
+    ``named`` is ``model.named_modules(remove_duplicate=False)``: a shared submodule is
+    seen under every path, so each of its parents includes it.
+    """
+    totals: dict[str, int] = {}
+    seen: dict[str, set] = {}
+    for path, mod in named:
+        for p in mod._parameters.values():
+            if p is None:
+                continue
+            n = p.numel()
+            prefix = path
+            while True:
+                ids = seen.setdefault(prefix, set())
+                if id(p) not in ids:
+                    ids.add(id(p))
+                    totals[prefix] = totals.get(prefix, 0) + n
+                if not prefix:
+                    break
+                cut = prefix.rfind(".")
+                prefix = prefix[:cut] if cut >= 0 else ""
+    return totals
 
 
 def _looks_data_dependent(exc: Exception) -> bool:
@@ -207,7 +237,7 @@ def _looks_data_dependent(exc: Exception) -> bool:
     return any(s in text for s in ("meta tensor", "meta tensors", "data-dependent", "item()", "Cannot copy out of meta"))
 
 
-def _build(model: nn.Module, tracker: ModuleTracker, mode: CountingMode, params: int, trainable: int,
+def _build(named: list, tracker: ModuleTracker, mode: CountingMode, params: int, trainable: int,
            buffers: int, device: str, training: bool) -> Counts:
     fpath = tracker.frame_path
     n_frames = len(fpath)
@@ -268,12 +298,17 @@ def _build(model: nn.Module, tracker: ModuleTracker, mode: CountingMode, params:
         if path not in first_out:
             first_out[path] = tracker.frame_out[i] or ""
 
+    subtree_params = _subtree_params(named)
     rows = []
-    for path, mod in model.named_modules():
+    listed: set[int] = set()
+    for path, mod in named:
+        if id(mod) in listed:  # a shared module is listed once, under its first path (as named_modules)
+            continue
+        listed.add(id(mod))
         agg = per_module.get(path, [0, 0, 0, 0])
         rows.append((
             path, type(mod).__name__, 0 if path == "" else path.count(".") + 1, first_out.get(path, ""),
-            sum(p.numel() for p in mod.parameters()), agg[0], 2 * agg[0], agg[1], agg[2], agg[3],
+            subtree_params.get(path, 0), agg[0], 2 * agg[0], agg[1], agg[2], agg[3],
         ))
     by_module = pd.DataFrame(rows, columns=BY_MODULE_COLUMNS)
 

@@ -14,6 +14,7 @@ the counts agree.
 from __future__ import annotations
 
 import copy
+from collections import OrderedDict
 from typing import Any
 
 import torch
@@ -47,6 +48,8 @@ def _meta_tensor(t: torch.Tensor) -> torch.Tensor:
 
 
 _REGISTRIES = ("_parameters", "_buffers", "_modules")
+_PLAIN_CONTAINERS = (dict, list, set, OrderedDict)
+_ATOMS = (bool, int, float, str, type(None))
 
 
 def meta_copy(model: nn.Module) -> nn.Module:
@@ -83,7 +86,14 @@ def _structural_clone(model: nn.Module) -> nn.Module:
         modules[id(mod)] = new
         d = {}
         for k, v in mod.__dict__.items():
+            t = type(v)
+            if t in _ATOMS or (t is tuple and all(type(e) in _ATOMS for e in v)):
+                d[k] = v
+                continue
             if k in _REGISTRIES:
+                continue
+            if t in _PLAIN_CONTAINERS:
+                d[k] = v.copy()
                 continue
             if isinstance(v, torch.Tensor):
                 v = meta_of(v)
@@ -193,9 +203,30 @@ def cpu_would_use_flash(q, k, v, attn_mask=None, dropout_p=0.0, enable_gqa=False
     return True
 
 
+def _empty(shape, dtype) -> torch.Tensor:
+    return torch.empty(tuple(shape), dtype=dtype, device="meta")
+
+
+def _like(x, dtype=None):
+    """``torch.empty_like(x)`` (preserve_format) without its slow meta path, or NotImplemented."""
+    dtype = dtype or x.dtype
+    if x.is_contiguous():
+        return _empty(x.shape, dtype)
+    shape, stride = tuple(x.shape), tuple(x.stride())
+    if 1 in shape or len(set(stride)) != len(stride):
+        return NotImplemented  # ties: let PyTorch decide
+    order = sorted(range(len(shape)), key=lambda i: stride[i])  # innermost first
+    dense = [0] * len(shape)
+    step = 1
+    for i in order:
+        dense[i] = step
+        step *= shape[i]
+    return torch.empty_strided(shape, tuple(dense), dtype=dtype, device="meta")
+
+
 def _sdpa(q, k, v, attn_mask=None, dropout_p=0.0, is_causal=False, *args, scale=None, enable_gqa=False):
     if cpu_would_use_flash(q, k, v, attn_mask, dropout_p, enable_gqa):
-        return torch.empty_like(q)
+        return _like(q)  # the CPU flash kernel allocates its output like the query
     return NotImplemented  # the math path: run the real (decomposed) meta kernels
 
 
@@ -203,28 +234,101 @@ def _same(x, *args, **kw):
     return x
 
 
-def _like(x, *args, **kw):
-    return torch.empty_like(x)
+def _unary(x, *args, **kw):
+    if not x.is_floating_point():
+        return NotImplemented
+    return _like(x)
 
 
-def _like_contiguous(x, *args, **kw):
-    return torch.empty_like(x, memory_format=torch.contiguous_format)
+def _contiguous_out(x, *args, **kw):
+    if not x.is_contiguous():
+        return NotImplemented
+    return _empty(x.shape, x.dtype)
 
 
 def _linear(x, w, b=None):
     if w.dim() != 2:
         return NotImplemented
-    return torch.empty((*x.shape[:-1], w.shape[0]), dtype=x.dtype, device="meta")
+    return _empty((*x.shape[:-1], w.shape[0]), x.dtype)
 
 
 def _dropout(x, p, train):
     if not train or p == 0:
         return x
-    return torch.empty_like(x)
+    return _like(x)
 
 
-def _batch_norm(x, *args, **kw):
-    return torch.empty_like(x)
+def _broadcast(a: tuple, b: tuple):
+    """Broadcast shape of two shapes, or None when they do not broadcast."""
+    if a == b:
+        return a
+    n = max(len(a), len(b))
+    a = (1,) * (n - len(a)) + a
+    b = (1,) * (n - len(b)) + b
+    out = []
+    for x, y in zip(a, b):
+        if x == y or y == 1:
+            out.append(x)
+        elif x == 1:
+            out.append(y)
+        else:
+            return None
+    return tuple(out)
+
+
+def _binary(kind: str):
+    def fn(a, b, *args, **kw):
+        if not isinstance(a, torch.Tensor):
+            return NotImplemented
+        tensors = [t for t in (a, b) if isinstance(t, torch.Tensor)]
+        if isinstance(b, torch.Tensor):
+            shape = _broadcast(tuple(a.shape), tuple(b.shape))
+            if shape is None:
+                return NotImplemented
+        elif isinstance(b, (int, float, bool)):
+            shape = a.shape
+        else:
+            return NotImplemented
+        dtype = torch.result_type(a, b)
+        if kind == "div" and not (dtype.is_floating_point or dtype.is_complex):
+            dtype = torch.get_default_dtype()
+        full = [t for t in tensors if tuple(t.shape) == tuple(shape)]
+        if full and len(full) == len(tensors) and all(t.stride() == full[0].stride() for t in full):
+            return _like(full[0], dtype)
+        if all(t.is_contiguous() for t in tensors):
+            return _empty(shape, dtype)
+        return NotImplemented
+
+    return fn
+
+
+def _conv(x, w, bias=None, stride=1, padding=0, dilation=1, groups=1):
+    n = x.dim() - 2
+    if n < 1 or w.dim() != n + 2 or isinstance(padding, str) or not (x.is_contiguous() and w.is_contiguous()):
+        return NotImplemented
+    from .registry import kernel_dims
+
+    s, p, d = kernel_dims(stride, n), kernel_dims(padding, n), kernel_dims(dilation, n)
+    out = [x.shape[0], w.shape[0]]
+    for i in range(n):
+        size = (x.shape[2 + i] + 2 * p[i] - d[i] * (w.shape[2 + i] - 1) - 1) // s[i] + 1
+        if size <= 0:
+            return NotImplemented
+        out.append(size)
+    return _empty(out, x.dtype)
+
+
+def _cat(tensors, dim=0):
+    ts = [t for t in tensors if not (t.dim() == 1 and t.shape[0] == 0)]
+    if not ts or not all(t.is_contiguous() for t in ts) or len({t.dim() for t in ts}) != 1:
+        return NotImplemented
+    dim = dim % ts[0].dim()
+    shape = list(ts[0].shape)
+    shape[dim] = sum(t.shape[dim] for t in ts)
+    dtype = ts[0].dtype
+    for t in ts[1:]:
+        dtype = torch.promote_types(dtype, t.dtype)
+    return _empty(shape, dtype)
 
 
 def _rnn_fast(kind: str, packed: bool):
@@ -271,12 +375,23 @@ def _fast(packet_name: str, overload: str, fn):
 _fast("scaled_dot_product_attention", "default", _sdpa)
 _fast("linear", "default", _linear)
 _fast("dropout", "default", _dropout)
-_fast("batch_norm", "default", _batch_norm)
-_fast("layer_norm", "default", _like_contiguous)
+_fast("batch_norm", "default", _contiguous_out)
+_fast("layer_norm", "default", _contiguous_out)
+_fast("rms_norm", "default", _contiguous_out)
+_fast("group_norm", "default", _contiguous_out)
+_fast("cat", "default", _cat)
+for _conv_name in ("conv1d", "conv2d", "conv3d"):
+    _fast(_conv_name, "default", _conv)
 for _kind in ("lstm", "gru", "rnn_tanh", "rnn_relu"):
     _fast(_kind, "input", _rnn_fast(_kind, packed=False))
     _fast(_kind, "data", _rnn_fast(_kind, packed=True))
 for _name in ("relu", "relu6", "gelu", "silu", "sigmoid", "tanh", "hardtanh", "hardswish", "hardsigmoid", "mish",
-              "elu", "leaky_relu"):
-    _fast(_name, "default", _like)
+              "elu", "leaky_relu", "neg", "exp", "sqrt", "rsqrt", "erf", "abs", "reciprocal"):
+    _fast(_name, "default", _unary)
     _fast(_name + "_", "default", _same)
+for _name in ("add", "sub", "mul", "div"):
+    _fast(_name, "Tensor", _binary(_name))
+    _fast(_name, "Scalar", _binary(_name))
+for _name in ("add_", "sub_", "mul_", "div_"):
+    _fast(_name, "Tensor", _same)
+    _fast(_name, "Scalar", _same)

@@ -25,6 +25,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 from .meta import FAST_META
 from .registry import FORMULAS, Tensor, Work, io_bytes
+from .registry import nbytes as _nbytes
 
 aten = torch.ops.aten
 
@@ -97,8 +98,78 @@ def input_shapes(info: _OpInfo, args, kwargs) -> str:
     return "[" + ", ".join(parts) + "]"
 
 
+_DTYPE_NAMES: dict = {}
+
+
 def _dtype_name(dt) -> str:
-    return str(dt).replace("torch.", "")
+    name = _DTYPE_NAMES.get(dt)
+    if name is None:
+        name = _DTYPE_NAMES[dt] = str(dt).replace("torch.", "")
+    return name
+
+
+def describe_call(info: _OpInfo, args, kwargs, res) -> tuple[str, str, int]:
+    """One pass over a call: (profiler input_shapes, dtype, default-rule bytes).
+
+    input_shapes: one entry per schema argument, a tensor's sizes, ``[]`` otherwise;
+    dtype: of the first floating input, else the first tensor input, else the output;
+    bytes: distinct tensor inputs read once + outputs written once.
+    """
+    n = len(args)
+    parts = []
+    seen = set()
+    nbytes_in = 0
+    fdtype = None
+    adtype = None
+    for i, (name, kwonly) in enumerate(info.spec):
+        if not kwonly and i < n:
+            v = args[i]
+        else:
+            v = kwargs.get(name)
+            if name == "out":
+                parts.append("[]")
+                continue
+        if isinstance(v, Tensor):
+            if v.is_nested:
+                parts.append("[]")
+            else:
+                parts.append(str(list(v.shape)))
+            if id(v) not in seen:
+                seen.add(id(v))
+                nbytes_in += _nbytes(v)
+            if fdtype is None:
+                if v.is_floating_point() or v.is_complex():
+                    fdtype = v.dtype
+                elif adtype is None:
+                    adtype = v.dtype
+        else:
+            parts.append("[]")
+            if isinstance(v, (list, tuple)):
+                for t in v:
+                    if isinstance(t, Tensor):
+                        if id(t) not in seen:
+                            seen.add(id(t))
+                            nbytes_in += _nbytes(t)
+                        if fdtype is None:
+                            if t.is_floating_point() or t.is_complex():
+                                fdtype = t.dtype
+                            elif adtype is None:
+                                adtype = t.dtype
+    out_total = 0
+    if isinstance(res, Tensor):
+        out_total = _nbytes(res)
+        if adtype is None and fdtype is None:
+            adtype = res.dtype
+    elif isinstance(res, (list, tuple)):
+        oseen = set()
+        for t in res:
+            if isinstance(t, Tensor) and id(t) not in oseen:
+                oseen.add(id(t))
+                out_total += _nbytes(t)
+                if adtype is None and fdtype is None:
+                    adtype = t.dtype
+    dt = fdtype if fdtype is not None else adtype
+    return "[" + ", ".join(parts) + "]", (_dtype_name(dt) if dt is not None else ""), nbytes_in + out_total
 
 
 def dtype_of(args, kwargs, res) -> str:
@@ -276,25 +347,30 @@ class CountingMode(TorchDispatchMode):
         return res
 
     def _record(self, info: _OpInfo, func, args, kwargs, res):
-        counted = info.formula is not None
+        shapes, dtype, default_bytes = describe_call(info, args, kwargs, res)
+        formula = info.formula
+        counted = formula is not None
         macs = other = nbytes = 0
         if counted:
             try:
-                w = evaluate(info, func, args, kwargs, res)
-                macs, other, nbytes = w.macs, w.other, w.bytes
+                w = formula(res, *args, **kwargs)
+                macs, other = int(w.macs), int(w.other)
+                nbytes = default_bytes if w.bytes is None else int(w.bytes)
             except PartialCount as exc:
                 counted = False
+                macs = other = nbytes = 0
                 self.notes.append(f"{info.name}: its reference decomposition has ops without formulas ({exc})")
             except Exception as exc:  # a formula bug must not break the user's run; it is reported
                 counted = False
+                macs = other = nbytes = 0
                 self.notes.append(f"{info.name}: formula failed ({type(exc).__name__}: {exc})")
         self.ev_op.append(info.name)
-        self.ev_shapes.append(input_shapes(info, args, kwargs))
-        self.ev_dtype.append(dtype_of(args, kwargs, res))
+        self.ev_shapes.append(shapes)
+        self.ev_dtype.append(dtype)
         self.ev_macs.append(macs)
         self.ev_other.append(other)
         self.ev_bytes.append(nbytes)
-        self.ev_frame.append(self.tracker.current if self.tracker is not None else -1)
+        self.ev_frame.append(self.tracker.stack[-1] if self.tracker is not None else -1)
         self.ev_counted.append(counted)
 
 
