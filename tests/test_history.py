@@ -237,3 +237,23 @@ def test_history_cli_table_and_plot(tmp_path: Path):
 
     recs = json.loads(proc.stdout)
     assert [r["scenario"] for r in recs] == ["vgg16", "resnet50"]
+
+
+def test_two_real_runs_at_once_give_two_rows(tmp_path: Path, tiny_scenario: Path):
+    """Two `python -m harness run` on the same logdir at the same time: two history rows, an intact CSV."""
+    logdir = tmp_path / "logs"
+    import os as _os
+
+    env = {**_os.environ, "PYTHONPATH": str(ROOT)}
+    cmd = [sys.executable, "-m", "harness", "run", str(tiny_scenario), "--logdir", str(logdir), "--iters", "3",
+           "--warmup", "1", "--top", "0", "--threads", "1"]
+    procs = [subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for _ in range(2)]
+    outs = [p.communicate(timeout=300) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], [o[1][-500:] for o in outs]
+    df = history.read(logdir)
+    assert len(df) == 2 and df["run_id"].nunique() == 2
+    assert pd.read_csv(logdir / "history.csv").shape == (2, len(history.COLUMNS))
+    for rd in df["run_dir"]:
+        assert (logdir / rd / "summary.json").exists()
+    assert set(df["config_key"]) == {"tiny|bs=2|float32|cpu|threads=1|tag="}
