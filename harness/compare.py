@@ -144,6 +144,8 @@ def load_run_dir(path: str | os.PathLike) -> LoadedRun:
         raise HarnessError(f"{p} is a half-written run (a hidden {TMP_PREFIX} directory: the run did not finish); "
                            "compare finished runs only")
     sj = p / "summary.json"
+    if not sj.exists() and (p / "ab.json").exists():
+        raise HarnessError(f"{p} is a `harness ab` session, not a run: its verdict is in {p / 'ab.json'}")
     if not sj.exists():
         raise HarnessError(f"{p} has no summary.json: not a finished harness run (killed mid-way, or a foreign directory)")
     try:
