@@ -259,3 +259,36 @@ def test_by_op_matches_profiler_top_level_events():
     assert ("aten::conv2d", "[[2, 3, 8, 8], [8, 3, 3, 3], [], [], [], [], []]") in ours
     assert ("aten::cat", "[[], []]") in ours
     assert "aten::_native_multi_head_attention" in c.events.op.tolist()
+
+
+def test_buffers_updated_in_eval_are_restored():
+    class Cache(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.register_buffer("seen", torch.zeros(4))
+
+        def forward(self, x):
+            self.seen.add_(x.sum(0))
+            return x * 2
+
+    m = Cache().eval()
+    count(m, torch.ones(3, 4))
+    assert torch.equal(m.seen, torch.zeros(4))
+
+
+def test_pending_autograd_graph_survives_a_count():
+    class Masked(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = nn.Linear(4, 4)
+            self.register_buffer("mask", torch.rand(4))
+
+        def forward(self, x):
+            return self.fc(x) * self.mask  # mul saves the buffer for backward
+
+    m = Masked()
+    x = torch.randn(2, 4)
+    loss = m(x).sum()
+    count(m, x)
+    loss.backward()  # no "modified by an inplace operation" error
+    assert m.fc.weight.grad is not None

@@ -123,8 +123,9 @@ def count(model: nn.Module, inputs: Any = None, *, device: str | torch.device | 
     arguments) or a dict (keyword arguments).  Works in eval and train mode and
     leaves the model and torch as it found them: modes, hooks (counting uses
     global module hooks, removed afterwards), grad mode, RNG state, and buffers
-    (restored after a training-mode forward, which updates BatchNorm statistics);
-    nothing is monkey-patched, also when the forward raises.
+    (any buffer the forward updates in place, such as BatchNorm statistics in
+    training mode, is restored); nothing is monkey-patched, also when the forward
+    raises.
 
     Execution: the forward runs under ``torch.inference_mode()`` (also when the
     caller is already in it), in the model's current train/eval mode.  Counting
@@ -173,9 +174,14 @@ def count(model: nn.Module, inputs: Any = None, *, device: str | torch.device | 
     named = list(run_model.named_modules(remove_duplicate=False))
     training_flags = [(m, m.training) for _, m in named]
     any_training = any(t for _, t in training_flags)
+    # A forward may update buffers in place (BatchNorm statistics in training, caches;
+    # kernels update BatchNorm's statistics without bumping version counters): keep a
+    # copy of every buffer and write back those that changed (only those: a write
+    # bumps the version counter, which autograd checks for tensors it saved).
     saved_buffers = []
-    if any_training and not on_meta:
+    if not on_meta:
         saved_buffers = [(b, b.detach().clone()) for b in run_model.buffers()]
+    param_versions = [(p, p._version) for p in plist] if not on_meta else []
 
     tracker = ModuleTracker(None)
     for name, m in named:
@@ -197,10 +203,16 @@ def count(model: nn.Module, inputs: Any = None, *, device: str | torch.device | 
             if m.training != flag:
                 m.training = flag
         if saved_buffers:
-            with torch.no_grad():
+            with torch.inference_mode():  # also valid for buffers that are inference tensors
                 for b, saved in saved_buffers:
-                    b.copy_(saved)
+                    if not torch.equal(b, saved):
+                        b.copy_(saved)
 
+    changed = [p for p, v in param_versions if p._version != v]
+    if changed:
+        names = {id(p): n for n, p in model.named_parameters()}
+        mode.notes.append("the forward modified parameters in place (" + ", ".join(
+            names.get(id(p), "?") for p in changed[:5]) + "); count() cannot undo that")
     return _build(named, tracker, mode, params, trainable, buffers,
                   device="meta" if on_meta else str(_meta.model_device(run_model) or "cpu"),
                   training=any_training)
