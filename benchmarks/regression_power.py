@@ -11,7 +11,7 @@ Every trial's pairs are also judged with the other interval methods (same data),
 methods can be compared. Prints the two rates with 95 % Clopper-Pearson intervals, the
 number of trials and the wall time per verdict (setup included).
 
-    python benchmarks/regression_power.py --trials 100 --budget-s 1.5
+    python benchmarks/regression_power.py --trials 100 --budget-s 5 --json power.json
     python benchmarks/regression_power.py --isolate --trials 20          # the --isolate mode
     python benchmarks/regression_power.py --between-runs 30              # separate processes
 
@@ -100,8 +100,12 @@ def power(args) -> dict:
                     continue
                 e = stats.estimate_from_logs(logs, method=m, seed=t)
                 verdicts[m] = stats.verdict(e, args.threshold)
-            out[kind].append({"ratio": r.estimate.ratio, "low": r.estimate.low, "high": r.estimate.high,
-                              "pairs": r.pairs, "k": r.block_iterations, "wall_s": wall, "verdicts": verdicts})
+            rec = {"trial": t, "kind": kind, "ratio": r.estimate.ratio, "low": r.estimate.low, "high": r.estimate.high,
+                   "pairs": r.pairs, "k": r.block_iterations, "wall_s": wall, "verdicts": verdicts, "load": loadavg()}
+            out[kind].append(rec)
+            if args.json:  # every trial as it finishes, so a stopped benchmark keeps its data
+                with open(args.json + ".trials.jsonl", "a") as f:
+                    f.write(json.dumps(rec) + "\n")
         if (t + 1) % max(1, args.trials // 10) == 0 or t + 1 == args.trials:
             done = {k: sum(v["verdicts"]["hl"] == "slower" for v in out[k]) for k in kinds}
             print(f"  {t + 1:4d}/{args.trials}: called slower: identical {done['identical']}, +5% {done['+5%']}"
@@ -191,7 +195,7 @@ def between_runs(args) -> dict:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--trials", type=int, default=100, help="trials per kind (default 100)")
-    ap.add_argument("--budget-s", type=float, default=1.5, help="seconds of alternating blocks per verdict (default 1.5)")
+    ap.add_argument("--budget-s", type=float, default=5.0, help="seconds of alternating blocks per verdict (default 5)")
     ap.add_argument("--threshold", type=float, default=0.05, help="verdict threshold (default 0.05)")
     ap.add_argument("--threads", type=int, default=1,
                     help="torch threads for both sides (default 1: on a shared 2-vCPU host a neighbour on one core "
