@@ -134,3 +134,11 @@ def test_embedding_bag():
     c = count(bag, (idx, off))
     # 6 gathered rows x 8 adds + 2 bags x 8 divides
     assert c.other_flops == 6 * 8 + 2 * 8
+
+
+def test_interpolation():
+    x = torch.randn(1, 2, 4, 4)
+    # nearest: data movement only; bilinear: 3 lerps x 3 flops per output (2 x 8 x 8 = 128)
+    assert count(Fn(lambda t: F.interpolate(t, scale_factor=2)), x).other_flops == 0
+    c = count(Fn(lambda t: F.interpolate(t, scale_factor=2, mode="bilinear")), x)
+    assert c.other_flops == 9 * 128 and c.coverage["share_of_calls"] == 1.0

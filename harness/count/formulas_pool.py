@@ -1,4 +1,4 @@
-"""Pooling formulas: max / average, fixed and adaptive, 1d/2d/3d.
+"""Pooling formulas (max / average, fixed and adaptive, 1d/2d/3d) and interpolation.
 
 * fixed windows: ``numel(out) * prod(kernel)`` other flops (one compare or add
   per window element, padding included; the average's divide is the window's
@@ -74,3 +74,30 @@ def adaptive3d(res, x, output_size, *args, **kw):
     """sum of adaptive window sizes x leading elements."""
     return _adaptive(x, res, 3)
 
+
+
+# ---------------------------------------------------------------- interpolation
+
+
+@register("upsample_linear1d")
+def upsample_linear1d(res, x, *args, **kw):
+    """Linear interpolation: one lerp (subtract, multiply, add) per output element: 3 * numel(out)."""
+    return Work(0, 3 * numel(first(res)))
+
+
+@register("upsample_bilinear2d", "_upsample_bilinear2d_aa")
+def upsample_bilinear2d(res, x, *args, **kw):
+    """Bilinear: 3 lerps of 3 flops per output element: 9 * numel(out) (antialiased: same rule)."""
+    return Work(0, 9 * numel(first(res)))
+
+
+@register("upsample_trilinear3d")
+def upsample_trilinear3d(res, x, *args, **kw):
+    """Trilinear: 7 lerps of 3 flops per output element: 21 * numel(out)."""
+    return Work(0, 21 * numel(first(res)))
+
+
+@register("upsample_bicubic2d", "_upsample_bicubic2d_aa")
+def upsample_bicubic2d(res, x, *args, **kw):
+    """Bicubic: 5 four-tap 1-d interpolations (4 multiplies + 3 adds) per output element: 35 * numel(out)."""
+    return Work(0, 35 * numel(first(res)))

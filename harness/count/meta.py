@@ -214,7 +214,7 @@ def _like(x, dtype=None):
         return _empty(x.shape, dtype)
     shape, stride = tuple(x.shape), tuple(x.stride())
     if 1 in shape or len(set(stride)) != len(stride):
-        return NotImplemented  # ties: let PyTorch decide
+        return torch.empty_like(x, dtype=dtype)  # ties between dims: PyTorch's own rule (slower)
     order = sorted(range(len(shape)), key=lambda i: stride[i])  # innermost first
     dense = [0] * len(shape)
     step = 1

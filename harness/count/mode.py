@@ -126,8 +126,8 @@ def describe_call(info: _OpInfo, args, kwargs, res) -> tuple[str, str, int]:
             v = args[i]
         else:
             v = kwargs.get(name)
-            if name == "out":
-                parts.append("[]")
+            if name == "out":  # an out= tensor is written, not read: it is counted with the outputs
+                parts.append(str(list(v.shape)) if isinstance(v, Tensor) else "[]")
                 continue
         if isinstance(v, Tensor):
             if v.is_nested:
@@ -229,6 +229,10 @@ def _first_on_meta(args) -> bool:
     for a in args:
         if isinstance(a, Tensor):
             return a.device.type == "meta"
+        if isinstance(a, (list, tuple)):
+            for t in a:
+                if isinstance(t, Tensor):
+                    return t.device.type == "meta"
     return False
 
 
