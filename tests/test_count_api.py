@@ -292,3 +292,15 @@ def test_pending_autograd_graph_survives_a_count():
     count(m, x)
     loss.backward()  # no "modified by an inplace operation" error
     assert m.fc.weight.grad is not None
+
+
+def test_harness_count_is_callable_however_it_is_reached():
+    import harness
+    import harness.count as pkg
+    import harness.count.registry  # noqa: F401  (binds the package on `harness`)
+
+    lin = nn.Linear(3, 2)
+    x = torch.randn(1, 3)
+    assert harness.count(lin, x).macs == 6
+    assert pkg(lin, x).macs == 6 and pkg.count(lin, x).macs == 6
+    assert harness.count.Counts is Counts

@@ -6,6 +6,9 @@ formula registry keyed by aten op (see ``registry.py`` and ``formulas_*.py``).
 """
 from __future__ import annotations
 
+import sys
+import types
+
 from . import (  # noqa: F401  (importing registers the formulas)
     formulas_attention,
     formulas_conv,
@@ -20,3 +23,18 @@ from .api import Counts, count
 from .registry import FORMULAS, Work, register
 
 __all__ = ["count", "Counts", "register", "Work", "FORMULAS"]
+
+
+class _CallableModule(types.ModuleType):
+    """``harness.count`` is both this package and, to users, the function ``count``.
+
+    Importing a submodule (``harness.count.registry``) binds the package over any
+    lazily exported function of the same name on ``harness``; making the package
+    callable keeps ``harness.count(model, inputs)`` working either way.
+    """
+
+    def __call__(self, *args, **kwargs):
+        return count(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallableModule
