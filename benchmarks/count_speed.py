@@ -10,7 +10,10 @@ round by round on the same machine:
   under ``inference_mode`` (as ``count``) and under ``no_grad`` (its usual use).
 
 Each figure is the median over the rounds; the ratio is median / median(forward).
-Usage: ``python benchmarks/count_speed.py [--rounds N] [--models resnet50,vgg16]``.
+Usage: ``python benchmarks/count_speed.py [--rounds N] [--models resnet50,vgg16] [--threads N]``.
+The machine's load average is printed before and after: on a shared machine,
+oneDNN's threads can be slowed many times over by other processes, which makes
+every ratio meaningless; ``--threads 1`` is more robust there.
 """
 from __future__ import annotations
 
@@ -74,14 +77,28 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rounds", type=int, default=7)
     ap.add_argument("--models", default="resnet50,vgg16")
+    ap.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
     args = ap.parse_args(argv)
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, median of {args.rounds} interleaved rounds")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, median of {args.rounds} interleaved rounds, "
+          f"load average {_load()}")
     print(f"{'model':<10} {'method':<34} {'median':>10} {'x forward':>10}")
     for name in args.models.split(","):
         r = bench(name.strip(), args.rounds)
         for k, v in r["median_s"].items():
             print(f"{r['model']:<10} {k:<34} {v * 1e3:>8.1f}ms {r['ratio'][k]:>9.3f}x")
+    print(f"load average after: {_load()}")
     return 0
+
+
+def _load() -> str:
+    try:
+        import os
+
+        return " ".join(f"{x:.2f}" for x in os.getloadavg())
+    except OSError:
+        return "n/a"
 
 
 if __name__ == "__main__":

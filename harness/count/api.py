@@ -120,7 +120,8 @@ def count(model: nn.Module, inputs: Any = None, *, device: str | torch.device | 
     """Count parameters, MACs, flops, other flops and bytes of one forward pass of ``model``.
 
     ``inputs`` is a tensor (one positional argument), a tuple (positional
-    arguments) or a dict (keyword arguments).  Works in eval and train mode and
+    arguments) or a dict (keyword arguments); any other object (a list, a
+    PackedSequence) is passed as the one positional argument.  Works in eval and train mode and
     leaves the model and torch as it found them: modes, hooks (counting uses
     global module hooks, removed afterwards), grad mode, RNG state, and buffers
     (any buffer the forward updates in place, such as BatchNorm statistics in
