@@ -52,14 +52,14 @@ def test_sdpa_by_hand_and_causal_counts_full_length():
     c = count(Fn(F.scaled_dot_product_attention), (q, k, v))
     # 2 x 4 heads, 16 x 16 scores: QK^T 8 MACs each, PV 8 MACs each
     assert c.macs == 2 * 4 * 16 * 16 * (8 + 8) == 32768
-    # per score: scale 1 + softmax 5
-    assert c.other_flops == 2 * 4 * 256 * 6
+    # per score: softmax 5; per query and key row: scale by sqrt(scale), 8 each
+    assert c.other_flops == 2 * 4 * (256 * 5 + (16 + 16) * 8)
     # q, k, v read, output written: 4 x (2*4*16*8) floats
     assert c.bytes == F32 * 4 * 1024
     causal = count(Fn(lambda a, b, d: F.scaled_dot_product_attention(a, b, d, is_causal=True)), (q, k, v))
     # a causal mask removes no work in the count (full sequence length); + 1 mask add per score
     assert causal.macs == c.macs
-    assert causal.other_flops == 2 * 4 * 256 * 7
+    assert causal.other_flops == c.other_flops + 2 * 4 * 256
 
 
 def test_sdpa_every_route_counts_the_same():
@@ -93,8 +93,8 @@ def test_sdpa_gqa_and_cross_attention():
     q, k, v = torch.randn(2, 3, 5, 8), torch.randn(2, 3, 7, 8), torch.randn(2, 3, 7, 4)
     mask = torch.randn(5, 7)
     c = count(Fn(lambda a, b, d, m: F.scaled_dot_product_attention(a, b, d, attn_mask=m)), (q, k, v, mask))
-    # 2 x 3 x 5 x 7 scores: QK^T 8 + PV 4 MACs; other 1 + 5 + 1 (mask)
-    assert c.macs == 210 * 12 and c.other_flops == 210 * 7
+    # 2 x 3 x 5 x 7 scores: QK^T 8 + PV 4 MACs; other: softmax 5 + mask 1 per score, scale (5 + 7) x 8 per head
+    assert c.macs == 210 * 12 and c.other_flops == 210 * 6 + 6 * 12 * 8
 
 
 @pytest.mark.parametrize("need_weights", [False, True])
@@ -191,3 +191,20 @@ def test_meta_predicts_cpu_sdpa_backend():
                         assert cpu_would_use_flash(q, k, v, mask, dropout, gqa) == (choice == 1), (shapes, mask, dropout, gqa)
         q = torch.randn(2, 4, 16, 16)[..., ::2]
         assert not cpu_would_use_flash(q, q, q) and torch._fused_sdp_choice(q, q, q) == 0
+
+
+@pytest.mark.parametrize("causal, with_mask", [(False, False), (True, False), (False, True)])
+def test_sdpa_formula_equals_the_math_path_op_by_op(causal, with_mask):
+    """Outside inference mode PyTorch's math path dispatches its parts (mul, bmm, add, softmax):
+    counting those parts one by one gives the same MACs and other flops as the SDPA formula."""
+    from harness.count.mode import CountingMode
+
+    q, k, v = torch.randn(2, 3, 6, 4), torch.randn(2, 3, 5, 4), torch.randn(2, 3, 5, 4)
+    mask = torch.randn(6, 5) if with_mask else None
+    fused = count(Fn(lambda a, b, d: F.scaled_dot_product_attention(a, b, d, attn_mask=mask, is_causal=causal)),
+                  (q, k, v))
+    mode = CountingMode()
+    with sdpa_kernel(SDPBackend.MATH), torch.no_grad(), mode:
+        F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=causal)
+    assert "aten::bmm" in mode.ev_op and all(mode.ev_counted)
+    assert (sum(mode.ev_macs), sum(mode.ev_other)) == (fused.macs, fused.other_flops)

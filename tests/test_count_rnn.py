@@ -131,3 +131,22 @@ def test_low_level_kernels_called_directly():
                                                                             torch.empty(16, device="meta"))[0]),
                  (g[0], g[1], torch.empty(3, 4, device="meta")))
     assert cell.macs == 0 and cell.other_flops == 3 * 4 * 21
+
+
+@pytest.mark.parametrize("cls", [nn.LSTM, nn.GRU, nn.RNN])
+def test_formula_equals_the_decomposed_path_op_by_op(cls):
+    """Without inference mode and oneDNN, PyTorch runs an RNN as mm/addmm, adds and activations
+    per step: counting those ops one by one gives the same MACs and other flops as the formula."""
+    from harness.count.mode import CountingMode
+
+    m = cls(6, 5, num_layers=2, bidirectional=True).eval()
+    x = torch.randn(7, 3, 6)
+    formula = count(m, x)
+    mode = CountingMode()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with torch.backends.mkldnn.flags(enabled=False), torch.no_grad(), mode:
+            m(x)
+    assert "aten::lstm" not in mode.ev_op and "aten::addmm" in mode.ev_op
+    assert all(mode.ev_counted), sorted(set(o for o, c in zip(mode.ev_op, mode.ev_counted) if not c))
+    assert (sum(mode.ev_macs), sum(mode.ev_other)) == (formula.macs, formula.other_flops)

@@ -6,7 +6,9 @@ value ``[..., S, Ev]`` with ``BH`` = product of the leading (batch x head) dims 
 the query (grouped-query attention counts query heads):
 
 * macs  = BH * L * S * (E + Ev)   (QK^T and PV);
-* other = BH * L * S * (1 scale + 5 softmax [+1 mask add] [+1 dropout]);
+* other = BH * (L * S * (5 softmax [+1 mask add] [+1 dropout]) + (L + S) * E scale),
+  the math of PyTorch's reference implementation (``_scaled_dot_product_attention_math``:
+  q and k are each scaled by sqrt(scale), a mask is added, a safe softmax, dropout);
   the mask add counts when an attention mask is given or ``is_causal``;
 * a causal mask is counted over the full sequence length (the convention of
   ``torch.utils.flop_counter`` and of MFU papers), i.e. masking removes no work.
@@ -32,7 +34,7 @@ aten = torch.ops.aten
 
 
 def attention_work(q, k, v, masked: bool, dropout_p: float, layout: str = "bhle") -> Work:
-    """macs = BH*L*S*(E+Ev); other = BH*L*S*(6 [+1 mask] [+1 dropout]); bytes by the default rule."""
+    """macs = BH*L*S*(E+Ev); other = BH*(L*S*(5 [+1 mask] [+1 dropout]) + (L+S)*E); bytes by the default rule."""
     if layout == "blhe":  # (batch, length, heads, dim)
         bh = q.shape[0] * q.shape[2]
         L, E, S, Ev = q.shape[1], q.shape[3], k.shape[1], v.shape[3]
@@ -42,7 +44,7 @@ def attention_work(q, k, v, masked: bool, dropout_p: float, layout: str = "bhle"
             bh *= d
         L, E, S, Ev = q.shape[-2], q.shape[-1], k.shape[-2], v.shape[-1]
     scores = bh * L * S
-    other = scores * (6 + (1 if masked else 0) + (1 if dropout_p and dropout_p > 0 else 0))
+    other = scores * (5 + (1 if masked else 0) + (1 if dropout_p and dropout_p > 0 else 0)) + bh * (L + S) * E
     return Work(scores * (E + Ev), other)
 
 
@@ -103,7 +105,7 @@ def _varlen_work(q, k, v, cum_q, cum_k, max_q, max_k, masked, dropout_p) -> Work
     for a, b in zip(lq, lk):
         scores = heads * a * b
         macs += scores * (e + ev)
-        other += scores * (6 + (1 if masked else 0) + (1 if dropout_p and dropout_p > 0 else 0))
+        other += scores * (5 + (1 if masked else 0) + (1 if dropout_p and dropout_p > 0 else 0)) + heads * (a + b) * e
     return Work(macs, other)
 
 
