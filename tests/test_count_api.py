@@ -304,3 +304,10 @@ def test_harness_count_is_callable_however_it_is_reached():
     assert harness.count(lin, x).macs == 6
     assert pkg(lin, x).macs == 6 and pkg.count(lin, x).macs == 6
     assert harness.count.Counts is Counts
+
+
+def test_model_created_in_inference_mode():
+    with torch.inference_mode():
+        m = Small().eval()
+    c = count(m, torch.randn(2, 3, 8, 8))
+    assert c.macs == count(Small().eval(), torch.randn(2, 3, 8, 8)).macs

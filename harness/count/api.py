@@ -182,7 +182,7 @@ def count(model: nn.Module, inputs: Any = None, *, device: str | torch.device | 
     saved_buffers = []
     if not on_meta:
         saved_buffers = [(b, b.detach().clone()) for b in run_model.buffers()]
-    param_versions = [(p, p._version) for p in plist] if not on_meta else []
+    param_versions = [(p, _version(p)) for p in plist] if not on_meta else []
 
     tracker = ModuleTracker(None)
     for name, m in named:
@@ -209,7 +209,7 @@ def count(model: nn.Module, inputs: Any = None, *, device: str | torch.device | 
                     if not torch.equal(b, saved):
                         b.copy_(saved)
 
-    changed = [p for p, v in param_versions if p._version != v]
+    changed = [p for p, v in param_versions if v is not None and _version(p) != v]
     if changed:
         names = {id(p): n for n, p in model.named_parameters()}
         mode.notes.append("the forward modified parameters in place (" + ", ".join(
@@ -217,6 +217,13 @@ def count(model: nn.Module, inputs: Any = None, *, device: str | torch.device | 
     return _build(named, tracker, mode, params, trainable, buffers,
                   device="meta" if on_meta else str(_meta.model_device(run_model) or "cpu"),
                   training=any_training)
+
+
+def _version(t: torch.Tensor):
+    try:
+        return t._version
+    except RuntimeError:  # inference tensors have no version counter
+        return None
 
 
 def _subtree_params(named: list) -> dict[str, int]:
