@@ -98,18 +98,15 @@ def test_forward_error_becomes_harness_error(capsys, tmp_path):
         run(capsys, str(p))
 
 
-def test_through_the_harness_cli(scenario_file):
-    import subprocess
-    import sys
-    from pathlib import Path
-
-    root = Path(__file__).resolve().parent.parent
-    ok = subprocess.run([sys.executable, "-m", "harness", "count", str(scenario_file), "--json"], cwd=root,
-                        capture_output=True, text=True, timeout=300)
-    if ok.returncode == 2 and "invalid choice" in ok.stderr:
-        pytest.skip("the CLI does not list the count verb yet")
-    assert ok.returncode == 0, ok.stderr
-    assert json.loads(ok.stdout)["macs"] == 32 * 64 + 64 * 10
-    bad = subprocess.run([sys.executable, "-m", "harness", "count", "no_such_scenario"], cwd=root,
-                         capture_output=True, text=True, timeout=300)
-    assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "unknown scenario" in bad.stderr
+def test_through_the_harness_cli(capsys, scenario_file):
+    cli = pytest.importorskip("harness.cli")
+    try:
+        rc = cli.main(["count", str(scenario_file), "--json"])
+    except SystemExit as exc:  # argparse: the CLI does not list the verb yet
+        pytest.skip(f"the CLI does not route `count` yet ({exc})")
+    out = capsys.readouterr()
+    assert rc == 0, out.err
+    assert json.loads(out.out)["macs"] == 32 * 64 + 64 * 10
+    rc = cli.main(["count", "no_such_scenario"])
+    err = capsys.readouterr().err
+    assert rc == 2 and err.count("\n") == 1 and "unknown scenario" in err

@@ -317,7 +317,16 @@ class ModuleTracker:
 
 
 class CountingMode(TorchDispatchMode):
-    """Counts every dispatched op into per-call event lists, charged to the tracker's current frame."""
+    """Counts every dispatched op into per-call event lists, charged to the tracker's current frame.
+
+    Counting is of eager execution; ``torch.compile``'d code is not supported (its
+    kernels do not dispatch aten ops).  So ``__torch_dispatch__`` is not wrapped in
+    ``torch._disable_dynamo``, which would import torch._dynamo (seconds) on first use.
+    """
+
+    @classmethod
+    def _should_skip_dynamo(cls) -> bool:
+        return False
 
     def __init__(self, tracker: ModuleTracker | None = None, fast_meta: bool = False):
         super().__init__()
@@ -380,6 +389,10 @@ class CountingMode(TorchDispatchMode):
 
 class SumMode(TorchDispatchMode):
     """A lightweight mode that only sums Work; used to evaluate reference decompositions."""
+
+    @classmethod
+    def _should_skip_dynamo(cls) -> bool:
+        return False
 
     def __init__(self):
         super().__init__()
