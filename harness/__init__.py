@@ -23,8 +23,9 @@ def __getattr__(name: str):
     if name in ("count", "Counts"):
         import importlib
 
+        # the package harness.count is itself callable: harness.count(model, inputs)
         mod = importlib.import_module(".count", __name__)
-        return getattr(mod, name)
+        return mod if name == "count" else mod.Counts
     if name == "HarnessError":
         from .errors import HarnessError
 

@@ -271,7 +271,7 @@ class Chromium:
         self.events.append(msg)
         p = msg.get("params", {})
         if msg.get("method") == "Network.requestWillBeSent":
-            self.requests[p["requestId"]] = {"url": p["request"]["url"]}
+            self.requests[p["requestId"]] = {"url": p["request"]["url"], "document": p.get("documentURL", "")}
         elif msg.get("method") == "Network.loadingFailed":
             self.requests.setdefault(p["requestId"], {"url": "?"})["error"] = p.get("errorText")
 
