@@ -5,17 +5,18 @@ and the counter's per-call events (:class:`harness.count.Counts`). Out: DataFram
 ``ops_by_shape`` (per aten op and input shapes), ``ops`` (per aten op), ``modules``
 (per module path) and a ``coverage`` dict. All figures are per forward.
 
-Attribution. The counter sees each op at the dispatch level: ``aten::convolution``,
-``aten::addmm``, ``aten::_transformer_encoder_layer_fwd``; composite wrappers such as
-``aten::conv2d`` or ``aten::linear`` never reach it, and the kernels an op calls inside
-(``aten::mkldnn_convolution``, ``aten::copy_``) are its implementation. So, in the
-profiler's event tree, a *dispatch-level* event is one whose name the counter saw and
-that has no dispatch-level ancestor. Its ``self_time_s`` is its inclusive time (its
-own self time plus that of its implementation); implementation events get 0; every
-other event (wrappers, labels) keeps its own self time. Each microsecond of profiled
-self time is therefore counted exactly once, and the work of an op sits beside the
-time of the op that does it: ``aten::linear``'s own overhead stays in its row with no
-work, the GEMM's time and FLOPs are in ``aten::addmm``.
+Attribution. The counter sees each op at the dispatch level, as the model calls it
+under ``torch.inference_mode()``: ``aten::conv2d``, ``aten::linear``, ``aten::lstm``,
+``aten::_transformer_encoder_layer_fwd``; the kernels such an op runs inside
+(``aten::mkldnn_convolution``, ``aten::addmm``, ``aten::copy_``) are its
+implementation. So, in the profiler's event tree, a *dispatch-level* event is one whose
+name the counter saw and that has no dispatch-level ancestor. Its ``self_time_s`` is its
+inclusive time (its own self time plus that of its implementation); implementation
+events get 0; every other event (labels such as ``model_inference``, any wrapper the
+counter did not see) keeps its own self time. Each microsecond of profiled self time is
+therefore counted exactly once, and the work of an op sits beside the time of the op
+that does it: ``aten::linear`` holds the GEMM's FLOPs and time, ``aten::addmm`` beneath
+it holds neither, so nothing is counted twice.
 
 Calls are matched one to one when the profiler's dispatch-level sequence of a forward
 equals the counter's (the normal case: same model, same inputs, same modes); otherwise
