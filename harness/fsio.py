@@ -37,10 +37,16 @@ def fsync_dir(path: Path) -> None:
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
-    """Write ``data`` to ``path`` atomically (temporary name, fsync, rename)."""
+    """Write ``data`` to ``path`` atomically (temporary name, fsync, rename).
+
+    The temporary name ``.tmp-write-<pid>-<hex>`` never contains the final name, so
+    readers that match on names (TensorBoard's ``*tfevents*``, the profiler plugin's
+    ``*.pt.trace.json``) never see a partial file; the pid lets :func:`clean_stale_tmp`
+    remove what a killed writer left.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.parent / f"{TMP_PREFIX}{path.name}.{os.getpid()}.{secrets.token_hex(4)}"
+    tmp = path.parent / f"{TMP_PREFIX}write-{os.getpid()}-{secrets.token_hex(4)}"
     try:
         with open(tmp, "wb") as f:
             f.write(data)

@@ -163,6 +163,14 @@ def _derive(df: pd.DataFrame, time_col: str, peak_flop: float | None, peak_bytes
     return df
 
 
+def _kind(kinds: pd.Series) -> str:
+    """One kind for a group of events: an op wherever it ran at the dispatch level."""
+    for k in ("op", "wrapper", "label"):
+        if (kinds == k).any():
+            return k
+    return "nested"
+
+
 def _ancestors(path: str) -> list[str]:
     """'' for the root, then each dotted prefix: 'a.b.c' -> ['', 'a', 'a.b', 'a.b.c']."""
     if not path:
@@ -193,37 +201,24 @@ def join(profile: Profile, counts: Any, *, peak_flop_per_s: float | None, peak_b
 
     total_time = float(calls.self_time_s.sum()) / steps
     op_time = float(calls.loc[calls.kind == "op", "self_time_s"].sum()) / steps
-    peak_f, peak_b = peak_flop_per_s, peak_bytes_per_s
 
-    # per (op, input shapes): attributed figures merged onto the profiler's own table
-    agg = (calls.groupby(["name", "input_shapes"], as_index=False, sort=False)
-           .agg(self_time_s=("self_time_s", "sum"), macs=("macs", "sum"), flops=("flops", "sum"),
-                other_flops=("other_flops", "sum"), bytes=("bytes", "sum"), kind=("kind", "first"),
-                counted=("counted", "max")))
-    for c in ["self_time_s"] + WORK:
-        agg[c] = agg[c] / steps
-    raw = profile.ops_by_shape_raw
-    by_shape = raw.merge(agg, on=["name", "input_shapes"], how="outer") if len(raw) else agg
-    by_shape["kind"] = by_shape["kind"].fillna("nested")
-    by_shape["calls"] = by_shape["calls"].fillna(0)
-    by_shape[["self_time_s"] + WORK] = by_shape[["self_time_s"] + WORK].fillna(0.0)
-    by_shape["counted"] = by_shape["counted"].fillna(False).astype(bool)
-    by_shape = _derive(by_shape, "self_time_s", peak_f, peak_b, total_time)
-    by_shape = by_shape.sort_values("self_time_s", ascending=False, kind="stable").reset_index(drop=True)
+    def table(keys: list[str], raw: pd.DataFrame) -> pd.DataFrame:
+        """Attributed figures per ``keys``, per forward, merged onto the profiler's own table."""
+        agg = (calls.groupby(keys, as_index=False, sort=False)
+               .agg(self_time_s=("self_time_s", "sum"), macs=("macs", "sum"), flops=("flops", "sum"),
+                    other_flops=("other_flops", "sum"), bytes=("bytes", "sum"), kind=("kind", _kind),
+                    counted=("counted", "max")))
+        agg[["self_time_s"] + WORK] = agg[["self_time_s"] + WORK] / steps
+        df = raw.merge(agg, on=keys, how="outer") if len(raw) else agg
+        df["kind"] = df["kind"].fillna("nested")
+        df["calls"] = df["calls"].fillna(0)
+        df[["self_time_s"] + WORK] = df[["self_time_s"] + WORK].fillna(0.0)
+        df["counted"] = df["counted"].fillna(False).astype(bool)
+        df = _derive(df, "self_time_s", peak_flop_per_s, peak_bytes_per_s, total_time)
+        return df.sort_values("self_time_s", ascending=False, kind="stable").reset_index(drop=True)
 
-    # per op name
-    name_agg = (agg.groupby("name", as_index=False, sort=False)
-                .agg(self_time_s=("self_time_s", "sum"), macs=("macs", "sum"), flops=("flops", "sum"),
-                     other_flops=("other_flops", "sum"), bytes=("bytes", "sum"), kind=("kind", "first"),
-                     counted=("counted", "max")))
-    raw_n = profile.ops_raw
-    ops = raw_n.merge(name_agg, on="name", how="outer") if len(raw_n) else name_agg
-    ops["kind"] = ops["kind"].fillna("nested")
-    ops["calls"] = ops["calls"].fillna(0)
-    ops[["self_time_s"] + WORK] = ops[["self_time_s"] + WORK].fillna(0.0)
-    ops["counted"] = ops["counted"].fillna(False).astype(bool)
-    ops = _derive(ops, "self_time_s", peak_f, peak_b, total_time)
-    ops = ops.sort_values("self_time_s", ascending=False, kind="stable").reset_index(drop=True)
+    by_shape = table(["name", "input_shapes"], profile.ops_by_shape_raw)
+    ops = table(["name"], profile.ops_raw)
 
     # per module: the ops dispatched inside it and its children
     op_calls = calls[calls.kind == "op"]
@@ -247,7 +242,7 @@ def join(profile: Profile, counts: Any, *, peak_flop_per_s: float | None, peak_b
                 mod_time[a] = mod_time.get(a, 0.0) + t
     modules = counts.by_module.copy()
     modules["time_s"] = [mod_time.get(p, 0.0) for p in modules["path"]]
-    modules = _derive(modules, "time_s", peak_f, peak_b, op_time)
+    modules = _derive(modules, "time_s", peak_flop_per_s, peak_bytes_per_s, op_time)
 
     # coverage
     cov = dict(getattr(counts, "coverage", {}) or {})

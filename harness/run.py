@@ -7,13 +7,11 @@ then one row is appended to ``LOGDIR/history.csv``.
 """
 from __future__ import annotations
 
-import json
 import os
 import platform
 import resource
 import socket
 import subprocess
-import sys
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -185,7 +183,7 @@ def execute(
     root = check_logdir(Path(logdir)) if logdir is not None else None
     started = datetime.now(timezone.utc)
     run_id = fsio.new_run_id(started)
-    device, dtype = prep.device, prep.dtype
+    device = prep.device
 
     rundir = None
     if root is not None:

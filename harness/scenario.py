@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import difflib
 import importlib.util
-import sys
 import traceback
 from dataclasses import dataclass
 from pathlib import Path

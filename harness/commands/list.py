@@ -27,5 +27,5 @@ def main(args: argparse.Namespace) -> int:
     width = max((len(r["name"]) for r in rows), default=0)
     for r in rows:
         print(f"{r['name']:<{width}}  {r['description']}")
-    print(f"\nrun one: python -m harness run NAME   (or a file of your own: python -m harness run path/to/my_scenario.py)")
+    print("\nrun one: python -m harness run NAME   (or a file of your own: python -m harness run path/to/my_scenario.py)")
     return 0

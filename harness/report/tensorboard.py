@@ -35,7 +35,6 @@ import io
 import math
 import os
 import re
-import secrets
 import socket
 import struct
 import time
@@ -45,7 +44,7 @@ from typing import Any, Callable
 
 import pandas as pd
 
-from ..fsio import TMP_PREFIX, fsync_dir
+from ..fsio import TMP_PREFIX, atomic_write_bytes
 from .html import markdown_table, modules_table, num, ops_table, summary_rows
 
 EVENT_PREFIX = "events.out.tfevents."
@@ -177,25 +176,10 @@ def event_file_name(step: int, run_id: str) -> str:
 
 
 def _write_whole(path: Path, data: bytes, staged: Path | None = None) -> Path:
-    """Write ``data`` under a name TensorBoard ignores, fsync, then rename to ``path``.
-
-    With ``staged`` (a path from the caller's deferral), the bytes only go there: the
-    caller renames it to ``path`` later.
-    """
-    target = staged if staged is not None else path
-    tmp = target.parent / f"{TMP_PREFIX}ev.{os.getpid()}.{secrets.token_hex(4)}"
-    assert "tfevents" not in tmp.name
-    target.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    fsync_dir(target.parent)
+    """Write ``data`` whole to ``path`` (or only to ``staged``, which the caller renames
+    to ``path`` later); returns ``path``. The temporary name holds no "tfevents", so
+    TensorBoard never reads a partial file."""
+    atomic_write_bytes(staged if staged is not None else path, data)
     return path
 
 
