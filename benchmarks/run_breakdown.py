@@ -16,6 +16,10 @@ import sys
 import tempfile
 import time
 
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout without installing
+
 T0 = time.perf_counter()
 import torch  # noqa: E402
 
