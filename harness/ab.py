@@ -31,7 +31,9 @@ Design
   a line protocol on the workers' stdin/stdout (the idle one sleeps in ``read``).
   Workers are replaced every ``generation_s`` seconds (forked from a per-side zygote that
   imported torch once, see :class:`Worker`), so process-level effects (memory layout,
-  which core) are re-drawn; since pairs inside one generation share them, the interval is
+  which core) are re-drawn; with explicit thread counts both workers of a generation are
+  pinned to the same randomly drawn cores (two processes left alone tend to sit on two
+  different cores for a whole generation, and cores of a shared host differ); since pairs inside one generation share them, the interval is
   computed across *generations* (one Hodges–Lehmann estimate each), which needs at least
   7 of them for a 98 % interval.
 """
@@ -283,8 +285,8 @@ class Worker:
         """Wait until the zygote has imported everything."""
         return self._read()
 
-    def spawn(self, with_counts: bool, seed: int) -> None:
-        self._send({"fork": True, "counts": with_counts, "seed": seed})
+    def spawn(self, with_counts: bool, seed: int, cpus: list[int] | None = None) -> None:
+        self._send({"fork": True, "counts": with_counts, "seed": seed, "cpus": cpus})
 
     def ready(self) -> dict:
         self.info = self._read()
@@ -321,11 +323,17 @@ def _reply(obj: dict) -> None:
     sys.stdout.flush()
 
 
-def _child(spec: SideSpec, with_counts: bool, seed: int) -> int:
+def _child(spec: SideSpec, with_counts: bool, seed: int, cpus: list[int] | None = None) -> int:
     """A forked generation: build, warm up, serve blocks until told to exit."""
     import random
 
     import torch
+
+    if cpus and hasattr(os, "sched_setaffinity"):
+        try:
+            os.sched_setaffinity(0, set(cpus))  # the same cores as the other side's child
+        except OSError:
+            pass
 
     rng = random.Random(seed * 7919 + os.getpid())
     pad = torch.empty(rng.randrange(1, 16384), dtype=torch.uint8)  # shifts the layout of what follows  # noqa: F841
@@ -368,7 +376,7 @@ def worker_main(payload: str) -> int:
             if pid == 0:  # the child
                 code = 2
                 try:
-                    code = _child(spec, bool(cmd.get("counts")), int(cmd.get("seed", 0)))
+                    code = _child(spec, bool(cmd.get("counts")), int(cmd.get("seed", 0)), cmd.get("cpus"))
                 except HarnessError as exc:
                     _reply({"error": exc.message})
                 except BaseException as exc:  # noqa: BLE001 - reported as one line
@@ -674,6 +682,19 @@ def _progress_text(pair_rows, elapsed, budget_s, method, level) -> str:
     return txt
 
 
+def _generation_cpus(a: SideSpec, b: SideSpec, rng) -> list[int] | None:
+    """The cores both workers of a generation are pinned to: the same set for both sides (so a
+    slower core or a busy sibling hyperthread hits both halves of every pair), drawn anew each
+    generation. Sides without an explicit thread count keep every core."""
+    if not hasattr(os, "sched_getaffinity") or a.threads is None or b.threads is None:
+        return None
+    avail = sorted(os.sched_getaffinity(0))
+    n = max(a.threads, b.threads)
+    if n >= len(avail):
+        return None
+    return sorted(rng.sample(avail, n))
+
+
 def _session_isolated(baseline, candidate, budget_s, min_pairs, block_s, generation_s, samples, pair_rows,
                       progress, count) -> tuple[dict, int]:
     t_start = time.perf_counter()
@@ -687,10 +708,14 @@ def _session_isolated(baseline, candidate, budget_s, min_pairs, block_s, generat
         B.loaded()
         setup += time.perf_counter() - t_start
         t_loop = time.perf_counter()
+        import random
+
+        rng = random.Random(os.getpid())
         while True:
             t_gen = time.perf_counter()
-            A.spawn(count and gen == 0, gen)
-            B.spawn(count and gen == 0, gen)
+            cpus = _generation_cpus(baseline, candidate, rng)
+            A.spawn(count and gen == 0, gen, cpus)
+            B.spawn(count and gen == 0, gen, cpus)
             ia, ib = A.ready(), B.ready()  # both build and warm up at once: not timed
             if gen == 0:
                 info["baseline"], info["candidate"] = dict(ia), dict(ib)

@@ -42,13 +42,6 @@ MIN_HISTORY_RUNS = 3
 NOISE_CONFIDENCE = 0.90  # the noise used is the one-sided 90 % upper confidence bound of the estimate
 MIN_SD = 0.002  # timer and scheduler granularity: no run-to-run noise is taken as smaller than 0.2 %
 
-#: Metrics: name -> (how to read it from a summary, bigger is worse?, unit label)
-METRICS = {
-    "latency": ("latency p50", False),
-    "throughput": ("throughput", True),
-    "flop_rate": ("achieved FLOP/s", True),
-    "memory": ("peak memory", False),
-}
 FAIL_ON_CHOICES = ("latency", "throughput", "memory")
 
 REQUIRED_KEYS = ("scenario", "run_id", "latency_s")

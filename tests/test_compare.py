@@ -174,8 +174,11 @@ def test_bad_run_directories_exit_2_with_one_line(tmp_path: Path):
     cases = _bad_dirs(tmp_path)
     good = cases.pop("good")[0]
     for name, (ref, words) in cases.items():
-        with pytest.raises(HarnessError, match=words):
+        with pytest.raises(HarnessError, match=words) as exc:
             cmp.resolve(ref, tmp_path)
+        assert "\n" not in exc.value.message and exc.value.exit_code == 2
+        if name not in ("missing", "half-written", "foreign"):
+            continue  # the CLI path is the same for all; three are enough to check it
         proc = run_cli("compare", good, ref, "--logdir", str(tmp_path))
         assert proc.returncode == 2, name
         assert proc.stderr.startswith("error: ") and proc.stderr.count("\n") == 1 and words in proc.stderr, (name, proc.stderr)

@@ -163,6 +163,8 @@ def test_corrupt_history_is_named_and_never_overwritten(tmp_path: Path, kind: st
         history.append(tmp_path, fake_summary(9))
     assert f"line {line}" in exc2.value.message and "not added" in exc2.value.message
     assert path.read_bytes() == data  # untouched
+    if kind not in ("truncated", "binary"):
+        return  # the CLI path is the same for every kind
     # through the CLI: one line, exit 2, no traceback
     proc = run_cli("history", "--logdir", str(tmp_path))
     assert proc.returncode == 2
