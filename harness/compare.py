@@ -33,10 +33,13 @@ from .fsio import TMP_PREFIX
 
 #: Between-run noise of one run's median latency on this class of machine (log-scale SD),
 #: used when history has fewer than MIN_HISTORY_RUNS runs of the config. Measured on the
-#: shared 2-vCPU CPU host on 2026-11-25 with ``python benchmarks/regression_power.py
-#: --between-runs 30``: back-to-back processes timing the same model gave an RMS of
-#: consecutive log differences of 0.10 x sqrt(2) (consecutive ratios 0.74x to 1.33x), so a
-#: two-run ratio's 98 % interval is about x/÷ exp(2.33 * sqrt(2) * 0.10) = 1.39.
+#: shared 2-vCPU CPU host on 2026-11-25 with back-to-back processes timing the same model
+#: (100 iterations each; ``python benchmarks/regression_power.py --between-runs 30``):
+#: 12 processes, default 2 threads: RMS of consecutive log differences / sqrt(2) = 0.104,
+#: consecutive ratios 0.74x-1.33x; 30 processes, 1 thread: 0.079, 0.71x-1.36x (medians spread
+#: over 54 % of their middle value); 30 processes, 2 threads: robust (MAD) SD 0.18, and one
+#: process 130x slow (a neighbour on one core stalls the 2-thread OpenMP barrier). 0.10 covers
+#: the ordinary cases: a two-run ratio's 98 % interval is about x/÷ exp(2.33 * sqrt(2) * 0.10) = 1.39.
 DEFAULT_BETWEEN_RUN_SD = 0.10
 MIN_HISTORY_RUNS = 3
 NOISE_CONFIDENCE = 0.90  # the noise used is the one-sided 90 % upper confidence bound of the estimate
