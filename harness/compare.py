@@ -11,8 +11,8 @@ twice over (two independent runs: ``sqrt(2) * sd``):
   ``log p50`` divided by ``sqrt(2)`` (a real change in that history inflates it: the safe
   direction), raised to its one-sided 90 % upper confidence bound (chi-square with one
   degree of freedom per difference), so a short, lucky history cannot make the noise look
-  small (3 runs: x3.1; 11 runs: x1.4; 51 runs: x1.15);
-* with fewer than :data:`MIN_HISTORY_RUNS` runs, the measured default.
+  small (5 runs: x1.8; 11 runs: x1.4; 51 runs: x1.15);
+* with fewer than :data:`MIN_HISTORY_RUNS` (5) runs, the measured default.
 
 Verdicts use :func:`harness.stats.verdict`; when the interval includes no change but the
 estimate is large, the verdict is ``inconclusive`` and the hint points to ``harness ab``,
@@ -41,7 +41,7 @@ from .fsio import TMP_PREFIX
 #: process 130x slow (a neighbour on one core stalls the 2-thread OpenMP barrier). 0.10 covers
 #: the ordinary cases: a two-run ratio's 98 % interval is about x/÷ exp(2.33 * sqrt(2) * 0.10) = 1.39.
 DEFAULT_BETWEEN_RUN_SD = 0.10
-MIN_HISTORY_RUNS = 3
+MIN_HISTORY_RUNS = 5  # 4 differences: below that the 90 % upper bound is > 1.8x the estimate itself
 NOISE_CONFIDENCE = 0.90  # the noise used is the one-sided 90 % upper confidence bound of the estimate
 MIN_SD = 0.002  # timer and scheduler granularity: no run-to-run noise is taken as smaller than 0.2 %
 
