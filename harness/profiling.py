@@ -12,10 +12,13 @@ under a name the torch-tb-profiler plugin recognises: ``<worker>.<span>.pt.trace
 """
 from __future__ import annotations
 
+import contextlib
 import gzip
 import json
 import os
 import shutil
+import sys
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -109,6 +112,35 @@ def _peak_from_trace(trace: dict, device_type: str) -> int | None:
     return peak
 
 
+_KINETO_NOISE = ("USDT:", "STAGE:", "gpuGetDeviceCount failed")
+
+
+@contextlib.contextmanager
+def _quiet_kineto():
+    """Hide kineto's C++ chatter (``USDT ... profiler_start``, ``STAGE``, and on a CUDA
+    build without a GPU ``ERROR ... gpuGetDeviceCount failed``), which it prints on fd 2
+    at every start and stop; any other line written meanwhile is passed on."""
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError):
+        yield
+        return
+    with tempfile.TemporaryFile() as sink:
+        os.dup2(sink.fileno(), 2)
+        try:
+            yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            sink.seek(0)
+            kept = [ln for ln in sink.read().decode("utf-8", "replace").splitlines(keepends=True)
+                    if not any(n in ln for n in _KINETO_NOISE)]
+            if kept:
+                sys.stderr.write("".join(kept))
+                sys.stderr.flush()
+
+
 def run_profiler(
     model: torch.nn.Module,
     inputs: Any,
@@ -147,7 +179,7 @@ def run_profiler(
             os.fsync(f.fileno())
 
     total_steps = config.wait + config.warmup + config.active
-    with profile(
+    with _quiet_kineto(), profile(
         activities=activities,
         schedule=schedule(wait=config.wait, warmup=config.warmup, active=config.active, repeat=1),
         on_trace_ready=on_ready,

@@ -187,6 +187,10 @@ def execute(
 
     rundir = None
     if root is not None:
+        # a corrupt history.csv is reported now (file and line), not after minutes of work
+        from .history import read as read_history
+
+        read_history(root)
         fsio.clean_stale_tmp(root / scenario)
         rundir = fsio.RunDir(root / scenario, run_id)
     try:

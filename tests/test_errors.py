@@ -199,3 +199,15 @@ def test_two_runs_at_once(tmp_path):
 
     hist = pd.read_csv(logdir / "history.csv")
     assert len(hist) == 2 and set(hist.run_id) == {r.name for r in runs}
+
+
+@pytest.mark.parametrize("junk", [b"schema_version,run_id\n2,abc", b"\x00\xff\xfe binary junk\n", b"a,b,c\n1,2,3\n"])
+def test_corrupt_history_fails_before_the_work_and_is_never_rewritten(tmp_path, junk):
+    scen = write_scenario(tmp_path, "tiny", TINY_SCENARIO)
+    logdir = tmp_path / "logs"
+    logdir.mkdir()
+    (logdir / "history.csv").write_bytes(junk)
+    before = snapshot(logdir)
+    proc = run_cli("run", str(scen), "--logdir", str(logdir), "--iters", "2", "--warmup", "1")
+    assert_clean_failure(proc, logdir, before, "history.csv")
+    assert "line" in proc.stderr
