@@ -121,6 +121,19 @@ def describe_call(info: _OpInfo, args, kwargs, res) -> tuple[str, str, int]:
     nbytes_in = 0
     fdtype = None
     adtype = None
+
+    def read(t: Tensor) -> None:
+        """A tensor input: read once however often it is passed; the first float sets dtype."""
+        nonlocal nbytes_in, fdtype, adtype
+        if id(t) not in seen:
+            seen.add(id(t))
+            nbytes_in += _nbytes(t)
+        if fdtype is None:
+            if t.is_floating_point() or t.is_complex():
+                fdtype = t.dtype
+            elif adtype is None:
+                adtype = t.dtype
+
     for i, (name, kwonly) in enumerate(info.spec):
         if not kwonly and i < n:
             v = args[i]
@@ -130,31 +143,14 @@ def describe_call(info: _OpInfo, args, kwargs, res) -> tuple[str, str, int]:
                 parts.append(str(list(v.shape)) if isinstance(v, Tensor) else "[]")
                 continue
         if isinstance(v, Tensor):
-            if v.is_nested:
-                parts.append("[]")
-            else:
-                parts.append(str(list(v.shape)))
-            if id(v) not in seen:
-                seen.add(id(v))
-                nbytes_in += _nbytes(v)
-            if fdtype is None:
-                if v.is_floating_point() or v.is_complex():
-                    fdtype = v.dtype
-                elif adtype is None:
-                    adtype = v.dtype
+            parts.append("[]" if v.is_nested else str(list(v.shape)))
+            read(v)
         else:
-            parts.append("[]")
+            parts.append("[]")  # the profiler records tensor lists as [] too
             if isinstance(v, (list, tuple)):
                 for t in v:
                     if isinstance(t, Tensor):
-                        if id(t) not in seen:
-                            seen.add(id(t))
-                            nbytes_in += _nbytes(t)
-                        if fdtype is None:
-                            if t.is_floating_point() or t.is_complex():
-                                fdtype = t.dtype
-                            elif adtype is None:
-                                adtype = t.dtype
+                        read(t)
     out_total = 0
     if isinstance(res, Tensor):
         out_total = _nbytes(res)
