@@ -8,6 +8,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
+import torch
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -31,6 +32,20 @@ def build_model():
 def make_inputs(batch_size, device):
     return torch.randn(batch_size, 3, 16, 16, device=device)
 '''
+
+
+F32 = 4  # bytes per float32 element
+
+
+class Fn(torch.nn.Module):
+    """Wrap a function of the inputs as a module (count() takes modules)."""
+
+    def __init__(self, fn):
+        super().__init__()
+        self.fn = fn
+
+    def forward(self, *args):
+        return self.fn(*args)
 
 
 @pytest.fixture

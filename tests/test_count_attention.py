@@ -13,18 +13,9 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.flop_counter import FlopCounterMode
 
 from harness.count import count
+
+from conftest import F32, Fn
 from harness.count.meta import cpu_would_use_flash
-
-F32 = 4
-
-
-class Fn(nn.Module):
-    def __init__(self, fn):
-        super().__init__()
-        self.fn = fn
-
-    def forward(self, *args):
-        return self.fn(*args)
 
 
 @contextlib.contextmanager

@@ -5,18 +5,7 @@ from torch import nn
 
 from harness.count import count
 
-F32 = 4  # bytes per float32 element
-
-
-class Fn(nn.Module):
-    """Wrap a function of the inputs as a module (count() takes modules)."""
-
-    def __init__(self, fn):
-        super().__init__()
-        self.fn = fn
-
-    def forward(self, *args):
-        return self.fn(*args)
+from conftest import F32, Fn
 
 
 # ------------------------------------------------------------------ matmul family

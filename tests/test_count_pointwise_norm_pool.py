@@ -5,16 +5,7 @@ from torch import nn
 
 from harness.count import count
 
-F32 = 4
-
-
-class Fn(nn.Module):
-    def __init__(self, fn):
-        super().__init__()
-        self.fn = fn
-
-    def forward(self, *args):
-        return self.fn(*args)
+from conftest import F32, Fn
 
 
 def test_elementwise_and_activations():

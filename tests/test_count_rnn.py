@@ -14,14 +14,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from harness.count import count
 
-
-class Fn(nn.Module):
-    def __init__(self, fn):
-        super().__init__()
-        self.fn = fn
-
-    def forward(self, *args):
-        return self.fn(*args)
+from conftest import Fn
 
 
 def unfused_truth_macs(model, *inputs) -> int:
