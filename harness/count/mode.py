@@ -312,17 +312,42 @@ class ModuleTracker:
         return self.stack[-1]
 
 
-class CountingMode(TorchDispatchMode):
-    """Counts every dispatched op into per-call event lists, charged to the tracker's current frame.
+class _OpMode(TorchDispatchMode):
+    """Runs each dispatched op and hands it to :meth:`_on_op`.
 
-    Counting is of eager execution; ``torch.compile``'d code is not supported (its
-    kernels do not dispatch aten ops).  So ``__torch_dispatch__`` is not wrapped in
-    ``torch._disable_dynamo``, which would import torch._dynamo (seconds) on first use.
+    Ops without a formula that have a composite decomposition are decomposed under the
+    mode, so their parts are seen instead. Counting is of eager execution;
+    ``torch.compile``'d code is not supported (its kernels do not dispatch aten ops).
+    So ``__torch_dispatch__`` is not wrapped in ``torch._disable_dynamo``, which would
+    import torch._dynamo (seconds) on first use.
     """
+
+    fast_meta = True
 
     @classmethod
     def _should_skip_dynamo(cls) -> bool:
         return False
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        if func in _IGNORED:
+            return func(*args, **kwargs)
+        info = op_info(func)
+        if info.formula is None and info.composite:
+            with self:
+                r = func.decompose(*args, **kwargs)
+            if r is not NotImplemented:
+                return r
+        res = run_op(func, args, kwargs, self.fast_meta)
+        self._on_op(info, func, args, kwargs, res)
+        return res
+
+    def _on_op(self, info: _OpInfo, func, args, kwargs, res) -> None:
+        raise NotImplementedError
+
+
+class CountingMode(_OpMode):
+    """Counts every dispatched op into per-call event lists, charged to the tracker's current frame."""
 
     def __init__(self, tracker: ModuleTracker | None = None, fast_meta: bool = False):
         super().__init__()
@@ -339,23 +364,7 @@ class CountingMode(TorchDispatchMode):
         self.ev_counted: list[bool] = []
         self.notes: list[str] = []
 
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        kwargs = kwargs or {}
-        if func in _IGNORED:
-            return func(*args, **kwargs)
-        info = _INFO.get(func)
-        if info is None:
-            info = op_info(func)
-        if info.formula is None and info.composite:
-            with self:
-                r = func.decompose(*args, **kwargs)
-            if r is not NotImplemented:
-                return r
-        res = run_op(func, args, kwargs, self.fast_meta)
-        self._record(info, func, args, kwargs, res)
-        return res
-
-    def _record(self, info: _OpInfo, func, args, kwargs, res):
+    def _on_op(self, info: _OpInfo, func, args, kwargs, res) -> None:
         shapes, dtype, default_bytes = describe_call(info, args, kwargs, res)
         formula = info.formula
         counted = formula is not None
@@ -383,29 +392,15 @@ class CountingMode(TorchDispatchMode):
         self.ev_counted.append(counted)
 
 
-class SumMode(TorchDispatchMode):
+class SumMode(_OpMode):
     """A lightweight mode that only sums Work; used to evaluate reference decompositions."""
-
-    @classmethod
-    def _should_skip_dynamo(cls) -> bool:
-        return False
 
     def __init__(self):
         super().__init__()
         self.macs = self.other = self.bytes = 0
         self.missing: set[str] = set()
 
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        kwargs = kwargs or {}
-        if func in _IGNORED:
-            return func(*args, **kwargs)
-        info = op_info(func)
-        if info.formula is None and info.composite:
-            with self:
-                r = func.decompose(*args, **kwargs)
-            if r is not NotImplemented:
-                return r
-        res = run_op(func, args, kwargs, True)
+    def _on_op(self, info: _OpInfo, func, args, kwargs, res) -> None:
         if info.formula is None:
             self.missing.add(info.name)
         else:
@@ -413,7 +408,6 @@ class SumMode(TorchDispatchMode):
             self.macs += w.macs
             self.other += w.other
             self.bytes += w.bytes
-        return res
 
 
 _REFERENCE_CACHE: dict[Any, Work] = {}
