@@ -111,11 +111,10 @@ def _align(calls: pd.DataFrame, cevents: pd.DataFrame, steps: int) -> bool:
     return n > 0 or len(ops) == 0
 
 
-def _key_join(calls: pd.DataFrame, by_op: pd.DataFrame, cevents: pd.DataFrame, steps: int) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Fallback: spread each (op, shapes) group's work over its profiled calls.
+def _key_join(calls: pd.DataFrame, by_op: pd.DataFrame, cevents: pd.DataFrame, steps: int) -> pd.DataFrame:
+    """Fallback: spread each (op, shapes) group's work over its profiled calls (by their time).
 
-    Returns ``calls`` with work and the per-(op, shapes, module) share of each group,
-    used to spread time over modules.
+    Work of a group the profiler never showed goes to a row marked ``UNSEEN``.
     """
     counted_ops = set(cevents.loc[cevents.counted, "op"])
     calls["counted"] = calls["name"].isin(counted_ops)
@@ -136,7 +135,7 @@ def _key_join(calls: pd.DataFrame, by_op: pd.DataFrame, cevents: pd.DataFrame, s
             calls.loc[sel.index, c] = calls.loc[sel.index, c].fillna(0) + share * float(k[c]) * steps
     if extra_rows:
         calls = pd.concat([calls, pd.DataFrame(extra_rows)], ignore_index=True)
-    return calls, by_op
+    return calls
 
 
 def _derive(df: pd.DataFrame, time_col: str, peak_flop: float | None, peak_bytes: float | None, total_time: float) -> pd.DataFrame:
@@ -196,7 +195,7 @@ def join(profile: Profile, counts: Any, *, peak_flop_per_s: float | None, peak_b
     if not aligned:
         for c in WORK:
             calls[c] = 0.0
-        calls, _ = _key_join(calls, counts.by_op, cevents, steps)
+        calls = _key_join(calls, counts.by_op, cevents, steps)
     calls[WORK] = calls[WORK].fillna(0.0)
 
     total_time = float(calls.self_time_s.sum()) / steps

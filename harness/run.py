@@ -46,6 +46,7 @@ class Run:
     path: Path | None = None
     counts: Any = None
     env: dict = field(default_factory=dict)
+    peak: Any = None  # harness.hardware.Peak used for utilization and the roofline
 
 
 def _git_commit() -> str:
@@ -307,7 +308,7 @@ def _assemble(prep, scenario, run_id, started, tag, warmup, iters, cfg, timing, 
     }
     ops = joined.ops
     return Run(summary=summary, ops=ops, ops_by_shape=joined.ops_by_shape, modules=joined.modules,
-               samples=samples, counts=counts, env=env)
+               samples=samples, counts=counts, env=env, peak=peak)
 
 
 def _link_for_hta(run_dir: Path, trace_name: str | None) -> None:
@@ -374,37 +375,29 @@ def _write(run: Run, rundir: fsio.RunDir, prof, root: Path, scenario: str, write
         return
     images = _pictures(run, d)
     _tensorboard(run, rundir, root, scenario, images)
-    try:
-        from .report.html import write_report
-    except ImportError:
-        return
+    from .report.html import write_report
+
     write_report(d / "report.html", s, run.ops, run.modules, images)
 
 
 def _pictures(run: Run, d: Path) -> dict[str, Path]:
-    try:
-        from .report.pictures import roofline_png, time_by_module_png
-        from .hardware import peak_for
-    except ImportError:
-        return {}
+    from .report.pictures import roofline_png, time_by_module_png
+
     s = run.summary
-    peak = peak_for(s["device"], s["dtype"], device_name=s["device_name"], threads=s["threads"])
     title = f"{s['scenario']} · batch {s['batch_size']} · {s['dtype']} · {s['device_name']}"
     model_point = {"total_flops": s["flops"] + s["other_flops"], "bytes": s["bytes"],
                    "time_s": s["latency_s"]["p50"]}
     pts = run.ops_by_shape[run.ops_by_shape.kind == "op"].copy()
     images = {
-        "roofline": roofline_png(d / "roofline.png", pts, peak, model_point, title),
+        "roofline": roofline_png(d / "roofline.png", pts, run.peak, model_point, title),
         "time_by_module": time_by_module_png(d / "time_by_module.png", run.modules, title),
     }
     return images
 
 
 def _tensorboard(run: Run, rundir: fsio.RunDir, root: Path, scenario: str, images: dict) -> None:
-    try:
-        from .report.tensorboard import write_run_summaries
-    except ImportError:
-        return
+    from .report.tensorboard import write_run_summaries
+
     s = run.summary
     step = _run_index(root, s["config_key"])
     safe = "".join(c if c.isalnum() or c in "-_=." else "_" for c in s["config_key"].split("|", 1)[1])
@@ -414,20 +407,16 @@ def _tensorboard(run: Run, rundir: fsio.RunDir, root: Path, scenario: str, image
 
 
 def _run_index(root: Path, config_key: str) -> int:
-    try:
-        from .history import read
+    """This run's index among the runs of its config in history.csv (0 for the first)."""
+    from .history import read
 
-        hist = read(root)
-        return int((hist["config_key"] == config_key).sum()) if len(hist) and "config_key" in hist else 0
-    except Exception:
-        return 0
+    hist = read(root)
+    return int((hist["config_key"] == config_key).sum()) if len(hist) else 0
 
 
 def _append_history(root: Path, summary: dict) -> None:
-    try:
-        from .history import append
-    except ImportError:
-        return
+    from .history import append
+
     append(root, summary)
 
 
