@@ -112,9 +112,12 @@ def _align(calls: pd.DataFrame, cevents: pd.DataFrame, steps: int) -> bool:
 
 
 def _key_join(calls: pd.DataFrame, by_op: pd.DataFrame, cevents: pd.DataFrame, steps: int) -> pd.DataFrame:
-    """Fallback: spread each (op, shapes) group's work over its profiled calls (by their time).
+    """Fallback: put each (op, shapes) group's work on its profiled calls.
 
-    Work of a group the profiler never showed goes to a row marked ``UNSEEN``.
+    When the profiler shows calls with the same op and shapes, the group's work goes
+    whole onto the first of them (its (op, shapes) row then holds exactly the counted
+    integers); when only the op name matches, it is spread over that op's calls by
+    their time. Work of a group the profiler never showed goes to a row marked ``UNSEEN``.
     """
     counted_ops = set(cevents.loc[cevents.counted, "op"])
     calls["counted"] = calls["name"].isin(counted_ops)
@@ -123,8 +126,12 @@ def _key_join(calls: pd.DataFrame, by_op: pd.DataFrame, cevents: pd.DataFrame, s
     extra_rows = []
     for _, k in per_key.iterrows():
         sel = ops[(ops.name == k.op) & (ops.input_shapes == k.input_shapes)]
-        if sel.empty:
-            sel = ops[ops.name == k.op]
+        if not sel.empty:
+            first = sel.index[0]
+            for c in WORK:
+                calls.loc[first, c] = calls.loc[first, c] + k[c] * steps
+            continue
+        sel = ops[ops.name == k.op]
         if sel.empty:
             extra_rows.append({"step": -1, "name": k.op, "input_shapes": UNSEEN, "kind": "op", "self_time_s": 0.0,
                                **{c: float(k[c]) * steps for c in WORK}, "counted": k.op in counted_ops, "module": None})
