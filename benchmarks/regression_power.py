@@ -1,7 +1,7 @@
 """How often does `harness ab` call a real 5 % slowdown, and how often identical code?
 
 Each trial is one complete `harness ab` session (fresh models, warm-up, alternating blocks
-for --budget-s seconds, verdict) in this process, through harness.ab.run_ab:
+for --budget-s seconds, verdict) in this process, through harness.tracking.ab.run_ab:
 
 * "identical": benchmarks/scenarios/chain_20.py against itself (two separate model instances);
 * "+5 %":      chain_20.py against chain_21.py (21 instead of 20 identical layers: 5 % more work).
@@ -75,7 +75,7 @@ def loadavg() -> str:
 
 
 def power(args) -> dict:
-    from harness import ab, stats
+    from harness.tracking import ab, stats
 
     base = ab.SideSpec(str(SCEN / "chain_20.py"), threads=args.threads)
     same = ab.SideSpec(str(SCEN / "chain_20.py"), threads=args.threads)
@@ -116,7 +116,7 @@ def power(args) -> dict:
 def report(out: dict, args) -> dict:
     import numpy as np
 
-    from harness import stats
+    from harness.tracking import stats
 
     summary = {"trials_per_kind": args.trials, "budget_s": args.budget_s, "threshold": args.threshold,
                "isolate": args.isolate, "threads": args.threads, "load_average_end": loadavg(), "methods": {}}
@@ -156,7 +156,7 @@ def report(out: dict, args) -> dict:
 WORKER = """
 import sys, json, statistics, torch
 sys.path.insert(0, {root!r})
-from harness import scenario, prepare, measure
+from harness.pipeline import scenario, prepare, measure
 p = prepare.prepare_scenario(scenario.load({scen!r}), threads={threads})
 with torch.inference_mode():
     t = measure.time_forward(p.model, p.inputs, warmup=5, iters=100)

@@ -23,10 +23,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a ch
 T0 = time.perf_counter()
 import torch  # noqa: E402
 
-import harness.run  # noqa: E402
-from harness import scenario as scenario_mod  # noqa: E402
-from harness.measure import call_model, time_forward  # noqa: E402
-from harness.prepare import prepare_scenario  # noqa: E402
+import harness.pipeline.run  # noqa: E402
+from harness.pipeline import scenario as scenario_mod  # noqa: E402
+from harness.pipeline.measure import call_model, time_forward  # noqa: E402
+from harness.pipeline.prepare import prepare_scenario  # noqa: E402
 
 T_IMPORT = time.perf_counter() - T0
 
@@ -50,7 +50,7 @@ def main() -> int:
 
     with tempfile.TemporaryDirectory() as logdir:
         t = time.perf_counter()
-        run = harness.run.run_scenario(args.scenario, logdir=logdir)
+        run = harness.pipeline.run.run_scenario(args.scenario, logdir=logdir)
         t_run = time.perf_counter() - t
     st = run.summary["stage_times_s"]
     lat = run.summary["latency_s"]

@@ -17,7 +17,7 @@ __all__ = ["profile", "run_scenario", "count", "Counts", "Run", "HarnessError", 
 
 def __getattr__(name: str):
     if name in ("profile", "run_scenario", "Run"):
-        from . import run
+        from .pipeline import run
 
         return getattr(run, name)
     if name in ("count", "Counts"):

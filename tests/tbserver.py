@@ -464,7 +464,7 @@ class HarnessRuns:
         import textwrap
 
         import harness
-        from harness.profiling import ProfileConfig
+        from harness.pipeline.profiling import ProfileConfig
 
         self.base = base
         self.scenario = base / "tiny.py"

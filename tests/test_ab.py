@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from conftest import run_cli, write_scenario
-from harness import ab
+from harness.tracking import ab
 from harness.errors import HarnessError
 
 CHAIN = '''

@@ -1,4 +1,4 @@
-"""harness.stats on synthetic samples with known answers."""
+"""harness.tracking.stats on synthetic samples with known answers."""
 from __future__ import annotations
 
 import math
@@ -6,7 +6,7 @@ import math
 import numpy as np
 import pytest
 
-from harness import stats
+from harness.tracking import stats
 
 
 def blocks(rng, n, ratio=1.0, noise=0.05, spike_rate=0.05):

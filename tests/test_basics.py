@@ -8,10 +8,11 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from harness import fsio, scenario
+from harness.core import fsio
+from harness.pipeline import scenario
 from harness.errors import HarnessError
-from harness.measure import latency_stats
-from harness.units import seconds, si
+from harness.pipeline.measure import latency_stats
+from harness.core.units import seconds, si
 
 
 def test_si_prefixes_are_powers_of_1000():

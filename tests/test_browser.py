@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.units import si
+from harness.core.units import si
 from tbserver import PROFILER, Chromium, TensorBoardServer, find_chromium, harness_runs
 
 ROOT = Path(__file__).resolve().parent.parent

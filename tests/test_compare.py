@@ -10,8 +10,9 @@ import pandas as pd
 import pytest
 
 from conftest import run_cli
-from harness import compare as cmp
-from harness import fsio, history
+from harness.tracking import compare as cmp
+from harness.core import fsio
+from harness.tracking import history
 from harness.errors import HarnessError
 from test_history import fake_summary
 

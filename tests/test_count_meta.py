@@ -9,7 +9,7 @@ import pytest
 import torch
 from torch import nn
 
-from harness import scenario
+from harness.pipeline import scenario
 from harness.count import count
 from harness.errors import HarnessError
 

@@ -301,7 +301,7 @@ def test_peak_for_cpu_derived(monkeypatch):
 
 
 def test_peak_for_cpu_uses_a_cached_calibration(monkeypatch, tmp_path):
-    from harness.fsio import atomic_write_json
+    from harness.core.fsio import atomic_write_json
     from harness.hardware.calibration import SCHEMA, calibration_path
     from harness.hardware.cpu import cpu_id
 

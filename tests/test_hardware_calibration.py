@@ -68,7 +68,7 @@ def test_without_a_compiler_flops_are_not_measured(monkeypatch):
 
 
 def test_a_calibration_for_another_cpu_is_ignored(tmp_path):
-    from harness.fsio import atomic_write_json
+    from harness.core.fsio import atomic_write_json
     from harness.hardware.calibration import SCHEMA, calibration_path
 
     atomic_write_json(calibration_path(2), {"schema": SCHEMA, "key": {"cpu": "some other CPU", "threads": 2},

@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 
 from conftest import ROOT, run_cli
-from harness import history
+from harness.tracking import history
 from harness.errors import HarnessError
 
 DATA = Path(__file__).parent / "data"
@@ -70,7 +70,7 @@ def test_read_absent_or_empty_is_empty_frame(tmp_path: Path):
 APPENDER = textwrap.dedent("""
     import sys
     sys.path.insert(0, {root!r})
-    from harness import history
+    from harness.tracking import history
     sys.path.insert(0, {tests!r})
     from test_history import fake_summary
     logdir, worker, n = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
@@ -98,7 +98,7 @@ def test_concurrent_appends_keep_every_row(tmp_path: Path):
 LOOPER = textwrap.dedent("""
     import sys
     sys.path.insert(0, {root!r})
-    from harness import history
+    from harness.tracking import history
     sys.path.insert(0, {tests!r})
     from test_history import fake_summary
     k = 0

@@ -5,8 +5,8 @@ import torch
 from torch import nn
 
 from harness.count import count
-from harness.join import join
-from harness.profiling import ProfileConfig, run_profiler
+from harness.pipeline.join import join
+from harness.pipeline.profiling import ProfileConfig, run_profiler
 
 
 def test_fallback_join_by_op_and_shapes_keeps_every_flop_and_microsecond():

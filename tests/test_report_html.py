@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from harness.report.html import write_report
-from harness.units import si
+from harness.core.units import si
 from tbserver import make_modules, make_ops, make_summary, png_bytes
 
 

@@ -8,9 +8,9 @@ import pandas as pd
 import pytest
 
 from conftest import run_cli, write_scenario
-from harness import history
+from harness.tracking import history
 from harness.errors import HarnessError
-from harness.sweep import Point, Progress, parse_dtypes, parse_ints
+from harness.tracking.sweep import Point, Progress, parse_dtypes, parse_ints
 
 HUNGRY = '''
 """Runs out of memory above batch 4 (simulated), and its kernel 'breaks' at batch 3."""

@@ -11,7 +11,7 @@ import json
 import pytest
 
 from harness.report import tensorboard as tbw
-from harness.units import si
+from harness.core.units import si
 from tbserver import PROFILER, TensorBoardServer, harness_runs
 
 OPS_IN_TRACE = {"aten::conv2d", "aten::convolution", "aten::relu", "aten::max_pool2d", "aten::linear", "aten::addmm"}

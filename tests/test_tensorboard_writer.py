@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from harness.report import tensorboard as tbw
-from harness.units import si
+from harness.core.units import si
 from tbserver import RUN_ID, make_modules, make_ops, make_summary, png_bytes
 
 @pytest.fixture
@@ -141,7 +141,7 @@ def test_missing_pictures_and_empty_tables(tmp_path):
 def test_deferred_until_the_run_dir_is_committed(tmp_path, pictures):
     """With the caller's ``defer`` (RunDir.defer), nothing TensorBoard reads exists before the
     run directory is committed: not in the hidden run dir, not in the trend."""
-    from harness import fsio
+    from harness.core import fsio
 
     rd = fsio.RunDir(tmp_path / "logs" / "tiny", RUN_ID)
     trend = tmp_path / "logs" / "tiny" / "trends" / "cfg"
@@ -156,7 +156,7 @@ def test_deferred_until_the_run_dir_is_committed(tmp_path, pictures):
 
 
 def test_aborted_run_leaves_no_trend_point(tmp_path, pictures):
-    from harness import fsio
+    from harness.core import fsio
 
     rd = fsio.RunDir(tmp_path / "logs" / "tiny", RUN_ID)
     trend = tmp_path / "logs" / "tiny" / "trends" / "cfg"

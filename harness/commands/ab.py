@@ -5,7 +5,7 @@ import argparse
 import sys
 
 from ..errors import HarnessError
-from ..units import seconds, si
+from ..core.units import seconds, si
 
 METHOD_NAMES = {"hl": "Hodges-Lehmann / signed-rank", "bootstrap": "bootstrap of the median", "sign": "sign-test median"}
 
@@ -55,9 +55,9 @@ def add_parser(sub) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from ..ab import parse_side, run_ab
-    from ..compare import parse_threshold
-    from ..fsio import to_json
+    from ..tracking.ab import parse_side, run_ab
+    from ..tracking.compare import parse_threshold
+    from ..core.fsio import to_json
 
     threshold = parse_threshold(args.threshold)
     fail_on = tuple(t.strip() for t in args.fail_on.split(",") if t.strip())
@@ -79,7 +79,7 @@ def main(args: argparse.Namespace) -> int:
     a = parse_side(args.baseline, **shared, python=args.baseline_python)
     b = parse_side(args.candidate, **shared, python=args.candidate_python)
     for side in (a, b):  # fail fast, before any model is built
-        from .. import scenario
+        from ..pipeline import scenario
 
         scenario.load(side.scenario)
     tty = sys.stderr.isatty()

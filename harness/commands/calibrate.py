@@ -11,10 +11,10 @@ from __future__ import annotations
 import argparse
 import json
 
-from harness.errors import HarnessError
-from harness.units import si
+from ..errors import HarnessError
+from ..core.units import si
 
-from harness.hardware.peak import SHORT
+from ..hardware.peak import SHORT
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -62,9 +62,9 @@ def render(result: dict, derived_note: str | None = None) -> str:
 
 
 def main(args: argparse.Namespace) -> int:
-    from harness.hardware import calibrate
-    from harness.hardware.cpu import cpu_info, throughput_from_flags
-    from harness.hardware.formulas import cpu_peak_flop_per_s
+    from ..hardware import calibrate
+    from ..hardware.cpu import cpu_info, throughput_from_flags
+    from ..hardware.formulas import cpu_peak_flop_per_s
 
     threads = getattr(args, "threads", None)
     if threads is not None and threads < 1:

@@ -5,7 +5,7 @@ import argparse
 import sys
 
 from ..errors import HarnessError
-from ..units import seconds, si
+from ..core.units import seconds, si
 
 
 def add_parser(sub) -> None:
@@ -33,8 +33,8 @@ def add_parser(sub) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from .. import compare as cmp
-    from ..fsio import to_json
+    from ..tracking import compare as cmp
+    from ..core.fsio import to_json
 
     threshold = cmp.parse_threshold(args.threshold)
     fail_on = cmp.parse_fail_on(args.fail_on)

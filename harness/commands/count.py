@@ -38,7 +38,7 @@ def _short(exc: BaseException) -> str:
 def main(args: argparse.Namespace) -> int:
     import torch
 
-    from .. import scenario as scenarios
+    from ..pipeline import scenario as scenarios
     from ..count import count
 
     if args.batch_size is not None and args.batch_size < 1:

@@ -9,8 +9,8 @@ from __future__ import annotations
 import argparse
 import json
 
-from harness.errors import HarnessError
-from harness.units import si
+from ..errors import HarnessError
+from ..core.units import si
 
 COLUMNS = (("float64", "fp64"), ("float32", "fp32"), ("tfloat32", "tf32"), ("bfloat16", "bf16"),
            ("float16", "fp16"), ("float8", "fp8"))
@@ -66,7 +66,7 @@ def render_table(rows: list[dict]) -> str:
 
 
 def main(args: argparse.Namespace) -> int:
-    from harness.hardware import device_table
+    from ..hardware import device_table
 
     threads = getattr(args, "threads", None)
     if threads is not None and threads < 1:

@@ -7,7 +7,7 @@ import math
 from pathlib import Path
 
 from ..errors import HarnessError
-from ..units import percent, seconds, si
+from ..core.units import percent, seconds, si
 
 
 def add_parser(sub) -> None:
@@ -32,7 +32,7 @@ def select(df, scenario: str | None, logdir: Path):
     if name.endswith(".py") or "/" in name:
         name = Path(name).stem
         try:
-            from .. import scenario as scenario_mod
+            from ..pipeline import scenario as scenario_mod
 
             name = scenario_mod.load(scenario).name
         except HarnessError:
@@ -46,7 +46,7 @@ def select(df, scenario: str | None, logdir: Path):
 
 
 def main(args: argparse.Namespace) -> int:
-    from .. import history
+    from ..tracking import history
 
     logdir = Path(args.logdir)
     path = history.history_path(logdir)
@@ -143,7 +143,7 @@ def plot(df, out: str | Path) -> Path:
     import matplotlib.pyplot as plt
     import pandas as pd
 
-    from ..fsio import atomic_write_bytes
+    from ..core.fsio import atomic_write_bytes
 
     out = Path(out)
     if out.suffix.lower() != ".png":

@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from .. import scenario
+from ..pipeline import scenario
 
 
 def add_parser(sub) -> None:

@@ -7,7 +7,7 @@ import shlex
 import sys
 
 from ..errors import HarnessError
-from ..units import percent, seconds, si
+from ..core.units import percent, seconds, si
 
 # The seeds' key_averages().table(sort_by=...) names, mapped to ops.csv columns.
 SORT_KEYS = {
@@ -58,8 +58,8 @@ def add_parser(sub) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from ..profiling import ProfileConfig
-    from ..run import run_scenario
+    from ..pipeline.profiling import ProfileConfig
+    from ..pipeline.run import run_scenario
 
     if args.top < 0:
         raise HarnessError(f"--top must be 0 or more, got {args.top}")
@@ -80,7 +80,7 @@ def main(args: argparse.Namespace) -> int:
     if interactive:
         print("\r\033[K", end="", file=sys.stderr, flush=True)
     if args.json:
-        from ..fsio import to_json
+        from ..core.fsio import to_json
 
         sys.stdout.write(to_json(run.summary))
         return 0

@@ -5,7 +5,7 @@ import argparse
 import sys
 
 from ..errors import HarnessError
-from ..units import percent, seconds, si
+from ..core.units import percent, seconds, si
 
 
 def add_parser(sub) -> None:
@@ -29,7 +29,7 @@ def add_parser(sub) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from ..sweep import parse_dtypes, parse_ints, sweep
+    from ..tracking.sweep import parse_dtypes, parse_ints, sweep
 
     batch_sizes = parse_ints(args.batch_sizes, "--batch-sizes")
     dtypes = parse_dtypes(args.dtypes)
@@ -41,7 +41,7 @@ def main(args: argparse.Namespace) -> int:
                    warmup=args.warmup, iters=args.iters, logdir=args.logdir, tag=args.tag, progress=True,
                    plot=not args.no_plot)
     if args.json:
-        from ..fsio import to_json
+        from ..core.fsio import to_json
 
         sys.stdout.write(to_json({"sweep_id": result.sweep_id, "scenario": result.scenario, "path": str(result.path),
                                   "plot": str(result.plot) if result.plot else None, "points": result.rows}))

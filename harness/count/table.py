@@ -1,7 +1,7 @@
 """Readable output of a Counts: a summary and a table by module or by op, in SI units."""
 from __future__ import annotations
 
-from ..units import percent, si
+from ..core.units import percent, si
 
 
 def _summary(c) -> list[str]:

@@ -517,14 +517,14 @@ def calibrate(threads: int | None = None, *, force: bool = False, **kwargs) -> d
         if cached is not None:
             cached["cached"] = True
             return cached
-    from harness.fsio import atomic_write_json  # imports pandas: only when writing
+    from ..core.fsio import atomic_write_json  # imports pandas: only when writing
 
     result = measure(threads, info=info, **kwargs)
     path = calibration_path(threads, info)
     try:
         atomic_write_json(path, result)
     except OSError as e:
-        from harness.errors import HarnessError
+        from ..errors import HarnessError
 
         raise HarnessError(f"cannot write the calibration cache {path}: {e} (set HARNESS_CACHE_DIR "
                            "to a writable directory)") from None

@@ -4,8 +4,8 @@ from __future__ import annotations
 import warnings
 from dataclasses import asdict, dataclass
 
-from harness.errors import HarnessError
-from harness.units import si
+from ..errors import HarnessError
+from ..core.units import si
 
 from . import specs
 from .cpu import cpu_info, throughput_from_flags

@@ -2,7 +2,7 @@
 
 The report opens in any browser with no network: CSS is inline, pictures are
 ``data:`` URIs, there is no ``<script>`` at all and no external link is needed.
-Numbers carry SI prefixes (``harness.units``) and every column header says its unit;
+Numbers carry SI prefixes (``harness.core.units``) and every column header says its unit;
 unknown values (no peak for this device, NaN) print as ``n/a``.
 
 The table builders (:func:`summary_rows`, :func:`ops_table`, :func:`modules_table`)
@@ -19,8 +19,8 @@ from typing import Any, Iterable
 
 import pandas as pd
 
-from ..fsio import atomic_write_text
-from ..units import percent, seconds, si
+from ..core.fsio import atomic_write_text
+from ..core.units import percent, seconds, si
 
 # ---------------------------------------------------------------- values ----
 

@@ -31,11 +31,11 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
-from harness.fsio import atomic_write_bytes
-from harness.units import seconds, si
+from ..core.fsio import atomic_write_bytes
+from ..core.units import seconds, si
 
 if TYPE_CHECKING:  # pragma: no cover
-    from harness.hardware import Peak
+    from ..hardware import Peak
 
 DPI = 110
 LABEL_TOP_OPS = 5

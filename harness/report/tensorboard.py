@@ -44,7 +44,7 @@ from typing import Any, Callable
 
 import pandas as pd
 
-from ..fsio import TMP_PREFIX, atomic_write_bytes
+from ..core.fsio import TMP_PREFIX, atomic_write_bytes
 from .html import markdown_table, modules_table, num, ops_table, summary_rows
 
 EVENT_PREFIX = "events.out.tfevents."

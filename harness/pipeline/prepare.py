@@ -10,7 +10,7 @@ from typing import Any
 
 import torch
 
-from .errors import HarnessError
+from ..errors import HarnessError
 from . import scenario as scenario_mod
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}

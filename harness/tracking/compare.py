@@ -14,7 +14,7 @@ twice over (two independent runs: ``sqrt(2) * sd``):
   small (5 runs: x1.8; 11 runs: x1.4; 51 runs: x1.15);
 * with fewer than :data:`MIN_HISTORY_RUNS` (5) runs, the measured default.
 
-Verdicts use :func:`harness.stats.verdict`; when the interval includes no change but the
+Verdicts use :func:`harness.tracking.stats.verdict`; when the interval includes no change but the
 estimate is large, the verdict is ``inconclusive`` and the hint points to ``harness ab``,
 which cancels the between-run noise by interleaving.
 """
@@ -28,8 +28,8 @@ from pathlib import Path
 from typing import Any
 
 from . import stats
-from .errors import EXIT_BAD_INPUT, EXIT_OK, EXIT_REGRESSION, HarnessError
-from .fsio import TMP_PREFIX
+from ..errors import EXIT_BAD_INPUT, EXIT_OK, EXIT_REGRESSION, HarnessError
+from ..core.fsio import TMP_PREFIX
 
 #: Between-run noise of one run's median latency on this class of machine (log-scale SD),
 #: used when history has fewer than MIN_HISTORY_RUNS runs of the config. Measured on the

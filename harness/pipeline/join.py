@@ -1,6 +1,6 @@
 """Join measured time with counted work, per operator and per module.
 
-In: the profiler's events of the active steps (:class:`harness.profiling.Profile`)
+In: the profiler's events of the active steps (:class:`harness.pipeline.profiling.Profile`)
 and the counter's per-call events (:class:`harness.count.Counts`). Out: DataFrames
 ``ops_by_shape`` (per aten op and input shapes), ``ops`` (per aten op), ``modules``
 (per module path) and a ``coverage`` dict. All figures are per forward.

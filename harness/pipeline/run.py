@@ -21,9 +21,9 @@ from typing import Any, Callable
 import pandas as pd
 import torch
 
-from . import __version__
-from . import fsio
-from .errors import HarnessError
+from .. import __version__
+from ..core import fsio
+from ..errors import HarnessError
 from .measure import latency_stats, time_forward, call_model
 from .prepare import Prepared, dtype_name, prepare_model, prepare_scenario, check_positive
 from .profiling import ProfileConfig, run_profiler, trace_file_name
@@ -66,14 +66,14 @@ def _git_commit() -> str:
 def _device_name(device: torch.device) -> str:
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
-    from .hardware import cpu_info
+    from ..hardware import cpu_info
 
     return cpu_info().get("model_name") or platform.processor() or "cpu"
 
 
 def environment(device: torch.device) -> dict:
     """What the numbers depend on: versions, CPU/GPU, threads, harness commit."""
-    from .hardware import cpu_info
+    from ..hardware import cpu_info
 
     env = {
         "schema_version": SCHEMA_VERSION,
@@ -156,7 +156,7 @@ class Stages:
 
 
 def _count(prep: Prepared):
-    from .count import count
+    from ..count import count
 
     return count(prep.model, prep.inputs)
 
@@ -189,7 +189,7 @@ def execute(
     rundir = None
     if root is not None:
         # a corrupt history.csv is reported now (file and line), not after minutes of work
-        from .history import read as read_history
+        from ..tracking.history import read as read_history
 
         read_history(root)
         fsio.clean_stale_tmp(root / scenario)
@@ -227,7 +227,7 @@ def execute(
 
 
 def _assemble(prep, scenario, run_id, started, tag, warmup, iters, cfg, timing, counts, prof) -> Run:
-    from .hardware import peak_for
+    from ..hardware import peak_for
     from .join import join
 
     device, dtype = prep.device, prep.dtype
@@ -375,13 +375,13 @@ def _write(run: Run, rundir: fsio.RunDir, prof, root: Path, scenario: str, write
         return
     images = _pictures(run, d)
     _tensorboard(run, rundir, root, scenario, images)
-    from .report.html import write_report
+    from ..report.html import write_report
 
     write_report(d / "report.html", s, run.ops, run.modules, images)
 
 
 def _pictures(run: Run, d: Path) -> dict[str, Path]:
-    from .report.pictures import roofline_png, time_by_module_png
+    from ..report.pictures import roofline_png, time_by_module_png
 
     s = run.summary
     title = f"{s['scenario']} · batch {s['batch_size']} · {s['dtype']} · {s['device_name']}"
@@ -396,7 +396,7 @@ def _pictures(run: Run, d: Path) -> dict[str, Path]:
 
 
 def _tensorboard(run: Run, rundir: fsio.RunDir, root: Path, scenario: str, images: dict) -> None:
-    from .report.tensorboard import write_run_summaries
+    from ..report.tensorboard import write_run_summaries
 
     s = run.summary
     step = _run_index(root, s["config_key"])
@@ -408,14 +408,14 @@ def _tensorboard(run: Run, rundir: fsio.RunDir, root: Path, scenario: str, image
 
 def _run_index(root: Path, config_key: str) -> int:
     """This run's index among the runs of its config in history.csv (0 for the first)."""
-    from .history import read
+    from ..tracking.history import read
 
     hist = read(root)
     return int((hist["config_key"] == config_key).sum()) if len(hist) else 0
 
 
 def _append_history(root: Path, summary: dict) -> None:
-    from .history import append
+    from ..tracking.history import append
 
     append(root, summary)
 

@@ -17,7 +17,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable
 
-from .errors import HarnessError
+from ..errors import HarnessError
 
 COLUMNS = ["sweep_id", "point", "scenario", "batch_size", "dtype", "threads", "device", "status", "reason", "run_id",
            "run_dir", "latency_p50_s", "latency_p90_s", "throughput_samples_per_s", "flops", "achieved_flop_per_s",
@@ -46,7 +46,7 @@ def parse_ints(text: str, what: str) -> list[int]:
 def parse_dtypes(text: str | None) -> list[str | None]:
     if text is None:
         return [None]
-    from .prepare import DTYPE_ALIASES, DTYPES
+    from ..pipeline.prepare import DTYPE_ALIASES, DTYPES
 
     out: list[str | None] = []
     for part in str(text).split(","):
@@ -173,14 +173,14 @@ def sweep(
     plot: bool = True,
 ) -> SweepResult:
     """Run ``scenario`` at every (dtype, threads, batch size) point; see the module doc."""
-    from . import fsio
-    from . import scenario as scenario_mod
-    from .run import check_logdir
+    from ..core import fsio
+    from ..pipeline import scenario as scenario_mod
+    from ..pipeline.run import check_logdir
 
     sc = scenario_mod.load(scenario)  # unknown scenario: exit 2 before anything runs
     logdir = check_logdir(Path(logdir))
     if run is None:
-        from .run import run_scenario as run
+        from ..pipeline.run import run_scenario as run
     dtypes = dtypes or [None]
     threads = threads or [None]
     import torch
@@ -240,7 +240,7 @@ def sweep(
 
 
 def _ms(v) -> str:
-    from .units import seconds
+    from ..core.units import seconds
 
     return seconds(v) if v is not None else "n/a"
 
@@ -248,7 +248,7 @@ def _ms(v) -> str:
 def _write_csv(out_dir: Path, rows: list[dict]) -> None:
     import pandas as pd
 
-    from .fsio import atomic_write_csv
+    from ..core.fsio import atomic_write_csv
 
     df = pd.DataFrame(rows, columns=COLUMNS)
     for c in ("point", "batch_size", "threads", "flops", "peak_memory_bytes"):
@@ -266,7 +266,7 @@ def plot_sweep(rows: list[dict], out: Path, scenario: str) -> Path:
     import matplotlib.pyplot as plt
     from matplotlib.ticker import FixedLocator, NullLocator
 
-    from .fsio import atomic_write_bytes
+    from ..core.fsio import atomic_write_bytes
 
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4.8), constrained_layout=True)
     groups: dict[tuple, list[dict]] = {}

@@ -24,8 +24,8 @@ Design
   0.9–2.3 % with the lower quartile against 1.5–3.9 % with the block median).
 * **Budget.** Blocks continue until ``budget_s`` of timing is spent (and at least
   ``min_pairs`` pairs exist), so a slow model gets fewer, longer verdicts.
-* **Interval and verdict.** :mod:`harness.stats` (Hodges–Lehmann with the signed-rank
-  interval by default; 98 %); the decision rule is :func:`harness.stats.verdict`.
+* **Interval and verdict.** :mod:`harness.tracking.stats` (Hodges–Lehmann with the signed-rank
+  interval by default; 98 %); the decision rule is :func:`harness.tracking.stats.verdict`.
 * **Isolation** (``isolate=True``): each side runs in its own worker process (its own
   Python if given), the parent alternating blocks between the two exactly as above via
   a line protocol on the workers' stdin/stdout (the idle one sleeps in ``read``).
@@ -50,7 +50,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable
 
-from .errors import EXIT_OK, EXIT_REGRESSION, HarnessError
+from ..errors import EXIT_OK, EXIT_REGRESSION, HarnessError
 
 DEFAULT_BUDGET_S = 20.0
 DEFAULT_ISOLATE_BUDGET_S = 40.0
@@ -65,7 +65,7 @@ WARMUP_MIN_ITERS = 3
 WARMUP_MIN_S = 0.2
 SIDE_KEYS = {"batch_size": "batch_size", "bs": "batch_size", "dtype": "dtype", "device": "device",
              "threads": "threads", "channels_last": "channels_last", "label": "label", "python": "python"}
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 # --------------------------------------------------------------------------- sides
@@ -148,7 +148,7 @@ class Prepared:
     def __init__(self, spec: SideSpec, with_counts: bool = True):
         import torch
 
-        from . import prepare, scenario
+        from ..pipeline import prepare, scenario
 
         self.spec = spec
         sc = scenario.load(spec.scenario)
@@ -162,7 +162,7 @@ class Prepared:
         self.dtype = prepare.dtype_name(p.dtype)
         self.counts = count_side(self.model, self.inputs) if with_counts else {}
         self.torch_version = torch.__version__
-        from .measure import synchronizer
+        from ..pipeline.measure import synchronizer
 
         self._sync = synchronizer(self.device)
 
@@ -176,7 +176,7 @@ class Prepared:
         """``discard`` untimed iterations, then ``k`` timed ones (seconds each)."""
         import torch
 
-        from .measure import call_model
+        from ..pipeline.measure import call_model
 
         if torch.get_num_threads() != self.threads:
             torch.set_num_threads(self.threads)
@@ -214,7 +214,7 @@ class Prepared:
 def count_side(model, inputs) -> dict:
     """Params / MACs / FLOPs via harness.count when it is available; {} otherwise."""
     try:
-        from .count import count
+        from ..count import count
     except Exception:  # noqa: BLE001 - counting is optional here
         return {}
     try:
@@ -229,7 +229,7 @@ def count_side(model, inputs) -> dict:
 class Worker:
     """One side's process tree for ``--isolate``.
 
-    A *zygote* (``python -m harness.ab --worker SPEC`` in the side's own Python) imports torch,
+    A *zygote* (``python -m harness.tracking.ab --worker SPEC`` in the side's own Python) imports torch,
     harness and the scenario file once, then forks a fresh *child* per generation; the child
     builds the model (after a random-size allocation, so memory layout differs between
     generations), warms up and serves blocks; both speak one JSON line per command on the
@@ -248,7 +248,7 @@ class Worker:
 
         self.stderr = tempfile.TemporaryFile(mode="w+")  # a file, not a pipe: chatty workers never block
         try:
-            self.proc = subprocess.Popen([py, "-m", "harness.ab", "--worker", payload], stdin=subprocess.PIPE,
+            self.proc = subprocess.Popen([py, "-m", "harness.tracking.ab", "--worker", payload], stdin=subprocess.PIPE,
                                          stdout=subprocess.PIPE, stderr=self.stderr, text=True, env=env,
                                          bufsize=1)
         except OSError as exc:
@@ -357,7 +357,7 @@ def worker_main(payload: str) -> int:
         spec = SideSpec(**req["spec"])
         import torch  # noqa: F401 - imported once, before forking
 
-        from . import prepare, scenario  # noqa: F401
+        from .. import prepare, scenario  # noqa: F401
 
         scenario.load(spec.scenario)  # fail early (and import the file once) in the zygote
         if not hasattr(os, "fork"):
@@ -525,7 +525,7 @@ def run_ab(
     ``logdir`` is given.
     """
     from . import stats
-    from .fsio import new_run_id
+    from ..core.fsio import new_run_id
 
     if method not in stats.METHODS:
         raise HarnessError(f"--method {method!r}: use one of {', '.join(stats.METHODS)}")
@@ -536,7 +536,7 @@ def run_ab(
     if min_pairs < 1:
         raise HarnessError(f"--min-pairs must be at least 1, got {min_pairs}")
     if logdir is not None:
-        from .run import check_logdir
+        from ..pipeline.run import check_logdir
 
         check_logdir(Path(logdir))
     started = datetime.now(timezone.utc)
@@ -753,7 +753,7 @@ def _session_isolated(baseline, candidate, budget_s, min_pairs, block_s, generat
 def write_result(r: AbResult, logdir: Path) -> Path:
     import pandas as pd
 
-    from .fsio import RunDir, atomic_write_csv, atomic_write_json
+    from ..core.fsio import RunDir, atomic_write_csv, atomic_write_json
 
     rd = RunDir(logdir / "ab", r.run_id)
     try:
@@ -774,7 +774,7 @@ def write_result(r: AbResult, logdir: Path) -> Path:
 def main_worker(argv: list[str]) -> int:
     if len(argv) == 2 and argv[0] == "--worker":
         return worker_main(argv[1])
-    print("usage: python -m harness.ab --worker JSON (internal: a side of `harness ab --isolate`)", file=sys.stderr)
+    print("usage: python -m harness.tracking.ab --worker JSON (internal: a side of `harness ab --isolate`)", file=sys.stderr)
     return 2
 
 

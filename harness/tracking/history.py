@@ -44,8 +44,9 @@ from typing import Any, Iterator
 
 import pandas as pd
 
-from . import fsio
-from .errors import HarnessError
+from ..core import fsio
+from ..core.schema import config_key, env_key, parse_config_key, parse_env_key  # noqa: F401 (history's API)
+from ..errors import HarnessError
 
 FILE_NAME = "history.csv"
 LOCK_NAME = ".history.csv.lock"
@@ -88,54 +89,7 @@ NUMERIC_COLUMNS = [c for c in COLUMNS if c not in TEXT_COLUMNS]
 LOCK_TIMEOUT_S = 120.0
 
 
-# --------------------------------------------------------------------------- keys
-
-def config_key(scenario: str, batch_size: Any, dtype: Any, device: Any, threads: Any, tag: Any) -> str:
-    """The run pipeline's config key: ``scenario|bs=N|dtype|device|threads=T|tag=X``."""
-    return f"{scenario}|bs={batch_size}|{dtype}|{device}|threads={threads}|tag={tag or ''}"
-
-
-def parse_config_key(key: str) -> dict[str, Any]:
-    parts = str(key).split("|")
-    out: dict[str, Any] = {"scenario": parts[0] if parts else None}
-    positional = []
-    for p in parts[1:]:
-        if p.startswith("bs="):
-            out["batch_size"] = _int_or_none(p[3:])
-        elif p.startswith("threads="):
-            out["threads"] = _int_or_none(p[8:])
-        elif p.startswith("tag="):
-            out["tag"] = p[4:] or None
-        else:
-            positional.append(p)
-    if positional:
-        out["dtype"] = positional[0]
-    if len(positional) > 1:
-        out["device"] = positional[1]
-    return out
-
-
-def parse_env_key(key: str) -> dict[str, Any]:
-    parts = str(key).split("|")
-    out: dict[str, Any] = {}
-    if parts and parts[0].startswith("torch="):
-        out["torch_version"] = parts[0][6:]
-        rest = parts[1:]
-    else:
-        rest = parts
-    if len(rest) >= 2:
-        out["device_name"] = "|".join(rest[:-1])
-        out["git_commit"] = rest[-1]
-    elif rest:
-        out["device_name"] = rest[0]
-    return out
-
-
-def _int_or_none(text: str) -> int | None:
-    try:
-        return int(text)
-    except (TypeError, ValueError):
-        return None
+# keys: harness.core.schema (config_key, parse_config_key, parse_env_key)
 
 
 # --------------------------------------------------------------------------- rows
@@ -146,7 +100,7 @@ def row_from_summary(summary: dict, logdir: str | os.PathLike | None = None) -> 
     lat = s.get("latency_s") or {}
     ck = s.get("config_key") or config_key(s.get("scenario"), s.get("batch_size"), s.get("dtype"),
                                            s.get("device"), s.get("threads"), s.get("tag"))
-    ek = s.get("env_key") or f"torch={s.get('torch_version')}|{s.get('device_name')}|{s.get('git_commit')}"
+    ek = s.get("env_key") or env_key(s.get('torch_version'), s.get('device_name'), s.get('git_commit'))
     p50 = lat.get("p50")
     bs = s.get("batch_size")
     tput = s.get("throughput_samples_per_s")

@@ -1,0 +1,158 @@
+"""The run summary's shape, defined once: keys with their units, and the two keys
+history and compare group runs by.
+
+``summary.json`` (and :attr:`harness.Run.summary`) is a :class:`Summary`. Names carry
+their unit: ``_s`` seconds, ``_bytes`` bytes, ``_per_s`` per second, ``macs``
+multiply-accumulates, ``flops`` floating-point operations; SI prefixes everywhere.
+history.csv, compare, sweep, the report and the README table read these names.
+"""
+from __future__ import annotations
+
+from typing import Any, TypedDict
+
+SUMMARY_SCHEMA_VERSION = 2
+
+
+class LatencyStats(TypedDict):
+    """Seconds over the un-profiled samples (std: sample, ddof=1)."""
+
+    p50: float
+    p90: float
+    p99: float
+    mean: float
+    std: float
+    min: float
+    max: float
+    n: int
+
+
+class PhaseSummary(TypedDict, total=False):
+    """One phase of a workload (``forward``; ``prefill``/``decode``; ``forward``/``backward``/``optimizer``)."""
+
+    time_s: LatencyStats          # un-profiled, synchronized samples of this phase
+    macs: int
+    flops: int                    # 2 x macs
+    other_flops: int
+    bytes: int
+    achieved_flop_per_s: float | None
+    achieved_bytes_per_s: float | None
+    utilization: float | None
+    profiled_time_s: float        # profiled op time of the phase, per iteration
+
+
+class Summary(TypedDict, total=False):
+    """Every key of summary.json; README "summary.json" documents each."""
+
+    schema_version: int
+    scenario: str
+    run_id: str
+    started_at: str               # ISO 8601 UTC
+    finished_at: str
+    tag: str | None
+    workload: str                 # forward | generate | train
+    phase_names: list[str]
+    device: str
+    device_name: str
+    dtype: str
+    batch_size: int
+    threads: int
+    warmup: int
+    iters: int
+    params: int
+    trainable_params: int
+    buffers: int
+    macs: int
+    flops: int
+    other_flops: int
+    bytes: int
+    latency_s: LatencyStats
+    throughput_samples_per_s: float | None
+    achieved_flop_per_s: float | None
+    peak_flop_per_s: float | None
+    peak_source: str
+    peak_note: str
+    utilization: float | None
+    mem_bandwidth_bytes_per_s: float | None
+    achieved_bytes_per_s: float | None
+    arithmetic_intensity: float | None
+    peak_memory_bytes: int | None
+    peak_activation_bytes: int | None
+    weights_bytes: int
+    peak_rss_bytes: int
+    coverage: dict
+    profiled: dict
+    phases: dict[str, PhaseSummary]
+    trace_files: list[str]
+    trace_bytes: int | None
+    torch_version: str
+    harness_version: str
+    git_commit: str
+    config_key: str
+    env_key: str
+    stage_times_s: dict[str, float]
+    path: str | None
+
+
+def config_key(scenario: str, batch_size: Any, dtype: Any, device: Any, threads: Any, tag: Any,
+               extra: dict[str, Any] | None = None) -> str:
+    """``scenario|bs=N|dtype|device|threads=T|tag=X`` then ``|k=v`` for each ``extra`` item
+    (a workload other than forward adds ``workload=...`` and its shape, e.g. ``prompt_len``)."""
+    key = f"{scenario}|bs={batch_size}|{dtype}|{device}|threads={threads}|tag={tag or ''}"
+    for k, v in (extra or {}).items():
+        key += f"|{k}={v}"
+    return key
+
+
+def parse_config_key(key: str) -> dict[str, Any]:
+    """The inverse of :func:`config_key` (numbers come back as ints)."""
+    parts = str(key).split("|")
+    out: dict[str, Any] = {"scenario": parts[0] if parts else None}
+    positional = []
+    for p in parts[1:]:
+        name, eq, value = p.partition("=")
+        if not eq:
+            positional.append(p)
+        elif name == "bs":
+            out["batch_size"] = _int_or_none(value)
+        elif name == "tag":
+            out["tag"] = value or None
+        else:
+            out[name] = _int_or_none(value) if value.isdigit() else value
+    if positional:
+        out["dtype"] = positional[0]
+    if len(positional) > 1:
+        out["device"] = positional[1]
+    return out
+
+
+def config_label(key: str) -> str:
+    """The config key without the scenario: ``bs=1|float32|cpu|threads=2|tag=``."""
+    return str(key).split("|", 1)[1] if "|" in str(key) else ""
+
+
+def env_key(torch_version: str, device_name: str, git_commit: str) -> str:
+    """``torch=V|device name|commit``: what must match for two runs' timings to compare."""
+    return f"torch={torch_version}|{device_name}|{git_commit}"
+
+
+def parse_env_key(key: str) -> dict[str, Any]:
+    parts = str(key).split("|")
+    out: dict[str, Any] = {}
+    if parts and parts[0].startswith("torch="):
+        out["torch_version"] = parts[0][6:]
+        rest = parts[1:]
+    else:
+        rest = parts
+    if len(rest) >= 2:
+        out["device_name"] = "|".join(rest[:-1])
+        out["git_commit"] = rest[-1]
+    elif rest:
+        out["device_name"] = rest[0]
+    return out
+
+
+def _int_or_none(text: str) -> int | None:
+    try:
+        return int(text)
+    except (TypeError, ValueError):
+        return None
