@@ -1,0 +1,65 @@
+"""One input convention for every forward the harness makes (timed, profiled, counted).
+
+A scenario's ``make_inputs`` (or a user's ``inputs``) is turned into ``(args, kwargs)``
+once, by :func:`split_inputs`:
+
+- a ``tuple`` is the positional arguments: ``model(*inputs)``;
+- a ``dict`` is the keyword arguments: ``model(**inputs)``;
+- anything else (a tensor, a **list**, a custom object) is the single argument:
+  ``model(inputs)`` (detection models take a list of images this way).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+
+@dataclass
+class Call:
+    """The arguments of one forward: ``model(*args, **kwargs)``."""
+
+    args: tuple = ()
+    kwargs: dict = field(default_factory=dict)
+
+    def __call__(self, model: Callable) -> Any:
+        return model(*self.args, **self.kwargs)
+
+    def map(self, fn: Callable[[Any], Any]) -> "Call":
+        """A new Call with ``fn`` applied to every tensor inside (nested lists/tuples/dicts too)."""
+        return Call(tuple(map_tensors(a, fn) for a in self.args), {k: map_tensors(v, fn) for k, v in self.kwargs.items()})
+
+    def tensors(self) -> list:
+        """Every tensor inside, in argument order."""
+        out: list = []
+        self.map(lambda t: out.append(t) or t)
+        return out
+
+
+def split_inputs(inputs: Any) -> Call:
+    """Normalize ``inputs`` to a :class:`Call` by the rule in this module's docstring."""
+    if isinstance(inputs, Call):
+        return inputs
+    if isinstance(inputs, tuple):
+        return Call(tuple(inputs), {})
+    if isinstance(inputs, dict):
+        return Call((), dict(inputs))
+    return Call((inputs,), {})
+
+
+def map_tensors(obj: Any, fn: Callable[[Any], Any]) -> Any:
+    """Apply ``fn`` to every tensor in ``obj`` (lists, tuples, dicts walked; other objects kept)."""
+    import torch
+
+    if isinstance(obj, torch.Tensor):
+        return fn(obj)
+    if isinstance(obj, dict):
+        return {k: map_tensors(v, fn) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(map_tensors(v, fn) for v in obj)
+    return obj
+
+
+def tensor_bytes(call: Call) -> int:
+    """Bytes held by the call's tensors (each counted once)."""
+    seen = {id(t): t for t in call.tensors()}
+    return sum(t.numel() * t.element_size() for t in seen.values())
