@@ -357,7 +357,7 @@ def worker_main(payload: str) -> int:
         spec = SideSpec(**req["spec"])
         import torch  # noqa: F401 - imported once, before forking
 
-        from .. import prepare, scenario  # noqa: F401
+        from ..pipeline import prepare, scenario  # noqa: F401
 
         scenario.load(spec.scenario)  # fail early (and import the file once) in the zygote
         if not hasattr(os, "fork"):
