@@ -23,7 +23,7 @@ import torch
 
 from .. import __version__
 from ..core import fsio
-from ..errors import HarnessError
+from ..errors import HarnessError, forward_error
 from .measure import latency_stats, time_forward, call_model
 from .prepare import Prepared, dtype_name, prepare_model, prepare_scenario, check_positive
 from .profiling import ProfileConfig, run_profiler, trace_file_name
@@ -126,17 +126,6 @@ def check_logdir(logdir: Path) -> Path:
     return logdir
 
 
-def _forward_error(name: str, exc: BaseException) -> HarnessError:
-    msg = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-    if isinstance(exc, TypeError) and "unexpected keyword argument" in msg:
-        return HarnessError(f"scenario '{name}': the model's forward does not accept these inputs ({msg}); check make_inputs' dict keys")
-    if "not implemented for" in msg and any(t in msg for t in ("'Half'", "'BFloat16'")):
-        return HarnessError(f"scenario '{name}': this device cannot run the model in this dtype ({msg[:200]}); use --dtype float32")
-    if isinstance(exc, torch.OutOfMemoryError) or "out of memory" in msg.lower():
-        return HarnessError(f"scenario '{name}' ran out of memory in forward ({msg[:200]}); try a smaller --batch-size")
-    return HarnessError(f"scenario '{name}': the model raised in forward: {type(exc).__name__}: {msg[:300]}")
-
-
 class Stages:
     """Wall time of each stage (s), for the terminal and benchmarks/run_breakdown.py."""
 
@@ -201,7 +190,7 @@ def execute(
             except (HarnessError, KeyboardInterrupt):
                 raise
             except Exception as exc:
-                raise _forward_error(scenario, exc) from exc
+                raise forward_error(scenario, exc) from exc
             counts = stages.run("count", lambda: _count(prep))
             trace_name = trace_file_name(f"{socket.gethostname()}_{os.getpid()}", str(int(started.timestamp() * 1000)), cfg.gzip)
             # the trace takes its plugin-visible name only once the run directory is complete
