@@ -36,6 +36,8 @@ def add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
     p.add_argument("--logdir", default="logs", help="where runs are written (default: logs)")
     p.add_argument("--tag", default=None, help="a label kept in summary.json and history.csv")
+    p.add_argument("--workload", default=None, metavar="NAME",
+                   help="how the model is driven: forward (default: the scenario's `workload`, else forward)")
 
 
 def add_parser(sub) -> None:
@@ -58,15 +60,19 @@ def add_parser(sub) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from ..pipeline.profiling import ProfileConfig
-    from ..pipeline.run import run_scenario
-
     if args.top < 0:
         raise HarnessError(f"--top must be 0 or more, got {args.top}")
     if args.active < 1:
         raise HarnessError(f"--active must be at least 1, got {args.active}")
     if args.batch_size is not None and args.batch_size < 1:
         raise HarnessError(f"--batch-size must be at least 1, got {args.batch_size}")
+    if args.iters is not None and args.iters < 1:
+        raise HarnessError(f"--iters must be at least 1, got {args.iters}")
+    if args.warmup is not None and args.warmup < 0:
+        raise HarnessError(f"--warmup must be at least 0, got {args.warmup}")
+    from ..pipeline.profiling import ProfileConfig  # torch is imported only once the arguments are valid
+    from ..pipeline.run import run_scenario
+
     cfg = ProfileConfig(active=args.active, gzip=args.gzip, with_stack=args.with_stack, with_modules=args.with_modules)
     interactive = sys.stderr.isatty() and not args.json
 
@@ -76,7 +82,7 @@ def main(args: argparse.Namespace) -> int:
 
     run = run_scenario(args.scenario, batch_size=args.batch_size, device=args.device, dtype=args.dtype,
                        warmup=args.warmup, iters=args.iters, logdir=args.logdir, tag=args.tag,
-                       threads=args.threads, profile_config=cfg, progress=progress)
+                       threads=args.threads, workload=args.workload, profile_config=cfg, progress=progress)
     if interactive:
         print("\r\033[K", end="", file=sys.stderr, flush=True)
     if args.json:

@@ -31,7 +31,7 @@ from typing import Any
 
 import pandas as pd
 
-from .profiling import MODEL_LABEL, US, Profile
+from .profiling import US, Profile, _is_cpu
 
 WORK = ["macs", "flops", "other_flops", "bytes"]
 UNSEEN = "(not seen by profiler)"
@@ -52,8 +52,9 @@ class Joined:
 
 
 def _event_rows(profile: Profile, counter_ops: set[str]) -> list[dict]:
-    """Walk the event forest; one row per event with its kind and attributed time (s)."""
+    """Walk the CPU-side event forest; one row per event with step, phase, kind and attributed time (s)."""
     cuda = profile.device_type == "cuda"
+    phases = set(profile.phases)
     rows: list[dict] = []
     step = -1
 
@@ -63,10 +64,12 @@ def _event_rows(profile: Profile, counter_ops: set[str]) -> list[dict]:
     def inclusive(e) -> float:
         return (e.device_time_total if cuda else e.cpu_time_total) * US
 
-    def visit(e, under_op: bool) -> None:
+    def visit(e, under_op: bool, phase: str) -> None:
         nonlocal step
-        if e.name == MODEL_LABEL:
+        if e.name == profile.label:
             step += 1
+        if e.name in phases:
+            phase = e.name
         if under_op:
             kind, t = "nested", 0.0
         elif e.name in counter_ops:
@@ -75,23 +78,18 @@ def _event_rows(profile: Profile, counter_ops: set[str]) -> list[dict]:
             kind, t = "wrapper", own(e)
         else:
             kind, t = "label", own(e)
-        rows.append({"step": step, "name": e.name, "input_shapes": str(e.input_shapes), "kind": kind, "self_time_s": t,
-                     "start_us": e.time_range.start})
+        rows.append({"step": step, "phase": phase, "name": e.name, "input_shapes": str(e.input_shapes), "kind": kind,
+                     "self_time_s": t, "start_us": e.time_range.start})
         for c in sorted(e.cpu_children, key=lambda c: c.time_range.start):
-            visit(c, under_op or kind == "op")
+            if _is_cpu(c):
+                visit(c, under_op or kind == "op", phase)
 
     # CPU-side events only: on CUDA, kernels are attached to the op that launched them
     # (its device time), and listing them again as roots would count them twice
     roots = sorted((e for e in profile.events if e.cpu_parent is None and _is_cpu(e)), key=lambda e: e.time_range.start)
     for r in roots:
-        visit(r, False)
+        visit(r, False, "")
     return rows
-
-
-def _is_cpu(e) -> bool:
-    from torch.autograd import DeviceType
-
-    return getattr(e, "device_type", DeviceType.CPU) == DeviceType.CPU
 
 
 def _align(calls: pd.DataFrame, cevents: pd.DataFrame, steps: int) -> bool:
@@ -185,15 +183,17 @@ def _ancestors(path: str) -> list[str]:
     return [""] + [".".join(parts[: i + 1]) for i in range(len(parts))]
 
 
-def join(profile: Profile, counts: Any, *, peak_flop_per_s: float | None, peak_bytes_per_s: float | None) -> Joined:
-    """Join a profile with counts. See the module docstring for the attribution rule."""
-    cevents: pd.DataFrame = counts.events.copy()
-    if "counted" not in cevents:
-        cevents["counted"] = True
-    cevents["module"] = cevents["module"].fillna("")
+def _phase_of_events(cevents: pd.DataFrame, phases: tuple[str, ...]) -> pd.DataFrame:
+    """The counter's events with a ``phase`` column (a one-phase count without one gets that phase)."""
+    if "phase" not in cevents:
+        cevents["phase"] = phases[0] if len(phases) == 1 else ""
+    return cevents
+
+
+def _attributed_calls(profile: Profile, counts: Any, cevents: pd.DataFrame) -> tuple[pd.DataFrame, bool]:
+    """Profiled events with the counter's work on the dispatch-level ones; whether calls aligned."""
     steps = profile.steps
-    counter_ops = set(cevents.op)
-    calls = pd.DataFrame(_event_rows(profile, counter_ops))
+    calls = pd.DataFrame(_event_rows(profile, set(cevents.op)))
     for c in WORK:
         calls[c] = 0.0
     calls["module"] = None
@@ -203,59 +203,81 @@ def join(profile: Profile, counts: Any, *, peak_flop_per_s: float | None, peak_b
         for c in WORK:
             calls[c] = 0.0
         calls = _key_join(calls, counts.by_op, cevents, steps)
+        calls["phase"] = calls["phase"].fillna(profile.phases[0] if len(profile.phases) == 1 else "")
     calls[WORK] = calls[WORK].fillna(0.0)
+    return calls, aligned
 
-    total_time = float(calls.self_time_s.sum()) / steps
-    op_time = float(calls.loc[calls.kind == "op", "self_time_s"].sum()) / steps
 
-    def table(keys: list[str], raw: pd.DataFrame) -> pd.DataFrame:
-        """Attributed figures per ``keys``, per forward, merged onto the profiler's own table."""
-        agg = (calls.groupby(keys, as_index=False, sort=False)
-               .agg(self_time_s=("self_time_s", "sum"), macs=("macs", "sum"), flops=("flops", "sum"),
-                    other_flops=("other_flops", "sum"), bytes=("bytes", "sum"), kind=("kind", _kind),
-                    counted=("counted", "max")))
-        agg[["self_time_s"] + WORK] = agg[["self_time_s"] + WORK] / steps
-        df = raw.merge(agg, on=keys, how="outer") if len(raw) else agg
-        df["kind"] = df["kind"].fillna("nested")
-        df["calls"] = df["calls"].fillna(0)
-        df[["self_time_s"] + WORK] = df[["self_time_s"] + WORK].fillna(0.0)
-        df["counted"] = df["counted"].fillna(False).astype(bool)
-        df = _derive(df, "self_time_s", peak_flop_per_s, peak_bytes_per_s, total_time)
-        return df.sort_values("self_time_s", ascending=False, kind="stable").reset_index(drop=True)
+def _op_table(calls: pd.DataFrame, keys: list[str], raw: pd.DataFrame, steps: int) -> pd.DataFrame:
+    """Attributed figures per ``phase`` + ``keys``, per iteration, beside the profiler's own columns.
 
-    by_shape = table(["name", "input_shapes"], profile.ops_by_shape_raw)
-    ops = table(["name"], profile.ops_raw)
-
-    # per module: the ops dispatched inside it and its children
-    op_calls = calls[calls.kind == "op"]
-    mod_time: dict[str, float] = {}
-    if aligned:
-        for m, t in op_calls.groupby(op_calls["module"].fillna(""))["self_time_s"].sum().items():
-            for a in _ancestors(m):
-                mod_time[a] = mod_time.get(a, 0.0) + t / steps
+    The profiler's columns (``calls``, ``*_cpu_time_total_s``, memory) are per name over the
+    whole iteration; a name that runs in several phases gets them on its first phase's row.
+    """
+    agg = (calls.groupby(["phase"] + keys, as_index=False, sort=False)
+           .agg(self_time_s=("self_time_s", "sum"), macs=("macs", "sum"), flops=("flops", "sum"),
+                other_flops=("other_flops", "sum"), bytes=("bytes", "sum"), kind=("kind", _kind),
+                counted=("counted", "max")))
+    agg[["self_time_s"] + WORK] = agg[["self_time_s"] + WORK] / steps
+    if len(raw):
+        first = ~agg.duplicated(keys)
+        df = agg[first].merge(raw, on=keys, how="outer")
+        df = pd.concat([df, agg[~first]], ignore_index=True)
+        df["phase"] = df["phase"].fillna("")
     else:
-        by_op = counts.by_op
-        key_time = op_calls.groupby(["name", "input_shapes"])["self_time_s"].sum() / steps
-        name_time = op_calls.groupby("name")["self_time_s"].sum() / steps
-        key_calls = by_op.groupby(["op", "input_shapes"])["calls"].sum()
-        for _, r in by_op.iterrows():
-            key = (r.op, r.input_shapes)
-            if key in key_time.index:
-                t = key_time[key] * r.calls / key_calls[key]
-            else:  # shapes did not match: share the name's time by calls
-                t = name_time.get(r.op, 0.0) * r.calls / max(by_op.loc[by_op.op == r.op, "calls"].sum(), 1)
-            for a in _ancestors(r.module or ""):
-                mod_time[a] = mod_time.get(a, 0.0) + t
-    modules = counts.by_module.copy()
-    modules["time_s"] = [mod_time.get(p, 0.0) for p in modules["path"]]
-    modules = _derive(modules, "time_s", peak_flop_per_s, peak_bytes_per_s, op_time)
+        df = agg
+    df["kind"] = df["kind"].fillna("nested")
+    df["calls"] = df["calls"].fillna(0) if "calls" in df else 0
+    df[["self_time_s"] + WORK] = df[["self_time_s"] + WORK].fillna(0.0)
+    df["counted"] = df["counted"].fillna(False).astype(bool)
+    return df
 
-    # coverage
+
+def _module_times(calls: pd.DataFrame, counts: Any, aligned: bool, steps: int) -> dict[tuple[str, str], float]:
+    """Seconds per iteration of the ops dispatched inside each module (children included), per phase."""
+    op_calls = calls[calls.kind == "op"]
+    out: dict[tuple[str, str], float] = {}
+
+    def add(phase: str, module: str, t: float) -> None:
+        for a in _ancestors(module):
+            out[(phase, a)] = out.get((phase, a), 0.0) + t
+
+    if aligned:
+        for (phase, m), t in op_calls.groupby([op_calls["phase"], op_calls["module"].fillna("")])["self_time_s"].sum().items():
+            add(phase, m, t / steps)
+        return out
+    by_op = counts.by_op
+    phase = op_calls["phase"].iloc[0] if len(op_calls) else ""
+    key_time = op_calls.groupby(["name", "input_shapes"])["self_time_s"].sum() / steps
+    name_time = op_calls.groupby("name")["self_time_s"].sum() / steps
+    key_calls = by_op.groupby(["op", "input_shapes"])["calls"].sum()
+    for _, r in by_op.iterrows():
+        key = (r.op, r.input_shapes)
+        if key in key_time.index:
+            t = key_time[key] * r.calls / key_calls[key]
+        else:  # shapes did not match: share the name's time by calls
+            t = name_time.get(r.op, 0.0) * r.calls / max(by_op.loc[by_op.op == r.op, "calls"].sum(), 1)
+        add(phase, r.module or "", t)
+    return out
+
+
+def _modules(calls, counts, aligned, steps, phases, peaks, op_time) -> pd.DataFrame:
+    """counts.by_module with ``phase`` and ``time_s`` per iteration, and the derived rates."""
+    times = _module_times(calls, counts, aligned, steps)
+    modules = counts.by_module.copy()
+    if "phase" not in modules:
+        modules.insert(0, "phase", phases[0] if len(phases) == 1 else "")
+    modules["time_s"] = [times.get((ph, p), 0.0) for ph, p in zip(modules["phase"], modules["path"])]
+    return _derive(modules, "time_s", *peaks, op_time)
+
+
+def _coverage(calls: pd.DataFrame, counts: Any, aligned: bool, steps: int, op_time: float) -> dict:
     cov = dict(getattr(counts, "coverage", {}) or {})
+    op_calls = calls[calls.kind == "op"]
     counted_time = float(op_calls.loc[op_calls.counted.astype(bool), "self_time_s"].sum()) / steps
     unc = op_calls[~op_calls.counted.astype(bool)]
     top_unc = (unc.groupby("name")["self_time_s"].agg(["sum", "count"]).sort_values("sum", ascending=False).head(10))
-    coverage = {
+    return {
         "share_of_ops": (cov.get("ops_counted", 0) / cov["ops_seen"]) if cov.get("ops_seen") else 1.0,
         "share_of_calls": cov.get("share_of_calls", 1.0),
         "share_of_time": counted_time / op_time if op_time > 0 else 1.0,
@@ -267,5 +289,26 @@ def join(profile: Profile, counts: Any, *, peak_flop_per_s: float | None, peak_b
         ],
         "calls_aligned": aligned,
     }
-    return Joined(calls=calls, ops_by_shape=by_shape, ops=ops, modules=modules, coverage=coverage, aligned=aligned,
+
+
+def join(profile: Profile, counts: Any, *, peak_flop_per_s: float | None, peak_bytes_per_s: float | None) -> Joined:
+    """Join a profile with counts. See the module docstring for the attribution rule."""
+    cevents = _phase_of_events(counts.events.copy(), profile.phases)
+    if "counted" not in cevents:
+        cevents["counted"] = True
+    cevents["module"] = cevents["module"].fillna("")
+    steps = profile.steps
+    calls, aligned = _attributed_calls(profile, counts, cevents)
+    total_time = float(calls.self_time_s.sum()) / steps
+    op_time = float(calls.loc[calls.kind == "op", "self_time_s"].sum()) / steps
+    peaks = (peak_flop_per_s, peak_bytes_per_s)
+
+    def table(keys: list[str], raw: pd.DataFrame) -> pd.DataFrame:
+        df = _derive(_op_table(calls, keys, raw, steps), "self_time_s", *peaks, total_time)
+        return df.sort_values("self_time_s", ascending=False, kind="stable").reset_index(drop=True)
+
+    return Joined(calls=calls, ops_by_shape=table(["name", "input_shapes"], profile.ops_by_shape_raw),
+                  ops=table(["name"], profile.ops_raw),
+                  modules=_modules(calls, counts, aligned, steps, profile.phases, peaks, op_time),
+                  coverage=_coverage(calls, counts, aligned, steps, op_time), aligned=aligned,
                   time_per_forward_s=total_time, op_time_per_forward_s=op_time)
