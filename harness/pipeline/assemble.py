@@ -195,3 +195,16 @@ def tables(p: Parts) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
 
 def samples_frame(timing: Timing) -> pd.DataFrame:
     return pd.DataFrame({"iteration": range(len(timing.samples_s)), "latency_s": timing.samples_s})
+
+
+def warnings(p: Parts, summary: dict) -> list[str]:
+    """One line each for what makes this run's figures less than they look."""
+    out = []
+    if p.prep.device.type == "cuda" and not p.prof.device_time_recorded:
+        out.append("no device time was recorded (is CUPTI available?): per-op times are CPU times")
+    if p.prep.device.type == "cuda" and p.warmup == 0:
+        out.append("--warmup 0 on CUDA: the first samples include lazy initialization (cuDNN autotuning, allocator)")
+    for x in summary.get("peak_exceeded", [])[:3]:
+        out.append(f"{x['what']} {x['name']}: achieved {x['achieved_flop_per_s']:.3g} FLOP/s is above the "
+                   f"{x['source']} ceiling {x['ceiling_flop_per_s']:.3g}: the ceiling is wrong, not the result")
+    return out

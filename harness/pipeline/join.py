@@ -49,13 +49,16 @@ class Joined:
     aligned: bool
     time_per_forward_s: float
     op_time_per_forward_s: float
+    kernels: pd.DataFrame  # kernels.csv (empty on CPU)
 
 
-def _event_rows(profile: Profile, counter_ops: set[str]) -> list[dict]:
-    """Walk the CPU-side event forest; one row per event with step, phase, kind and attributed time (s)."""
+def _event_rows(profile: Profile, counter_ops: set[str]) -> tuple[list[dict], list[dict]]:
+    """Walk the CPU-side event forest: one row per event (step, phase, kind, attributed time in s)
+    and one row per device kernel, with the row index of the dispatch-level op that launched it."""
     cuda = profile.device_type == "cuda"
     phases = set(profile.phases)
     rows: list[dict] = []
+    kernels: list[dict] = []
     step = -1
 
     def own(e) -> float:
@@ -64,13 +67,12 @@ def _event_rows(profile: Profile, counter_ops: set[str]) -> list[dict]:
     def inclusive(e) -> float:
         return (e.device_time_total if cuda else e.cpu_time_total) * US
 
-    def visit(e, under_op: bool, phase: str) -> None:
+    def visit(e, op_row: int | None, phase: str) -> None:
         nonlocal step
         if e.name == profile.label:
             step += 1
-        if e.name in phases:
-            phase = e.name
-        if under_op:
+        phase = e.name if e.name in phases else phase
+        if op_row is not None:
             kind, t = "nested", 0.0
         elif e.name in counter_ops:
             kind, t = "op", inclusive(e)
@@ -80,16 +82,38 @@ def _event_rows(profile: Profile, counter_ops: set[str]) -> list[dict]:
             kind, t = "label", own(e)
         rows.append({"step": step, "phase": phase, "name": e.name, "input_shapes": str(e.input_shapes), "kind": kind,
                      "self_time_s": t, "start_us": e.time_range.start})
+        here = op_row if op_row is not None else (len(rows) - 1 if kind == "op" else None)
+        for k in getattr(e, "kernels", []):
+            kernels.append({"step": step, "phase": phase, "kernel": k.name, "row": here if here is not None else len(rows) - 1,
+                            "device_time_s": k.duration * US})
         for c in sorted(e.cpu_children, key=lambda c: c.time_range.start):
             if _is_cpu(c):
-                visit(c, under_op or kind == "op", phase)
+                visit(c, here, phase)
 
     # CPU-side events only: on CUDA, kernels are attached to the op that launched them
     # (its device time), and listing them again as roots would count them twice
     roots = sorted((e for e in profile.events if e.cpu_parent is None and _is_cpu(e)), key=lambda e: e.time_range.start)
     for r in roots:
-        visit(r, False, "")
-    return rows
+        visit(r, None, "")
+    return rows, kernels
+
+
+KERNEL_COLUMNS = ["kernel", "op", "phase", "module", "calls", "device_time_s", "time_share"]
+
+
+def _kernel_table(kernels: list[dict], calls: pd.DataFrame, steps: int) -> pd.DataFrame:
+    """kernels.csv: per (kernel, launching op, phase, module), calls and device time per iteration."""
+    if not kernels:
+        return pd.DataFrame(columns=KERNEL_COLUMNS)
+    k = pd.DataFrame(kernels)
+    k["op"] = [calls.at[r, "name"] for r in k.row]
+    k["module"] = [calls.at[r, "module"] or "" for r in k.row]
+    t = (k.groupby(["kernel", "op", "phase", "module"], as_index=False, sort=False)
+         .agg(calls=("device_time_s", "size"), device_time_s=("device_time_s", "sum")))
+    t[["calls", "device_time_s"]] = t[["calls", "device_time_s"]] / steps
+    total = t.device_time_s.sum()
+    t["time_share"] = t.device_time_s / total if total > 0 else 0.0
+    return t.sort_values("device_time_s", ascending=False, kind="stable").reset_index(drop=True)[KERNEL_COLUMNS]
 
 
 def _align(calls: pd.DataFrame, cevents: pd.DataFrame, steps: int) -> bool:
@@ -190,10 +214,11 @@ def _phase_of_events(cevents: pd.DataFrame, phases: tuple[str, ...]) -> pd.DataF
     return cevents
 
 
-def _attributed_calls(profile: Profile, counts: Any, cevents: pd.DataFrame) -> tuple[pd.DataFrame, bool]:
+def _attributed_calls(profile: Profile, counts: Any, cevents: pd.DataFrame) -> tuple[pd.DataFrame, bool, list[dict]]:
     """Profiled events with the counter's work on the dispatch-level ones; whether calls aligned."""
     steps = profile.steps
-    calls = pd.DataFrame(_event_rows(profile, set(cevents.op)))
+    rows, kernels = _event_rows(profile, set(cevents.op))
+    calls = pd.DataFrame(rows)
     for c in WORK:
         calls[c] = 0.0
     calls["module"] = None
@@ -205,7 +230,7 @@ def _attributed_calls(profile: Profile, counts: Any, cevents: pd.DataFrame) -> t
         calls = _key_join(calls, counts.by_op, cevents, steps)
         calls["phase"] = calls["phase"].fillna(profile.phases[0] if len(profile.phases) == 1 else "")
     calls[WORK] = calls[WORK].fillna(0.0)
-    return calls, aligned
+    return calls, aligned, kernels
 
 
 def _op_table(calls: pd.DataFrame, keys: list[str], raw: pd.DataFrame, steps: int) -> pd.DataFrame:
@@ -298,7 +323,7 @@ def join(profile: Profile, counts: Any, *, peak_flop_per_s: float | None, peak_b
         cevents["counted"] = True
     cevents["module"] = cevents["module"].fillna("")
     steps = profile.steps
-    calls, aligned = _attributed_calls(profile, counts, cevents)
+    calls, aligned, kernels = _attributed_calls(profile, counts, cevents)
     total_time = float(calls.self_time_s.sum()) / steps
     op_time = float(calls.loc[calls.kind == "op", "self_time_s"].sum()) / steps
     peaks = (peak_flop_per_s, peak_bytes_per_s)
@@ -311,4 +336,5 @@ def join(profile: Profile, counts: Any, *, peak_flop_per_s: float | None, peak_b
                   ops=table(["name"], profile.ops_raw),
                   modules=_modules(calls, counts, aligned, steps, profile.phases, peaks, op_time),
                   coverage=_coverage(calls, counts, aligned, steps, op_time), aligned=aligned,
+                  kernels=_kernel_table(kernels, calls, steps),
                   time_per_forward_s=total_time, op_time_per_forward_s=op_time)

@@ -221,22 +221,28 @@ def run_profiler(
 
 def _collect(prof, workload: Workload, device: torch.device, staged_trace, trace_name, exported: dict,
              baseline: int) -> Profile:
-    events = prof.events()
-    # CPU-side labels only: on CUDA each record_function range also appears as a device-side copy
-    steps = max(sum(1 for e in events if e.name == workload.label and _is_cpu(e)), 1)
     index = device.index if device.index is not None else (torch.cuda.current_device() if device.type == "cuda" else 0)
     peak = (peak_from_trace(exported["trace"], device.type, index, baseline) if "trace" in exported else None)
-    recorded = device.type != "cuda" or any(e.device_time_total > 0 for e in events if _is_cpu(e))
+    return from_events(prof.events(), workload.label, tuple(workload.phases), device.type, staged_trace=staged_trace,
+                       trace_name=trace_name, peak_activation_bytes=peak)
+
+
+def from_events(events, label: str, phases: tuple[str, ...], device_type: str, *, staged_trace: Path | None = None,
+                trace_name: str | None = None, peak_activation_bytes: int | None = None) -> Profile:
+    """A :class:`Profile` from the profiler's events (an ``EventList`` with its tree built)."""
+    # CPU-side labels only: on CUDA each record_function range also appears as a device-side copy
+    steps = max(sum(1 for e in events if e.name == label and _is_cpu(e)), 1)
+    recorded = device_type != "cuda" or any(e.device_time_total > 0 for e in events if _is_cpu(e))
     return Profile(
         events=events,
         steps=steps,
-        device_type=device.type if recorded else "cpu",
-        ops_raw=_avg_table(prof.key_averages(), steps, device.type, with_shapes=False),
-        ops_by_shape_raw=_avg_table(prof.key_averages(group_by_input_shape=True), steps, device.type, with_shapes=True),
+        device_type=device_type if recorded else "cpu",
+        ops_raw=_avg_table(events.key_averages(), steps, device_type, with_shapes=False),
+        ops_by_shape_raw=_avg_table(events.key_averages(group_by_input_shapes=True), steps, device_type, with_shapes=True),
         trace_tmp=staged_trace,
         trace_name=trace_name if staged_trace is not None else None,
-        peak_activation_bytes=peak,
-        label=workload.label,
-        phases=tuple(workload.phases),
+        peak_activation_bytes=peak_activation_bytes,
+        label=label,
+        phases=phases,
         device_time_recorded=recorded,
     )

@@ -43,6 +43,7 @@ class Run:
     modules: pd.DataFrame
     samples: pd.DataFrame
     phase_samples: pd.DataFrame = field(default_factory=pd.DataFrame)
+    kernels: pd.DataFrame = field(default_factory=pd.DataFrame)  # CUDA: per device kernel (kernels.csv)
     path: Path | None = None
     counts: Any = None
     env: dict = field(default_factory=dict)
@@ -142,8 +143,10 @@ def _assemble(parts: assemble.Parts) -> Run:
     summary = assemble.summary(parts, trace_bytes)
     ops, by_shape, modules = assemble.tables(parts)
     summary["peak_exceeded"] = assemble.peak_exceeded(summary, ops, modules, parts.peak)
+    summary["warnings"] = assemble.warnings(parts, summary)
     return Run(summary=summary, ops=ops, ops_by_shape=by_shape, modules=modules,
                samples=assemble.samples_frame(parts.timing), phase_samples=parts.timing.phases,
+               kernels=parts.joined.kernels,
                counts=parts.counts, env=parts.env, peak=parts.peak)
 
 

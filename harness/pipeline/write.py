@@ -11,13 +11,15 @@ from ..core.schema import config_label
 
 
 def tables(run, d: Path) -> None:
-    """ops.csv, ops_by_shape.csv, modules.csv, samples.csv, phase_samples.csv, env.json."""
+    """ops.csv, ops_by_shape.csv, modules.csv, samples.csv, phase_samples.csv, env.json (+ kernels.csv on CUDA)."""
     fsio.atomic_write_csv(d / "ops.csv", run.ops)
     fsio.atomic_write_csv(d / "ops_by_shape.csv", run.ops_by_shape)
     fsio.fault_point("write-mid")
     fsio.atomic_write_csv(d / "modules.csv", run.modules)
     fsio.atomic_write_csv(d / "samples.csv", run.samples)
     fsio.atomic_write_csv(d / "phase_samples.csv", run.phase_samples)
+    if len(run.kernels):
+        fsio.atomic_write_csv(d / "kernels.csv", run.kernels)
     fsio.atomic_write_json(d / "env.json", run.env)
 
 
