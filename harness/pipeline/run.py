@@ -44,6 +44,7 @@ class Run:
     samples: pd.DataFrame
     phase_samples: pd.DataFrame = field(default_factory=pd.DataFrame)
     kernels: pd.DataFrame = field(default_factory=pd.DataFrame)  # CUDA: per device kernel (kernels.csv)
+    extra_tables: dict = field(default_factory=dict)  # the workload's own tables: name -> DataFrame (<name>.csv)
     path: Path | None = None
     counts: Any = None
     env: dict = field(default_factory=dict)
@@ -93,13 +94,6 @@ class Stages:
             self.times[name] = time.perf_counter() - t0
 
 
-def _count(workload: workloads.Workload, prep: Prepared):
-    from ..count import count
-
-    call = prep.call
-    return count(prep.model, dict(call.kwargs) if call.kwargs else tuple(call.args))
-
-
 def _open_rundir(root: Path | None, scenario: str, run_id: str) -> fsio.RunDir | None:
     if root is None:
         return None
@@ -144,9 +138,10 @@ def _assemble(parts: assemble.Parts) -> Run:
     ops, by_shape, modules = assemble.tables(parts)
     summary["peak_exceeded"] = assemble.peak_exceeded(summary, ops, modules, parts.peak)
     summary["warnings"] = assemble.warnings(parts, summary)
+    summary.update(parts.workload.summary_extra(parts))
     return Run(summary=summary, ops=ops, ops_by_shape=by_shape, modules=modules,
                samples=assemble.samples_frame(parts.timing), phase_samples=parts.timing.phases,
-               kernels=parts.joined.kernels,
+               kernels=parts.joined.kernels, extra_tables=parts.workload.tables(parts),
                counts=parts.counts, env=parts.env, peak=parts.peak)
 
 
@@ -195,7 +190,7 @@ def execute(
         workload.setup(prep)
         with workload.grad_mode():
             timing = _measure(stages, workload, prep, scenario, warmup, iters)
-            counts = stages.run("count", lambda: _count(workload, prep))
+            counts = stages.run("count", lambda: workload.count(prep))
             prof = _profile(stages, workload, prep, cfg, rundir, started)
         parts_kw = dict(workload=workload, scenario=scenario, run_id=run_id, started=started, tag=tag,
                         warmup=warmup, iters=iters, config=cfg, timing=timing)

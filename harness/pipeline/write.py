@@ -20,6 +20,8 @@ def tables(run, d: Path) -> None:
     fsio.atomic_write_csv(d / "phase_samples.csv", run.phase_samples)
     if len(run.kernels):
         fsio.atomic_write_csv(d / "kernels.csv", run.kernels)
+    for name, df in run.extra_tables.items():
+        fsio.atomic_write_csv(d / f"{name}.csv", df)
     fsio.atomic_write_json(d / "env.json", run.env)
 
 

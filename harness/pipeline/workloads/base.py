@@ -44,6 +44,21 @@ class Workload:
     def iteration(self, prep: Any, scope: PhaseScope) -> None:
         raise NotImplementedError
 
+    def count(self, prep: Any) -> Any:
+        """Counted work of one iteration (:class:`harness.count.Counts`, events tagged with phases)."""
+        from ...count import count
+
+        call = prep.call
+        return count(prep.model, dict(call.kwargs) if call.kwargs else tuple(call.args))
+
+    def summary_extra(self, parts: Any) -> dict[str, Any]:
+        """Workload-specific summary.json keys (``parts``: :class:`harness.pipeline.assemble.Parts`)."""
+        return {}
+
+    def tables(self, parts: Any) -> dict[str, Any]:
+        """Workload-specific tables, written as ``<name>.csv`` in the run directory."""
+        return {}
+
     def items_per_iteration(self, prep: Any) -> int:
         """Samples an iteration processes (throughput = items / p50)."""
         return prep.batch_size
