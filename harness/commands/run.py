@@ -38,6 +38,8 @@ def add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--tag", default=None, help="a label kept in summary.json and history.csv")
     p.add_argument("--workload", default=None, metavar="NAME",
                    help="how the model is driven: forward (default: the scenario's `workload`, else forward)")
+    p.add_argument("--prompt-len", type=int, default=None, help="generate: prompt tokens (default: the scenario's)")
+    p.add_argument("--new-tokens", type=int, default=None, help="generate: tokens to generate (default: the scenario's)")
 
 
 def add_parser(sub) -> None:
@@ -82,7 +84,8 @@ def main(args: argparse.Namespace) -> int:
 
     run = run_scenario(args.scenario, batch_size=args.batch_size, device=args.device, dtype=args.dtype,
                        warmup=args.warmup, iters=args.iters, logdir=args.logdir, tag=args.tag,
-                       threads=args.threads, workload=args.workload, profile_config=cfg, progress=progress)
+                       threads=args.threads, workload=args.workload, workload_options=workload_options(args),
+                       profile_config=cfg, progress=progress)
     if interactive:
         print("\r\033[K", end="", file=sys.stderr, flush=True)
     if args.json:
@@ -98,6 +101,12 @@ def main(args: argparse.Namespace) -> int:
     print(f"inspect:  tensorboard --logdir {shlex.quote(str(args.logdir))}")
     print(f"          open {shlex.quote(str(run.path))}/report.html   (works offline)")
     return 0
+
+
+def workload_options(args: argparse.Namespace) -> dict:
+    """The workload's own options given on the command line (unset ones are left to the scenario)."""
+    names = ("prompt_len", "new_tokens")
+    return {n: getattr(args, n) for n in names if getattr(args, n, None) is not None}
 
 
 def render_summary(s: dict) -> str:

@@ -8,7 +8,7 @@ model itself and :func:`restore` puts back train/eval modes and ``requires_grad`
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -140,7 +140,7 @@ class Prepared:
     threads: int
     inputs: Any = None
     saved: ModelState | None = None
-    options: dict = field(default_factory=dict)
+    module: Any = None  # the scenario file's module (workloads read their hooks from it); None for the API
 
     def restore(self) -> None:
         """Put the caller's model back as it was (modes, requires_grad); a copy needs nothing."""
@@ -187,4 +187,6 @@ def prepare_scenario(sc: scenario_mod.Scenario, *, batch_size: int | None = None
     dt = resolve_dtype(dtype if dtype is not None else sc.dtype, dev)
     model = scenario_mod.build(sc)
     raw = scenario_mod.inputs(sc, bs, dev)
-    return prepare_model(model, raw, name=sc.name, device=dev, dtype=dt, batch_size=bs, threads=threads, owned=True)
+    prep = prepare_model(model, raw, name=sc.name, device=dev, dtype=dt, batch_size=bs, threads=threads, owned=True)
+    prep.module = sc.module
+    return prep

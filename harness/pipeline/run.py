@@ -230,6 +230,7 @@ def profile(
     threads: int | None = None,
     batch_size: int | None = None,
     workload: str | None = None,
+    workload_options: dict | None = None,
     profile_config: ProfileConfig | None = None,
 ) -> Run:
     """Measure, profile and count ``model`` on ``inputs``; write a run dir when ``logdir`` is given.
@@ -239,7 +240,8 @@ def profile(
     ``name`` defaults to the model's class name. Returns a :class:`Run`.
     """
     prep = prepare_model(model, inputs, name=name, device=device, dtype=dtype, batch_size=batch_size, threads=threads)
-    return execute(prep, scenario=prep.name, workload=workloads.get(workload), warmup=warmup, iters=iters,
+    return execute(prep, scenario=prep.name, workload=workloads.get(workload, **(workload_options or {})),
+                   warmup=warmup, iters=iters,
                    logdir=logdir, tag=tag, profile_config=profile_config)
 
 
@@ -255,13 +257,14 @@ def run_scenario(
     tag: str | None = None,
     threads: int | None = None,
     workload: str | None = None,
+    workload_options: dict | None = None,
     profile_config: ProfileConfig | None = None,
     progress: Callable[[str], None] | None = None,
 ) -> Run:
     """Load a scenario (built-in name or file path), build it, and :func:`execute` it."""
     stages = Stages(progress)
     sc = stages.run("load", lambda: scenario_mod.load(name_or_path))
-    wl = workloads.get(workload or sc.workload)
+    wl = workloads.get(workload or sc.workload, **(workload_options or {}))
     if logdir is not None:
         check_logdir(Path(logdir))
     if warmup is not None:

@@ -30,6 +30,16 @@ class Workload:
     name: str = "forward"
     phases: tuple[str, ...] = ("forward",)
     label: str = "model_inference"  # record_function range around each profiled iteration
+    option_names: tuple[str, ...] = ()  # options this workload takes (``--prompt-len`` -> ``prompt_len``)
+
+    def __init__(self, **options: Any):
+        unknown = sorted(set(options) - set(self.option_names))
+        if unknown:
+            from ...errors import HarnessError
+
+            flags = ", ".join("--" + o.replace("_", "-") for o in unknown)
+            raise HarnessError(f"{flags} does not apply to --workload {self.name}")
+        self.options = options
 
     def setup(self, prep: Any) -> None:
         """Put the model in the mode this workload needs (eval for inference)."""
