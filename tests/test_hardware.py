@@ -24,7 +24,7 @@ from harness.hardware import (
     simd_flop_per_cycle,
 )
 from harness.hardware import cpu as cpu_mod
-from harness.hardware import peak as peak_mod
+from harness.hardware import cpu_peak as peak_mod
 from harness.hardware.cpu import cpu_info, parse_cpuinfo, throughput_from_flags
 
 T, G = 1e12, 1e9
