@@ -1,36 +1,39 @@
-"""Measure this CPU's peak: FMA-bound FLOP/s per dtype, memory bytes/s, sustained clock.
+"""Measure this CPU's peak: each dtype's fastest path, cache and memory bytes/s, sustained clock.
 
 How (``python -m harness calibrate``; a few seconds on 2 cores):
 
-* A tiny C kernel (:data:`KERNEL_SOURCE`) is compiled once with the system C compiler
+* The C kernels (:mod:`.kernels`) are compiled once with the system C compiler
   (``$CC``, else ``cc``/``gcc``/``clang``; ``-O2 -march=native -ffp-contract=fast``) into
   the cache directory and loaded with :mod:`ctypes`. ctypes releases the GIL, so one
   Python thread per requested thread runs the kernel at the same time; each call
   stamps its own start/end with ``CLOCK_MONOTONIC`` and the rate is the total work
   over the span from the first start to the last end.
-* **FLOP/s**: 12 independent vector accumulators ``c = c*m + a`` (contracted to FMA),
-  as wide as the compiler's target allows (512-bit with AVX-512, 256 with AVX, else
-  128): enough independent chains to cover FMA latency × units on current cores, so
-  the loop is FMA-throughput bound. fp32 and fp64 always; bf16 with ``avx512_bf16``
-  (``vdpbf16ps``), fp16 with ``avx512_fp16`` - skipped with a reason otherwise (AMX is
-  not measured: its tile setup needs a kernel permission request; the derived AMX
-  figure is used instead).
+* **FLOP/s per path**: fp32/fp64 ``fma`` (12 independent vector chains ``c = c*m + a``, as
+  wide as the target allows), ``avx512_bf16`` (``vdpbf16ps``), ``avx512_fp16``, ``vnni``
+  int8 (``vpdpbusd``) and ``amx_bf16``/``amx_int8``/``amx_fp16`` (2x2 blocks of tile dot
+  products, after Linux granted tile data with ``arch_prctl(ARCH_REQ_XCOMP_PERM,
+  XFEATURE_XTILEDATA)``), plus a 1024-cubed ``torch.mm`` for native bf16/fp16 (oneDNN uses
+  AMX where present). Per dtype the peak is the best of the measured paths, recorded only
+  when the CPU's **fastest** path (:attr:`harness.hardware.cpu.Throughput.paths`) was among
+  them; otherwise ``skipped[dtype]`` names the path and why, and runs keep the derived
+  figure. int8 lands in ``int_op_per_s`` (integer ops, not FLOP).
 * **clock**: a chain of dependent register-register integer adds (latency 1 cycle on
   x86 and Arm cores), run on all threads at once (at most one per usable CPU): adds per
   second = sustained Hz. Repeats are interleaved (clock, fp32, fp64, ..., again) so that
   on a shared machine whose clock drifts all figures come from the same quiet moments;
   FLOP per cycle = FLOP/s / threads / clock is then a stable ratio (≈ 32 for AVX2 with
-  two FMA units). On Intel parts heavy AVX-512 code runs at a lower clock than integer
-  code, so that ratio can read below 64 there; the FLOP/s is still the measured peak.
-* **bytes/s**: ``dst.copy_(src)`` (counted as 2 × size, the STREAM convention) and
+  two FMA units).
+* **caches**: per level in ``/sys`` (L1d, L2, L3), a read and a copy loop on every thread
+  over a private buffer of :data:`CACHE_FRACTION` × the level's capacity for the run
+  (:func:`harness.hardware.formulas.cache_capacity_bytes`) ÷ threads.
+* **bytes/s** (DRAM): ``dst.copy_(src)`` (counted as 2 × size, the STREAM convention) and
   ``src.sum()`` (1 × size) on torch tensors ≥ 4 × the last-level cache; the larger
   of the two is the bandwidth ceiling.
 * Every figure is the best of a few short repeats: a peak, not a typical value.
-* Reference only: a 1024³ ``torch.mm`` (MKL/oneDNN sgemm). It is *not* the peak: on
-  AMD CPUs MKL takes an AVX2 path while oneDNN convolutions reach about twice that.
+* Reference only: a 1024³ fp32 ``torch.mm`` (MKL/oneDNN sgemm). It is *not* the peak.
 
-Without a C compiler the FLOP/s are not measured (the derived figures stay in use) and
-only the bandwidth is measured; the result says so.
+Without a C compiler the FLOP/s and caches are not measured (the derived figures stay in
+use) and only the DRAM bandwidth is measured; the result says so.
 
 The result is cached as JSON (atomic write) in ``$HARNESS_CACHE_DIR`` or
 ``~/.cache/harness`` under ``calibration/``, one file per CPU (model name +
