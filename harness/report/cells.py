@@ -89,6 +89,11 @@ def _work(v: float | None, unit: str) -> str:
     return si(v, unit) if v else NONE
 
 
+def _rate(r, col: str, work: float, t: float) -> float | None:
+    """The row's own rate column (the join's figure, NaN -> None) or, without that column, work / time."""
+    return num(r.get(col)) if col in r else work / t
+
+
 def _pct(v: float | None, exceeded: bool = False) -> str:
     return percent(v) + (" !" if exceeded else "")
 
@@ -106,8 +111,8 @@ def op_cells(r: pd.Series | dict, exceeded: bool = False) -> OpCells:
         return OpCells(UNCOUNTED, "", "", "", "", "", "", alloc)
     flops, other, nbytes, t = (num(g(c)) for c in ("flops", "other_flops", "bytes", "self_time_s"))
     timed = bool(t and t > 0)
-    fps = _work(flops / t, "FLOP/s") if timed and flops else NONE
+    fps = si(_rate(r, "achieved_flop_per_s", flops, t), "FLOP/s") if timed and flops else NONE
     util = _pct(num(g("utilization")), exceeded) if fps != NONE else NONE
-    bps = _work(nbytes / t, "B/s") if timed and nbytes else NONE
+    bps = si(_rate(r, "achieved_bytes_per_s", nbytes, t), "B/s") if timed and nbytes else NONE
     butil = percent(num(g("bandwidth_utilization"))) if bps != NONE else NONE
     return OpCells(_work(flops, "FLOP"), _work(other, "FLOP"), _work(nbytes, "B"), fps, util, bps, butil, alloc)
