@@ -81,9 +81,9 @@ def render_summary(summary: dict) -> str:
     if cov.get("top_uncounted_by_time"):
         row("uncounted", ", ".join(f"{u['op']} ({seconds(u['time_s'])})" for u in cov["top_uncounted_by_time"][:3]))
     row("files", f"{s.get('path')}/")
+    lines += [f"warning: {w}" for w in warnings(s)]
     if phase_table(s):
         lines += ["", "Phases (time: un-profiled p50 of each phase)", *_grid(PHASE_HEADERS, phase_rows(s))]
-    lines += [f"warning: {w}" for w in warnings(s)]
     return "\n".join(lines)
 
 
@@ -154,9 +154,9 @@ def _ops_block(ops: pd.DataFrame, s: dict, *, top: int, col: str, sort_by: str, 
                     + [_calls(r.get(calls_col)), seconds(num(r.get("self_time_s"))), percent(num(r.get("time_share"))),
                        c.flops, c.other_flops, c.bytes, c.rate, c.rate_utilization, c.net_alloc]
                     + [_profiler_cell(r.get(x), x) for x in extra])
-    shown = "rows of every kind" if all_rows else "dispatch-level operators"
+    shown = f"rows of {len(rows_df)} (every kind)" if all_rows else f"operators of {len(rows_df)} at dispatch level"
     where = f" in phase {phase}" if phase else ""
-    title = (f"Top {len(body)} of {len(rows_df)} {shown}{where} by {sort_by.replace('_', ' ')}"
+    title = (f"Top {len(body)} {shown}{where} by {sort_by.replace('_', ' ')}"
              f" (per forward; time = profiled self time incl. the kernels the op dispatched)")
     return "\n".join([title, *_grid(head, body), *_legend(exact, bool(extra), all_rows)])
 
