@@ -349,10 +349,11 @@ def _draw_stars(ax, stars: list[_Star], hot_run: bool, pf: float | None) -> tupl
         hot = (hot_run and i == 0) or bool(pf and st.y > pf)
         if hot:
             ax.scatter([st.x], [st.y], s=900, facecolors="none", edgecolors="#e00000", linewidth=2, zorder=8)
-        util = f"; utilization {percent(st.utilization)}" if st.utilization is not None else ""
+        util = (f"\nutilization {percent(st.utilization)} (2×MAC FLOPs / p50 / peak)"
+                if st.utilization is not None else "")
         handles.append(Line2D([], [], ls="", marker="*", color=st.color, markeredgecolor="black", ms=14,
-                              label=f"{st.label}: {si(st.y, 'FLOP/s')} at un-profiled p50 {seconds(st.time_s)}"
-                                    f"\n{util.lstrip('; ')}".rstrip()))
+                              label=f"{st.label}: {si(st.y, 'FLOP/s')} all FLOPs / un-profiled p50 "
+                                    f"{seconds(st.time_s)}{util}"))
         labels.append((st.x, st.y, st.label, "#a01010" if i == 0 else st.color))
     return handles, labels
 

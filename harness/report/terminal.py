@@ -154,9 +154,10 @@ def _ops_block(ops: pd.DataFrame, s: dict, *, top: int, col: str, sort_by: str, 
                     + [_calls(r.get(calls_col)), seconds(num(r.get("self_time_s"))), percent(num(r.get("time_share"))),
                        c.flops, c.other_flops, c.bytes, c.rate, c.rate_utilization, c.net_alloc]
                     + [_profiler_cell(r.get(x), x) for x in extra])
-    shown = f"rows of {len(rows_df)} (every kind)" if all_rows else f"operators of {len(rows_df)} at dispatch level"
+    shown = (f"{_plural(len(body), 'row')} of {len(rows_df)} (every kind)" if all_rows
+             else f"{_plural(len(body), 'operator')} of {len(rows_df)} at dispatch level")
     where = f" in phase {phase}" if phase else ""
-    title = (f"Top {len(body)} {shown}{where} by {sort_by.replace('_', ' ')}"
+    title = (f"Top {shown}{where} by {sort_by.replace('_', ' ')}"
              f" (per forward; time = profiled self time incl. the kernels the op dispatched)")
     return "\n".join([title, *_grid(head, body), *_legend(exact, bool(extra), all_rows)])
 
