@@ -4,7 +4,7 @@ Each function reads ``summary.json`` keys only and returns one line, or ``None``
 nothing to say:
 
 * :func:`timing_noise` - the un-profiled latency sample is too spread for its p50 to be a
-  clean headline. The rule (README "Reading the numbers")::
+  clean headline. The rule (README "TensorBoard, online and offline", "Reading the tables")::
 
       noisy  <=>  p90 / p50 > NOISY_RATIO   or   p50 / min > NOISY_RATIO
 
