@@ -204,7 +204,8 @@ def _derive(df: pd.DataFrame, time_col: str, ceilings: Ceilings, total_time: flo
     df["arithmetic_intensity"] = df["total_flops"] / df["bytes"].where(df["bytes"] > 0)
     df["peak_flop_per_s"] = ceilings.flop_for(df["name"] if "name" in df else None, len(df))
     df["peak_bytes_per_s"] = ceilings.bytes_per_s if ceilings.bytes_per_s else math.nan
-    df["utilization"] = df["achieved_flop_per_s"] / df["peak_flop_per_s"]
+    # FLOP/s utilization is about multiply-add work: blank (NaN) where there is none, never 0 %
+    df["utilization"] = (df["achieved_flop_per_s"] / df["peak_flop_per_s"]).where(df["flops"] > 0)
     df["bandwidth_utilization"] = df["achieved_bytes_per_s"] / df["peak_bytes_per_s"]
     calls = df["calls"].where(df["calls"] > 0, 1) if "calls" in df else 1
     df["memory_level"], level_bw = ceilings.levels(df["bytes"] / calls)
@@ -267,8 +268,8 @@ def _op_table(calls: pd.DataFrame, keys: list[str], raw: pd.DataFrame, steps: in
     agg = (calls.groupby(["phase"] + keys, as_index=False, sort=False)
            .agg(self_time_s=("self_time_s", "sum"), macs=("macs", "sum"), flops=("flops", "sum"),
                 other_flops=("other_flops", "sum"), bytes=("bytes", "sum"), kind=("kind", _kind),
-                counted=("counted", "max")))
-    agg[["self_time_s"] + WORK] = agg[["self_time_s"] + WORK] / steps
+                counted=("counted", "max"), dispatch_calls=("kind", lambda k: float((k == "op").sum()))))
+    agg[["self_time_s", "dispatch_calls"] + WORK] = agg[["self_time_s", "dispatch_calls"] + WORK] / steps
     if len(raw):
         first = ~agg.duplicated(keys)
         df = agg[first].merge(raw, on=keys, how="outer")
@@ -278,7 +279,7 @@ def _op_table(calls: pd.DataFrame, keys: list[str], raw: pd.DataFrame, steps: in
         df = agg
     df["kind"] = df["kind"].fillna("nested")
     df["calls"] = df["calls"].fillna(0) if "calls" in df else 0
-    df[["self_time_s"] + WORK] = df[["self_time_s"] + WORK].fillna(0.0)
+    df[["self_time_s", "dispatch_calls"] + WORK] = df[["self_time_s", "dispatch_calls"] + WORK].fillna(0.0)
     df["counted"] = df["counted"].fillna(False).astype(bool)
     return df
 

@@ -23,9 +23,11 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pandas as pd
+
+if TYPE_CHECKING:  # pandas is imported by the callers' DataFrames; the CLI parser stays light
+    import pandas as pd
 
 from ..core.units import percent, si
 
@@ -47,6 +49,8 @@ def num(v: Any) -> float | None:
 def dispatch_level(ops: pd.DataFrame | None, all_rows: bool = False) -> pd.DataFrame:
     """The rows an operator table lists: ``kind == "op"`` (all rows with ``all_rows``)."""
     if ops is None:
+        import pandas as pd
+
         return pd.DataFrame(columns=["name"])
     if all_rows or "kind" not in ops.columns:
         return ops

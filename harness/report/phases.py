@@ -8,7 +8,10 @@ one phase or none (every run before phases existed) the report shows no per-phas
 """
 from __future__ import annotations
 
-import pandas as pd
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # pandas is imported by the callers' DataFrames; the CLI parser stays light
+    import pandas as pd
 
 from ..core.units import percent, seconds, si
 from .cells import num

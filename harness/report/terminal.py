@@ -15,7 +15,10 @@ from __future__ import annotations
 
 import textwrap
 
-import pandas as pd
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # pandas is imported by the callers' DataFrames; the CLI parser stays light
+    import pandas as pd
 
 from ..core.units import percent, seconds, si
 from ..errors import HarnessError
