@@ -27,8 +27,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .mode import meta_like, reference_cost, shape_key
 from .registry import Tensor, Work, register
+from .support import meta_like, reference_cost, shape_key
 
 aten = torch.ops.aten
 

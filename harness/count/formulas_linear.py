@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import torch
 
-from .mode import meta_like, reference_cost, shape_key
 from .registry import Work, first, numel, register, scale_add_other
+from .support import meta_like, reference_cost, shape_key
 
 aten = torch.ops.aten
 
