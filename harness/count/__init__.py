@@ -18,6 +18,7 @@ from . import (  # noqa: F401  (importing registers the formulas)
     formulas_pointwise,
     formulas_pool,
     formulas_rnn,
+    formulas_routing,
     formulas_shape,
 )
 from .api import Counts, count

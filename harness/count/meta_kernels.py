@@ -206,6 +206,23 @@ def _rnn_fast(kind: str, packed: bool):
     return fn
 
 
+def _grouped_mm(a, b, offs=None, bias=None, out_dtype=None):
+    """``_grouped_mm`` in float32: PyTorch's meta kernel accepts only bfloat16/float16 (the CUDA kernel's
+    old limits) while the CPU kernel runs float32; this gives the CPU kernel's output (its 16-byte padded
+    row stride) so meta and CPU counts agree.  Other dtypes run the real meta kernel."""
+    if a.dtype != torch.float32 or b.dtype != torch.float32 or a.dim() not in (2, 3) or b.dim() not in (2, 3):
+        return NotImplemented
+    if a.dim() == 2:
+        shape = [offs.shape[0], a.shape[0], b.shape[1]] if b.dim() == 2 else [a.shape[0], b.shape[-1]]
+    else:
+        shape = [a.shape[1], b.shape[1]] if b.dim() == 2 else [a.shape[0], a.shape[1], b.shape[-1]]
+    dtype = out_dtype or a.dtype
+    align = 16 // dtype.itemsize
+    padded = (shape[-1] + align - 1) // align * align
+    stride = [padded, 1] if len(shape) == 2 else [shape[1] * padded, padded, 1]
+    return torch.empty_strided(shape, stride, dtype=dtype, device="meta")
+
+
 FAST_META: dict = {}
 
 
@@ -224,6 +241,7 @@ _fast("layer_norm", "default", _contiguous_out)
 _fast("rms_norm", "default", _contiguous_out)
 _fast("group_norm", "default", _contiguous_out)
 _fast("cat", "default", _cat)
+_fast("_grouped_mm", "default", _grouped_mm)
 for _conv_name in ("conv1d", "conv2d", "conv3d"):
     _fast(_conv_name, "default", _conv)
 for _kind in ("lstm", "gru", "rnn_tanh", "rnn_relu"):
