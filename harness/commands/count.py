@@ -2,7 +2,8 @@
 
 Counts what PyTorch actually runs (fused kernels included) in eval mode, in the
 scenario's dtype or ``--dtype``, without timing anything.  ``--device meta`` counts
-without running the math or holding the weights (any model size).  Prints a table with SI units, or JSON with ``--json``.
+without running the math or holding the weights (any model size).  Prints a table
+with SI units, or JSON with ``--json``.
 """
 from __future__ import annotations
 

@@ -140,7 +140,8 @@ def efficient_forward(res, q, k, v, bias, cu_seqlens_q, cu_seqlens_k, max_seqlen
 def cudnn_forward(res, q, k, v, attn_bias, cum_seq_q, cum_seq_k, max_q, max_k, compute_log_sumexp,
                   dropout_p=0.0, is_causal=False, *args, **kw):
     """cuDNN forward (q, k, v, attn_bias, cum_seq_q, cum_seq_k, max_q, max_k, compute_log_sumexp, dropout_p,
-    is_causal, ...): layout (batch, heads, length, dim), or varlen (tokens, heads, dim) with cum_seq_q: attention_work."""
+    is_causal, ...): attention_work; layout (batch, heads, length, dim), or varlen (tokens, heads, dim)
+    when cum_seq_q is given."""
     masked = attn_bias is not None or bool(is_causal)
     if cum_seq_q is not None:
         return _varlen_work(q, k, v, cum_seq_q, cum_seq_k, max_q, max_k, masked, dropout_p)
