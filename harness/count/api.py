@@ -22,8 +22,8 @@ def count(model: nn.Module, inputs: Any = None, *, device: str | torch.device | 
 
     ``inputs`` follows ``harness.core.calls.split_inputs``: a tuple is the positional
     arguments, a dict the keyword arguments, anything else (a tensor, a list, a
-    PackedSequence) the one positional argument; None calls ``model()``.  Works in eval and train mode and
-    leaves the model and torch as it found them: modes, hooks (counting uses
+    PackedSequence) the one positional argument; None calls ``model()``.  Works in eval
+    and train mode and leaves the model and torch as it found them: modes, hooks (counting uses
     global module hooks, removed afterwards), grad mode, RNG state, and buffers
     (any buffer the forward updates in place, such as BatchNorm statistics in
     training mode, is restored); nothing is monkey-patched, also when the forward

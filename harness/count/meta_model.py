@@ -20,6 +20,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..core.text import short_exc
 from ..errors import HarnessError
 
 
@@ -128,7 +129,7 @@ def _deepcopy_meta(model: nn.Module) -> nn.Module:
         clone = copy.deepcopy(model, memo)
     except Exception as exc:
         raise HarnessError(
-            f"cannot copy {type(model).__name__} to the meta device ({type(exc).__name__}: {exc}); "
+            f"cannot copy {type(model).__name__} to the meta device ({short_exc(exc)}); "
             "build the model under `with torch.device('meta'):` and count that instead"
         ) from exc
     del keep

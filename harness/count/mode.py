@@ -23,6 +23,7 @@ from typing import Any
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
+from ..core.text import short_exc
 from .meta_kernels import FAST_META
 from .registry import PartialCount, Tensor, formula_of
 from .registry import nbytes as _nbytes
@@ -245,10 +246,6 @@ class ModuleTracker:
                 break
         return None
 
-    @property
-    def current(self) -> int:
-        return self.stack[-1]
-
 
 class OpMode(TorchDispatchMode):
     """Runs each dispatched op and hands it to :meth:`_on_op`.
@@ -322,7 +319,7 @@ class CountingMode(OpMode):
             except Exception as exc:  # a formula bug must not break the user's run; it is reported
                 counted = False
                 macs = other = nbytes = 0
-                self.notes.append(f"{info.name}: formula failed ({type(exc).__name__}: {exc})")
+                self.notes.append(f"{info.name}: formula failed ({short_exc(exc)})")
         self.ev_op.append(info.name)
         self.ev_shapes.append(shapes)
         self.ev_dtype.append(dtype)
