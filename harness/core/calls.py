@@ -5,8 +5,10 @@ once, by :func:`split_inputs`:
 
 - a ``tuple`` is the positional arguments: ``model(*inputs)``;
 - a ``dict`` is the keyword arguments: ``model(**inputs)``;
-- anything else (a tensor, a **list**, a custom object) is the single argument:
-  ``model(inputs)`` (detection models take a list of images this way).
+- ``None`` is no argument: ``model()``;
+- anything else (a tensor, a **list**, a namedtuple such as a ``PackedSequence``, a custom
+  object) is the single argument: ``model(inputs)`` (detection models take a list of images
+  this way).
 """
 from __future__ import annotations
 
@@ -39,7 +41,9 @@ def split_inputs(inputs: Any) -> Call:
     """Normalize ``inputs`` to a :class:`Call` by the rule in this module's docstring."""
     if isinstance(inputs, Call):
         return inputs
-    if isinstance(inputs, tuple):
+    if inputs is None:
+        return Call()
+    if type(inputs) is tuple:  # a namedtuple (PackedSequence) is one argument, not several
         return Call(tuple(inputs), {})
     if isinstance(inputs, dict):
         return Call((), dict(inputs))
@@ -54,6 +58,13 @@ def map_tensors(obj: Any, fn: Callable[[Any], Any]) -> Any:
         return fn(obj)
     if isinstance(obj, dict):
         return {k: map_tensors(v, fn) for k, v in obj.items()}
+    if isinstance(obj, torch.nn.utils.rnn.PackedSequence):  # batch_sizes stays on the CPU, as torch wants it
+        data = fn(obj.data)
+        idx = {k: getattr(obj, k).to(data.device) for k in ("sorted_indices", "unsorted_indices")
+               if getattr(obj, k) is not None}
+        return obj._replace(data=data, **idx)
+    if isinstance(obj, tuple) and hasattr(obj, "_fields"):  # other namedtuples: rebuilt field by field
+        return type(obj)(*(map_tensors(v, fn) for v in obj))
     if isinstance(obj, (list, tuple)):
         return type(obj)(map_tensors(v, fn) for v in obj)
     return obj

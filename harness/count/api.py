@@ -52,7 +52,7 @@ def count(model: nn.Module, inputs: Any = None, *, device: str | torch.device | 
     """
     if not isinstance(model, nn.Module):
         raise HarnessError(f"count() needs a torch.nn.Module, got {type(model).__name__}")
-    call = _split(inputs)
+    call = split_inputs(inputs)
     run_model, call, on_meta = _placed(model, call, device)
     counter = Counter(run_model, default_phase="forward")
     try:
@@ -66,15 +66,6 @@ def count(model: nn.Module, inputs: Any = None, *, device: str | torch.device | 
             ) from exc
         raise
     return counter.result()
-
-
-def _split(inputs: Any) -> Call:
-    """``split_inputs``, except that None is no argument and a namedtuple (a PackedSequence) is one argument."""
-    if inputs is None:
-        return Call()
-    if isinstance(inputs, tuple) and type(inputs) is not tuple:
-        return Call((inputs,), {})
-    return split_inputs(inputs)
 
 
 def _placed(model: nn.Module, call: Call, device) -> tuple[nn.Module, Call, bool]:

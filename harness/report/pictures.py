@@ -47,7 +47,7 @@ if TYPE_CHECKING:  # pragma: no cover
 DPI = 110
 LABEL_TOP_OPS = 5
 
-def _figure(width: float, height: float):
+def new_figure(width: float, height: float):
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -56,7 +56,7 @@ def _figure(width: float, height: float):
     return fig
 
 
-def _save(fig, path: str | Path) -> Path:
+def save_png(fig, path: str | Path) -> Path:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=DPI, bbox_inches="tight", pad_inches=0.15)
     return atomic_write_bytes(path, buf.getvalue())
@@ -395,7 +395,7 @@ def roofline_png(path: str | Path, ops: pd.DataFrame, peak: "Peak", model: dict,
     pf = peak.flop_per_s if peak is not None else None
     bws, calibrated_caches = _bandwidths(peak)
     stars = _stars(model, phases, pf)
-    fig = _figure(11.0, 6.2)
+    fig = new_figure(11.0, 6.2)
     ax = fig.add_axes([0.105, 0.1, 0.565, 0.78])
     frame = _frame(ax, pts, stars, pf, bws)
     handles, avoid = _draw_ceilings(ax, peak, frame, bws, calibrated_caches)
@@ -414,7 +414,7 @@ def roofline_png(path: str | Path, ops: pd.DataFrame, peak: "Peak", model: dict,
     if peak is not None and peak.note:
         fig.text(0.69, 0.1, _wrap(f"peak: {peak.note}", 56), fontsize=7, color="#555555", va="bottom")
     _place_labels(fig, ax, star_labels[:1] + op_labels + star_labels[1:], avoid)
-    return _save(fig, path)
+    return save_png(fig, path)
 
 
 def _subtitle(pts: pd.DataFrame, skipped: int, pf: float | None, bws: list) -> str:
@@ -531,7 +531,7 @@ def time_by_module_png(path: str | Path, modules: pd.DataFrame, title: str, top:
     denom = total if total > 0 else (covered or 1.0)
 
     height = max(2.8, 0.9 + 0.36 * max(len(bars), 1))
-    fig = _figure(9.5, height)
+    fig = new_figure(9.5, height)
     ax = fig.add_subplot(1, 1, 1)
     if bars:
         labels = [b[0] for b in bars][::-1]
@@ -560,4 +560,4 @@ def time_by_module_png(path: str | Path, modules: pd.DataFrame, title: str, top:
             f"profiled op time per forward, nothing counted twice")
     ax.set_title(f"{title}\n{what}", fontsize=9.5)
     fig.tight_layout()
-    return _save(fig, path)
+    return save_png(fig, path)

@@ -22,7 +22,7 @@ from pathlib import Path
 from ..core import dtypes
 from ..core.units import seconds, si
 from ..errors import HarnessError
-from .pictures import _figure, _save
+from .pictures import new_figure, save_png
 
 MAX_CONFIGS = 10
 COLORS = [f"C{i}" for i in range(10)]
@@ -87,7 +87,7 @@ def history_figure(df, out: str | Path, label_of) -> Path:
     df = df.sort_values(["t", "run_id"], kind="stable", na_position="first").reset_index(drop=True)
     df["x"] = range(1, len(df) + 1)
     groups, total = recent_configs(df)
-    fig = _figure(11, 6.5)
+    fig = new_figure(11, 6.5)
     ax_lat, ax_rate = fig.subplots(2, 1, sharex=True)
     for i, (key, g) in enumerate(groups):
         _history_lines(ax_lat, ax_rate, key, g, COLORS[i % len(COLORS)], label_of(g.iloc[0]))
@@ -114,7 +114,7 @@ def history_figure(df, out: str | Path, label_of) -> Path:
     labels.append("hollow: machine disturbed during the run")
     fig.legend(handles, labels, fontsize=8, loc="upper left", bbox_to_anchor=(0.99, 0.93), frameon=False)
     fig.subplots_adjust(right=0.98, hspace=0.08)
-    return _save(fig, out)
+    return save_png(fig, out)
 
 
 # --------------------------------------------------------------------------- sweep
@@ -146,7 +146,7 @@ def sweep_figure(rows: list[dict], out: str | Path, scenario: str) -> Path:
     """Latency p50 and achieved FLOP/s against batch size, one line per (dtype, threads); failures marked."""
     from matplotlib.lines import Line2D
 
-    fig = _figure(11, 4.8)
+    fig = new_figure(11, 4.8)
     ax1, ax2 = fig.subplots(1, 2)
     groups: dict[tuple, list[dict]] = {}
     for r in rows:
@@ -180,4 +180,4 @@ def sweep_figure(rows: list[dict], out: str | Path, scenario: str) -> Path:
         labels.append("hollow: machine disturbed at that point")
     fig.legend(handles, labels, fontsize=8, loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=min(len(labels), 4),
                frameon=False)
-    return _save(fig, out)
+    return save_png(fig, out)

@@ -55,11 +55,14 @@ class Workload:
         raise NotImplementedError
 
     def count(self, prep: Any) -> Any:
-        """Counted work of one iteration (:class:`harness.count.Counts`, events tagged with phases)."""
-        from ...count import count
+        """Counted work of one iteration: the same :meth:`iteration` with the counter's phase scope
+        (:class:`harness.count.Counts`; every op tagged with its phase)."""
+        from ...count import Counter
 
-        call = prep.call
-        return count(prep.model, dict(call.kwargs) if call.kwargs else tuple(call.args))
+        counter = Counter(prep.model, default_phase=self.phases[0])
+        with counter, self.grad_mode():
+            self.iteration(prep, counter.phase)
+        return counter.result()
 
     def summary_extra(self, parts: Any) -> dict[str, Any]:
         """Workload-specific summary.json keys (``parts``: :class:`harness.pipeline.assemble.Parts`)."""

@@ -61,7 +61,7 @@ def count_side(model, call) -> dict:
     from ...count import count
 
     try:
-        c = count(model, dict(call.kwargs) if call.kwargs else tuple(call.args))
+        c = count(model, call)
         return {"params": int(c.params), "macs": int(c.macs), "flops": int(c.flops)}
     except Exception as exc:  # noqa: BLE001 - counting is a side note of an A/B, never its failure
         return {"error": short_exc(exc, 120)}
