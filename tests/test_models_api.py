@@ -200,3 +200,21 @@ def test_list_sources_on_the_command_line():
     assert r.returncode == 2 and r.stderr.startswith("error: unknown model source 'foo'") and "Traceback" not in r.stderr
     r = run_cli("list", "torchvision", "zz*")
     assert r.returncode == 2 and len(r.stderr.splitlines()) == 1
+
+
+def test_torchvision_weights_come_from_disk_only(tmp_path, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    assert "--weights needs" in one_line_error("torchvision:mobilenet_v3_small", ModelOptions(weights=True))
+    state = load("torchvision:mobilenet_v3_small").build_model().state_dict()
+    state["classifier.3.bias"] = torch.arange(1000, dtype=torch.float32)  # recognisable weights
+    url = torchvision_weights_url("mobilenet_v3_small")
+    (tmp_path / "hub" / "checkpoints").mkdir(parents=True)
+    torch.save(state, tmp_path / "hub" / "checkpoints" / url.rsplit("/", 1)[-1])
+    model = load("torchvision:mobilenet_v3_small", ModelOptions(weights=True)).build_model()
+    assert torch.equal(model.classifier[3].bias, torch.arange(1000, dtype=torch.float32))
+
+
+def torchvision_weights_url(name: str) -> str:
+    from torchvision.models import get_model_weights
+
+    return get_model_weights(name).DEFAULT.url
