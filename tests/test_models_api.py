@@ -218,3 +218,15 @@ def torchvision_weights_url(name: str) -> str:
     from torchvision.models import get_model_weights
 
     return get_model_weights(name).DEFAULT.url
+
+
+def test_hf_directory_config_takes_overrides_and_names_a_missing_config(tmp_path):
+    transformers = pytest.importorskip("transformers")
+    transformers.BertConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2,
+                            vocab_size=64).save_pretrained(tmp_path / "bert")
+    scen = load(f"hf:{tmp_path / 'bert'}", ModelOptions(model_kwargs={"num_hidden_layers": 3}, seq_len=8))
+    model = scen.build_model()
+    assert scen.kind == "text" and len(model.encoder.layer) == 3 and model.config.hidden_size == 32
+    assert tuple(scen.make_inputs(2, "cpu")["input_ids"].shape) == (2, 8)
+    (tmp_path / "empty").mkdir()
+    assert "holds no readable transformers config.json" in one_line_error(f"hf:{tmp_path / 'empty'}")

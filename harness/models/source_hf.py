@@ -64,16 +64,7 @@ def load_config(ident: str, overrides: dict):
     transformers = require("transformers", "hf")
     qualified = f"hf:{ident}"
     with offline():
-        if Path(ident).expanduser().is_dir() or ident in model_types():
-            base, origin = _read_config(transformers, ident, qualified)
-        else:
-            try:
-                base = transformers.AutoConfig.from_pretrained(ident, local_files_only=True)
-                origin = "the local Hugging Face cache"
-            except (OSError, ValueError):
-                raise unknown("hf model", ident, model_types(),
-                              "not a local directory with config.json, not in the local Hugging Face cache "
-                              "(nothing is downloaded), not a transformers model type; `python -m harness list hf`") from None
+        base, origin = _base_config(transformers, ident, qualified)
     check_kwargs(qualified, overrides, [*base.to_dict(), *getattr(base, "attribute_map", {})])
     if not overrides:
         return base, origin
@@ -86,14 +77,24 @@ def load_config(ident: str, overrides: dict):
         raise build_error(qualified, exc) from exc
 
 
-def _read_config(transformers, ident: str, qualified: str):
+def _base_config(transformers, ident: str, qualified: str):
+    """A local directory, else the local Hugging Face cache, else a model type's defaults."""
     path = Path(ident).expanduser()
-    if not path.is_dir():
-        return transformers.AutoConfig.for_model(ident), f"{DEFAULT_ORIGIN} {ident} config"
+    if path.is_dir():
+        try:
+            return transformers.AutoConfig.from_pretrained(str(path), local_files_only=True), str(path)
+        except (OSError, ValueError) as exc:
+            raise HarnessError(f"{qualified}: {path} holds no readable transformers config.json "
+                               f"({str(exc).splitlines()[0][:200]})") from None
     try:
-        return transformers.AutoConfig.from_pretrained(str(path), local_files_only=True), str(path)
-    except (OSError, ValueError) as exc:
-        raise HarnessError(f"{qualified}: {path} holds no readable transformers config.json ({str(exc).splitlines()[0][:200]})") from None
+        return transformers.AutoConfig.from_pretrained(ident, local_files_only=True), "the local Hugging Face cache"
+    except (OSError, ValueError):
+        pass
+    if ident in model_types():
+        return transformers.AutoConfig.for_model(ident), f"{DEFAULT_ORIGIN} {ident} config"
+    raise unknown("hf model", ident, model_types(),
+                  "not a local directory with config.json, not in the local Hugging Face cache "
+                  "(nothing is downloaded), not a transformers model type; `python -m harness list hf`")
 
 
 def model_class(config):
