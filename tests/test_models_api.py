@@ -79,7 +79,7 @@ def test_bad_options_are_one_line_errors(argv, words):
     ("timm:resnet_50", "unknown timm model 'resnet_50'; did you mean resnet50"),
     ("torchvision:resnet5", "unknown torchvision model 'resnet5'; did you mean resnet50"),
     ("hf:lama", "unknown hf model 'lama'; did you mean llama"),
-    ("hf:no-such-org/no-such-model", "not in the local Hugging Face cache (nothing is downloaded)"),
+    ("hf:no-such-org/no-such-model", "'no-such-org/no-such-model' is not in the local Hugging Face cache (nothing is downloaded)"),
     ("timm:", "give a model name after 'timm:'"),
 ])
 def test_bad_names_are_one_line_errors(text, words):

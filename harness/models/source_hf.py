@@ -92,6 +92,9 @@ def _base_config(transformers, ident: str, qualified: str):
         pass
     if ident in model_types():
         return transformers.AutoConfig.for_model(ident), f"{DEFAULT_ORIGIN} {ident} config"
+    if "/" in ident:
+        raise HarnessError(f"{qualified}: no such directory, and {ident!r} is not in the local Hugging Face cache "
+                           "(nothing is downloaded); give a directory holding config.json, or a model type (`python -m harness list hf`)")
     raise unknown("hf model", ident, model_types(),
                   "not a local directory with config.json, not in the local Hugging Face cache "
                   "(nothing is downloaded), not a transformers model type; `python -m harness list hf`")
