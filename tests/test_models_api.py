@@ -230,3 +230,10 @@ def test_hf_directory_config_takes_overrides_and_names_a_missing_config(tmp_path
     assert tuple(scen.make_inputs(2, "cpu")["input_ids"].shape) == (2, 8)
     (tmp_path / "empty").mkdir()
     assert "holds no readable transformers config.json" in one_line_error(f"hf:{tmp_path / 'empty'}")
+
+
+def test_importing_the_package_imports_no_model_library():
+    code = ("import sys, harness.models as m; m.is_qualified('timm:x'); m.split_variant('timm:x:bs=2'); "
+            "print([k for k in ('torch', 'timm', 'transformers', 'torchvision') if k in sys.modules])")
+    r = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60, env=ENV)
+    assert r.stdout.strip() == "[]", r.stderr
