@@ -101,7 +101,8 @@ def power(args) -> dict:
                 e = stats.estimate_from_logs(logs, method=m, seed=t)
                 verdicts[m] = stats.verdict(e, args.threshold)
             rec = {"trial": t, "kind": kind, "ratio": r.estimate.ratio, "low": r.estimate.low, "high": r.estimate.high,
-                   "pairs": r.pairs, "k": r.block_iterations, "wall_s": wall, "verdicts": verdicts, "load": loadavg()}
+                   "pairs": r.pairs, "k": r.block_iterations, "wall_s": wall, "verdicts": verdicts, "load": loadavg(),
+                   "disturbed_pairs": r.contention.get("disturbed_pairs")}
             out[kind].append(rec)
             if args.json:  # every trial as it finishes, so a stopped benchmark keeps its data
                 with open(args.json + ".trials.jsonl", "a") as f:

@@ -29,13 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="verb", metavar="VERB", parser_class=_Parser)
     sub.required = True
     for verb in VERBS:
-        try:
-            mod = importlib.import_module(f".commands.{verb}", __package__)
-        except ModuleNotFoundError as exc:
-            if exc.name and exc.name.endswith(f"commands.{verb}"):
-                continue  # verb not built yet
-            raise
-        mod.add_parser(sub)
+        importlib.import_module(f".commands.{verb}", __package__).add_parser(sub)
     return parser
 
 

@@ -39,8 +39,9 @@ def chains(tmp_path: Path):
             write_scenario(tmp_path, "chain13", CHAIN.format(layers=13)))
 
 
-def synthetic(ratio: float, n: int = 200, seed: int = 0, bs=(1, 1), counts=({}, {})):
-    """Block medians on a drifting, bursty clock, candidate = ratio x baseline."""
+def synthetic(ratio: float, n: int = 200, seed: int = 0, bs=(1, 1), counts=({}, {}), shares=None):
+    """Block values on a drifting, bursty clock, candidate = ratio x baseline; ``shares`` (per pair) the
+    blocks' CPU shares (default: all 1.0, a quiet machine)."""
     rng = np.random.default_rng(seed)
     drift = np.exp(np.cumsum(rng.normal(0, 0.03, n)))
     a = 1e-3 * drift * np.exp(rng.normal(0, 0.05, n))
@@ -53,7 +54,8 @@ def synthetic(ratio: float, n: int = 200, seed: int = 0, bs=(1, 1), counts=({}, 
               [("candidate", 0, i, 2 * i + 1, 0, float(b[i])) for i in range(n)]
     bdesc = {"scenario": "a", "batch_size": bs[0], "counts": counts[0]}
     cdesc = {"scenario": "b", "batch_size": bs[1], "counts": counts[1]}
-    return bdesc, cdesc, samples, pairs
+    shares = shares if shares is not None else [(1.0, 1.0)] * n
+    return bdesc, cdesc, ab.Blocks(samples=samples, pairs=pairs, shares=shares)
 
 
 @pytest.mark.parametrize("ratio,verdict,code", [(1.5, "slower", 1), (0.6, "faster", 0), (1.0, "no significant change", 0)])
@@ -70,7 +72,7 @@ def test_analyze_different_work_is_reported_and_verdict_stands():
     assert r.work_differs == {"flops": {"baseline": 100, "candidate": 130}}
     assert r.verdict == "slower" and r.exit_code == 1
     # a bigger batch that takes 1.3x as long is *more* throughput: fail on throughput does not fire
-    r = ab.analyze(*synthetic(1.3, bs=(1, 2)), fail_on=("throughput",))
+    r = ab.analyze(*synthetic(1.3, bs=(1, 2)), ab.AbConfig(fail_on=("throughput",)))
     assert r.throughput["verdict"] == "faster" and r.exit_code == 0
     assert r.throughput["ratio"] == pytest.approx(2 / 1.3, rel=0.02)
 
@@ -78,6 +80,32 @@ def test_analyze_different_work_is_reported_and_verdict_stands():
 def test_analyze_too_few_pairs_is_inconclusive():
     r = ab.analyze(*synthetic(1.5, n=5))
     assert r.verdict == "inconclusive" and r.exit_code == 0
+
+
+def test_analyze_refuses_a_verdict_when_most_pairs_are_disturbed():
+    # 120 of 200 pairs (60 %) have a baseline block that ran 30 % of its wall time: refused
+    shares = [(0.3, 1.0)] * 120 + [(1.0, 0.95)] * 80
+    r = ab.analyze(*synthetic(1.5, shares=shares))
+    c = r.contention
+    assert (c["disturbed_pairs"], c["pairs_measured"], c["disturbed_pair_share"]) == (120, 200, 0.6)
+    assert c["disturbed_blocks"] == {"baseline": 120, "candidate": 0} and c["disturbed"]
+    assert c["baseline_cpu_share"] == 0.3 and c["candidate_cpu_share"] == 1.0  # medians per side
+    assert r.verdict == "inconclusive" and r.exit_code == 0 and "120 of 200 block pairs" in r.inconclusive_reason
+    assert r.throughput["verdict"] == "inconclusive" and r.estimate.ratio == pytest.approx(1.5, rel=0.03)
+    assert r.baseline["cpu_share"] == 0.3 and r.as_dict()["contention"]["disturbed_pairs"] == 120
+    # 100 of 200 (50 %, the limit itself) still gets its verdict
+    r = ab.analyze(*synthetic(1.5, shares=[(0.3, 0.3)] * 100 + [(1.0, 1.0)] * 100))
+    assert not r.contention["disturbed"] and r.verdict == "slower" and r.exit_code == 1
+
+
+def test_cpu_share_arithmetic_and_a_real_block(chains):
+    from harness.tracking.ab.inprocess import cpu_share
+
+    assert cpu_share(0.03, 0.02, 2) == pytest.approx(0.75)  # 30 ms of CPU in 20 ms on 2 threads
+    assert cpu_share(0.01, 0.0, 1) is None
+    side = ab.Prepared(ab.SideSpec(str(chains[0]), threads=1), with_counts=False)
+    b = side.block(20, 1)
+    assert len(b.samples) == 20 and 0 < b.cpu_share <= 1.05  # one thread can't use more than one core
 
 
 def test_parse_side():
@@ -95,12 +123,18 @@ def test_interleaved_ab_calls_30_percent_more_work_slower(chains, tmp_path: Path
     a, b = chains
     logdir = tmp_path / "logs"
     proc = run_cli("ab", str(a), str(b), "--budget-s", "3", "--threads", "1", "--logdir", str(logdir))
-    assert proc.returncode == 1, proc.stdout + proc.stderr
-    assert "verdict    slower by" in proc.stdout and "REGRESSION in latency" in proc.stdout
     runs = list((logdir / "ab").iterdir())
     assert len(runs) == 1 and not runs[0].name.startswith(".tmp-")
     res = json.loads((runs[0] / "ab.json").read_text())
-    assert res["verdict"] == "slower" and res["exit_code"] == 1
+    cont = res["contention"]
+    assert cont["pairs_measured"] == res["pairs"] and 0 < res["baseline"]["cpu_share"] <= 1.05
+    if cont["disturbed"]:  # the shared host was too busy: the verdict is refused, not guessed
+        assert proc.returncode == 0 and res["verdict"] == "inconclusive" and "disturbed" in res["inconclusive_reason"]
+        assert cont["disturbed_pairs"] > cont["max_disturbed_pair_share"] * cont["pairs_measured"]
+    else:
+        assert proc.returncode == 1, proc.stdout + proc.stderr
+        assert "verdict    slower by" in proc.stdout and "REGRESSION in latency" in proc.stdout
+        assert res["verdict"] == "slower" and res["exit_code"] == 1 and res["inconclusive_reason"] is None
     assert 1.15 < res["ratio"] < 1.45 and res["low"] > 1.0
     samples = pd.read_csv(runs[0] / "ab_samples.csv")
     assert list(samples.columns[:2]) == ["side", "generation"] and {"block", "iteration", "latency_s"} <= set(samples.columns)
@@ -136,10 +170,14 @@ def test_isolated_workers_with_their_own_python(chains, tmp_path: Path):
     a, b = chains
     proc = run_cli("ab", str(a), str(b), "--isolate", "--baseline-python", sys.executable, "--budget-s", "1",
                    "--generation-s", "0.4", "--threads", "1", "--no-count", "--logdir", str(tmp_path / "l"), "--json")
-    assert proc.returncode == 1, proc.stdout + proc.stderr
     res = json.loads(proc.stdout)
     assert res["isolate"] is True and res["generations"] >= ab.MIN_GENERATIONS
-    assert res["verdict"] == "slower" and 1.1 < res["ratio"] < 1.5
+    assert 1.1 < res["ratio"] < 1.5 and res["contention"]["pairs_measured"] == res["pairs"]
+    assert res["candidate"]["cpu_share"] > 0  # reported by the worker with every block
+    if res["contention"]["disturbed"]:
+        assert proc.returncode == 0 and res["verdict"] == "inconclusive", proc.stderr
+    else:
+        assert proc.returncode == 1 and res["verdict"] == "slower", proc.stdout + proc.stderr
     assert res["baseline"]["python"] == sys.executable
     samples = pd.read_csv(Path(res["path"]) / "ab_samples.csv")
     assert samples["generation"].nunique() == res["generations"]

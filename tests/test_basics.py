@@ -11,7 +11,7 @@ import pytest
 from harness.core import fsio
 from harness.pipeline import scenario
 from harness.errors import HarnessError
-from harness.pipeline.measure import latency_stats
+from harness.core.samples import sample_stats as latency_stats
 from harness.core.units import seconds, si
 
 

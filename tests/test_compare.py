@@ -22,6 +22,8 @@ def make_run(logdir: Path, i: int, p50: float, *, n: int = 50, spread: float = 0
     """A finished run directory with summary.json and samples.csv (latencies around p50)."""
     own = {k: kw.pop(k) for k in ("scenario", "tag", "commit", "batch_size") if k in kw}
     s = fake_summary(i, p50=p50, logdir=logdir, **own)
+    if "contention" in kw:
+        s["contention"] = kw.pop("contention")
     rng = np.random.default_rng(i if seed is None else seed)
     samples = p50 * np.exp(rng.normal(0, spread, n))
     samples *= p50 / np.median(samples)  # median exactly p50
@@ -78,7 +80,7 @@ def test_quiet_history_narrows_the_noise(tmp_path: Path):
     slow = make_run(tmp_path, 41, 0.56, record=False)  # +12 %
     base = cmp.resolve(fake_summary(19)["run_id"], tmp_path)
     r = cmp.compare_runs(base, cmp.load_run_dir(slow), logdir=tmp_path)
-    assert "history: 20 run(s)" in r.noise_source and r.noise_sd < 0.03
+    assert "history: 20 undisturbed run(s)" in r.noise_source and r.noise_sd < 0.03
     assert r.metrics[0].verdict == "slower" and r.exit_code == 1
     r = cmp.compare_runs(base, cmp.load_run_dir(same), logdir=tmp_path)
     assert r.metrics[0].verdict == "no significant change" and r.exit_code == 0
@@ -200,3 +202,73 @@ def test_threshold_parsing():
     assert cmp.parse_threshold("10") == pytest.approx(0.10)
     with pytest.raises(HarnessError):
         cmp.parse_threshold("fast")
+
+
+QUIET = {"cpu_share": 0.97, "disturbed": False}
+BUSY = {"cpu_share": 0.41, "disturbed": True}
+
+
+def test_a_disturbed_run_gets_no_timed_verdict(tmp_path: Path):
+    """The measured case: 9.77 ms -> 15.7 ms with a neighbour on the host is not a regression."""
+    a = make_run(tmp_path, 1, 0.00977, contention=QUIET)
+    b = make_run(tmp_path, 2, 0.0157, contention=BUSY, peak_memory_bytes=900_000_000)
+    proc = run_cli("compare", str(a), str(b), "--logdir", str(tmp_path), "--fail-on", "latency,throughput")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "inconclusive (disturbed: baseline 97 % / candidate 41 % CPU share)" in proc.stdout
+    assert "cpu 41% DISTURBED" in proc.stdout and "cpu 97%" in proc.stdout and "harness ab" in proc.stdout
+    proc = run_cli("compare", str(a), str(b), "--logdir", str(tmp_path), "--strict", "--json")
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    out = json.loads(proc.stdout)
+    assert out["disturbed"] == "disturbed: baseline 97 % / candidate 41 % CPU share" and out["exit_code"] == 2
+    assert out["candidate"]["disturbed"] is True and out["baseline"]["cpu_share"] == 0.97
+    m = {x["name"]: x for x in out["metrics"]}
+    assert m["latency"]["verdict"].startswith("inconclusive (disturbed") and not m["latency"]["regression"]
+    assert m["memory"]["verdict"] == "more memory" and m["memory"]["change"] == pytest.approx(0.5)  # still exact
+    # memory is counted, not timed: its regression still fails
+    proc = run_cli("compare", str(a), str(b), "--logdir", str(tmp_path), "--fail-on", "memory")
+    assert proc.returncode == 1 and "REGRESSION in memory" in proc.stdout
+
+
+def test_a_quiet_pair_with_doubled_latency_is_still_a_regression(tmp_path: Path):
+    a = make_run(tmp_path, 1, 0.00977, contention=QUIET)
+    b = make_run(tmp_path, 2, 2 * 0.00977, contention={"cpu_share": 0.99, "disturbed": False})
+    proc = run_cli("compare", str(a), str(b), "--logdir", str(tmp_path))
+    assert proc.returncode == 1 and "REGRESSION in latency" in proc.stdout, proc.stdout + proc.stderr
+
+
+def test_a_lower_cpu_share_widens_the_interval(tmp_path: Path):
+    assert cmp.disturbance_sd(None) == 0 and cmp.disturbance_sd(1.02) == 0
+    assert cmp.disturbance_sd(0.9) == pytest.approx(math.log(1 / 0.9))  # 0.105: as much as a whole run's noise
+    a = make_run(tmp_path, 1, 0.50, contention={"cpu_share": 1.0, "disturbed": False}, record=False)
+    b = make_run(tmp_path, 2, 0.50, contention={"cpu_share": 1.0, "disturbed": False}, record=False)
+    c = make_run(tmp_path, 3, 0.50, contention={"cpu_share": 0.9, "disturbed": False}, record=False)
+    kw = dict(logdir=None, noise_sd=0.03)
+    full = cmp.compare_runs(cmp.load_run_dir(a), cmp.load_run_dir(b), **kw).metrics[0]
+    part = cmp.compare_runs(cmp.load_run_dir(a), cmp.load_run_dir(c), **kw).metrics[0]
+    # log half-widths add in quadrature: sqrt(w^2 + z^2 * ln(1/0.9)^2) with w the quiet pair's half-width
+    z = 2.3263478740408408  # 98 % two-sided
+    w_full = math.log(1 + full.high)
+    assert math.log(1 + part.high) == pytest.approx(math.sqrt(w_full ** 2 + (z * math.log(1 / 0.9)) ** 2), rel=0.02)
+
+
+def test_history_noise_leaves_out_disturbed_runs(tmp_path: Path):
+    quiet_history(tmp_path)  # 20 quiet runs, 1 % apart
+    rng = np.random.default_rng(5)
+    for i in range(20, 26):  # six disturbed runs, up to 30x slow
+        make_run(tmp_path, i, 0.5 * math.exp(rng.uniform(0, 3.4)), contention=BUSY)
+    slow = make_run(tmp_path, 41, 0.56, record=False)  # +12 %
+    base = cmp.resolve(fake_summary(19)["run_id"], tmp_path)
+    r = cmp.compare_runs(base, cmp.load_run_dir(slow), logdir=tmp_path)
+    assert "history: 20 undisturbed run(s)" in r.noise_source and r.noise_sd < 0.03
+    assert r.metrics[0].verdict == "slower" and r.exit_code == 1
+
+
+def test_scenario_pair_of_different_networks_exits_2(tmp_path: Path):
+    """Every API run used to be named "model": the latest two runs may be two different networks."""
+    make_run(tmp_path, 1, 0.50, scenario="model")
+    make_run(tmp_path, 2, 0.90, scenario="model", params=25_557_032, macs=4_089_184_256)
+    proc = run_cli("compare", "--scenario", "model", "--logdir", str(tmp_path))
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1, proc.stdout + proc.stderr
+    assert "different networks (params 138 M vs 25.6 M, macs 15.5 G vs 4.09 G)" in proc.stderr
+    proc = run_cli("compare", "--scenario", "model", "--logdir", str(tmp_path), "--force")
+    assert proc.returncode == 1 and "WORK DIFFERS" in proc.stdout

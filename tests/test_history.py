@@ -208,12 +208,104 @@ def test_older_schema_is_migrated_in_memory_and_never_rewritten(tmp_path: Path, 
     assert migrated["latency_p50_s"].tolist() == df["latency_p50_s"].tolist()
 
 
+def write_v2_file(logdir: Path, n: int = 3) -> bytes:
+    """A schema-2 history.csv as the previous harness wrote it (its own header and rows)."""
+    rows = []
+    for i in range(n):
+        row = history.row_from_summary(fake_summary(i, p50=0.5 + i / 100, logdir=logdir), logdir)
+        rows.append(history.format_row({**row, "schema_version": 2}, history.COLUMNS_V2))
+    data = history.format_header(history.COLUMNS_V2) + b"".join(rows)
+    (logdir / "history.csv").write_bytes(data)
+    return data
+
+
+def test_schema_2_is_read_as_3_and_migrated(tmp_path: Path):
+    before = write_v2_file(tmp_path)
+    assert before.splitlines()[0].decode() == (  # the header schema 2 wrote, verbatim
+        "schema_version,run_id,started_at,scenario,config_key,batch_size,dtype,device,threads,tag,env_key,"
+        "torch_version,device_name,git_commit,params,macs,flops,latency_p50_s,latency_p90_s,latency_p99_s,"
+        "latency_mean_s,latency_std_s,latency_n,throughput_samples_per_s,achieved_flop_per_s,utilization,"
+        "peak_flop_per_s,peak_memory_bytes,run_dir")
+    df = history.read(tmp_path)
+    assert list(df.columns) == history.COLUMNS and len(df) == 3 and history.SCHEMA_VERSION == 3
+    assert (df["schema_version"] == 3).all() and df["workload"].tolist() == ["forward"] * 3
+    assert df["latency_p50_s"].tolist() == [0.5, 0.51, 0.52] and df["peak_flop_per_s"].tolist() == [1.41e11] * 3
+    for col in ("ttft_p50_s", "decode_step_p50_s", "forward_p50_s", "backward_p50_s", "optimizer_p50_s",
+                "cpu_share", "disturbed", "peak_source"):
+        assert df[col].isna().all(), col
+    assert (tmp_path / "history.csv").read_bytes() == before  # reading never rewrites
+    history.append(tmp_path, fake_summary(9, logdir=tmp_path))  # kept in its own layout
+    assert history.file_version(tmp_path) == 2
+    proc = run_cli("history", "--migrate", "--logdir", str(tmp_path))
+    assert proc.returncode == 0 and "schema 3" in proc.stdout, proc.stderr
+    assert history.file_version(tmp_path) == 3 and (tmp_path / "history.v2.csv").exists()
+    after = history.read(tmp_path)
+    assert len(after) == 4 and after["workload"].tolist() == ["forward"] * 4
+    assert pd.read_csv(tmp_path / "history.csv").shape == (4, len(history.COLUMNS))
+
+
+def generate_summary(i: int, logdir: Path, **contention) -> dict:
+    s = fake_summary(i, scenario="gpt2", p50=0.9, logdir=logdir)
+    del s["config_key"]
+    phase = lambda p50: {"time_s": {"p50": p50, "p90": p50 * 1.1, "n": 10}}  # noqa: E731
+    s.update(workload="generate", prompt_len=128, new_tokens=64, peak_source="calibrated",
+             phases={"prefill": phase(0.12), "decode": phase(0.012)})
+    if contention:
+        s["contention"] = contention
+    return s
+
+
+def test_generate_row_has_phases_contention_and_a_longer_key(tmp_path: Path):
+    s = generate_summary(1, tmp_path, cpu_share=0.41, disturbed=True)
+    row = history.row_from_summary(s, tmp_path)
+    assert row["config_key"] == "gpt2|bs=1|float32|cpu|threads=2|tag=|workload=generate|prompt_len=128|new_tokens=64"
+    assert (row["workload"], row["ttft_p50_s"], row["decode_step_p50_s"]) == ("generate", 0.12, 0.012)
+    assert row["forward_p50_s"] is None and row["optimizer_p50_s"] is None
+    assert (row["cpu_share"], row["disturbed"], row["peak_source"]) == (0.41, True, "calibrated")
+    # a forward run keeps today's key exactly, and no contention object leaves the columns empty
+    f = fake_summary(2)
+    del f["config_key"]
+    row = history.row_from_summary(f)
+    assert row["config_key"] == "vgg16|bs=1|float32|cpu|threads=2|tag=" and row["workload"] == "forward"
+    assert row["cpu_share"] is None and row["disturbed"] is None and row["ttft_p50_s"] is None
+    history.append(tmp_path, s)
+    history.append(tmp_path, generate_summary(2, tmp_path, cpu_share=0.97, disturbed=False))
+    df = history.read(tmp_path)
+    assert df["disturbed"].tolist() == [1, 0] and df["cpu_share"].tolist() == [0.41, 0.97]
+    proc = run_cli("history", "--logdir", str(tmp_path))
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert "41% DISTURBED" in lines[2] and "97%" in lines[3] and "DISTURBED" not in lines[3]
+    assert "gpt2 · bs 1 · float32 · cpu · 2 thr · generate" in lines[2]
+    assert "1 DISTURBED" in lines[-1]
+
+
+def test_plot_of_many_configs_keeps_the_most_recent(tmp_path: Path):
+    from harness.commands.history import config_label
+    from harness.report.trends import recent_configs
+
+    for i in range(30):  # 30 configs, 8 ms to 2.5 s: config i ran at times i and i + 30
+        for k in (i, i + 30):
+            s = fake_summary(k, p50=0.008 * (1.22 ** i), logdir=tmp_path, batch_size=i + 1)
+            s["started_at"] = f"2026-11-24T10:{k // 60:02d}:{k % 60:02d}.000000Z"
+            history.append(tmp_path, s)
+    df = history.read(tmp_path)
+    df = df.assign(x=range(1, len(df) + 1))
+    groups, total = recent_configs(df)
+    assert total == 30 and [config_label(g.iloc[0]).split(" · ")[1] for _, g in groups] == \
+        [f"bs {b}" for b in range(21, 31)]
+    png = tmp_path / "many.png"
+    proc = run_cli("history", "--logdir", str(tmp_path), "--plot", str(png))
+    assert proc.returncode == 0, proc.stderr
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
 def test_newer_schema_is_refused(tmp_path: Path):
     history.append(tmp_path, fake_summary(0))
     path = tmp_path / "history.csv"
     lines = path.read_text().splitlines(keepends=True)
-    path.write_text(lines[0] + "3" + lines[1][1:])
-    with pytest.raises(HarnessError, match="line 2: schema_version 3 is newer"):
+    path.write_text(lines[0] + "4" + lines[1][1:])
+    with pytest.raises(HarnessError, match="line 2: schema_version 4 is newer"):
         history.read(tmp_path)
 
 

@@ -6,7 +6,9 @@ from torch import nn
 
 from harness.count import count
 from harness.pipeline.join import join
+from harness.pipeline.prepare import prepare_model
 from harness.pipeline.profiling import ProfileConfig, run_profiler
+from harness.pipeline.workloads import Forward
 
 
 def test_fallback_join_by_op_and_shapes_keeps_every_flop_and_microsecond():
@@ -15,7 +17,7 @@ def test_fallback_join_by_op_and_shapes_keeps_every_flop_and_microsecond():
     x = torch.randn(4, 32)
     with torch.inference_mode():
         counts = count(model, x)
-        prof = run_profiler(model, x, device=torch.device("cpu"), config=ProfileConfig(active=2), staged_trace=None)
+        prof = run_profiler(Forward(), prepare_model(model, x), config=ProfileConfig(active=2), staged_trace=None)
     # the counter saw one op less than the profiler: sequences differ, so calls cannot be matched one to one
     counts.events = counts.events.iloc[1:].reset_index(drop=True)
     j = join(prof, counts, peak_flop_per_s=1e11, peak_bytes_per_s=1e10)

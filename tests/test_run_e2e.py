@@ -68,7 +68,7 @@ def test_summary_contract(cli_run):
     _, run_dir, _ = cli_run
     s = json.loads((run_dir / "summary.json").read_text())
     assert SUMMARY_KEYS <= set(s)
-    assert s["schema_version"] == 1 and s["scenario"] == "tiny" and s["batch_size"] == 2
+    assert s["schema_version"] == 2 and s["scenario"] == "tiny" and s["batch_size"] == 2
     assert set(s["latency_s"]) >= {"p50", "p90", "p99", "mean", "std", "min", "n"} and s["latency_s"]["n"] == 7
     assert s["params"] == TINY_PARAMS
     assert s["flops"] == 2 * s["macs"]
@@ -115,11 +115,13 @@ def test_join_by_hand_on_known_shapes(cli_run):
         assert df.self_time_s.sum() == pytest.approx(s["profiled"]["time_per_forward_s"], rel=1e-9)
         # every profiled microsecond once: attributed times add up to the profiler's own self-time total
         assert df.self_time_s.sum() == pytest.approx(df.self_cpu_time_total_s.sum(), rel=1e-9)
-    mods = pd.read_csv(run_dir / "modules.csv", keep_default_na=False).set_index("path")
+    # read with pandas' defaults: the whole-model row is "(model)", not an empty path that becomes NaN
+    mods = pd.read_csv(run_dir / "modules.csv").set_index("path")
     assert mods.loc["0", "macs"] == TINY_CONV_MACS and mods.loc["4", "macs"] == TINY_LINEAR_MACS
-    assert mods.loc["", "macs"] == s["macs"]
-    assert mods.loc["", "time_s"] == pytest.approx(mods.drop(index="").time_s.sum(), rel=1e-9)
-    assert mods.loc["", "time_s"] == pytest.approx(s["profiled"]["op_time_per_forward_s"], rel=1e-9)
+    assert mods.loc["(model)", "macs"] == s["macs"]
+    assert mods.loc["(model)", "time_s"] == pytest.approx(mods.drop(index="(model)").time_s.sum(), rel=1e-9)
+    assert mods.loc["(model)", "time_s"] == pytest.approx(s["profiled"]["op_time_per_forward_s"], rel=1e-9)
+    assert (mods.phase == "forward").all()
 
 
 def test_python_api_matches_contract(tiny_scenario, tmp_path):

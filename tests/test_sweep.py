@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import io
+import json
 from pathlib import Path
+from types import SimpleNamespace
 
 import pandas as pd
 import pytest
@@ -10,7 +12,7 @@ import pytest
 from conftest import run_cli, write_scenario
 from harness.tracking import history
 from harness.errors import HarnessError
-from harness.tracking.sweep import Point, Progress, parse_dtypes, parse_ints
+from harness.tracking.sweep import COLUMNS, Point, Progress, _point_row, parse_dtypes, parse_ints
 
 HUNGRY = '''
 """Runs out of memory above batch 4 (simulated), and its kernel 'breaks' at batch 3."""
@@ -58,8 +60,12 @@ def test_sweep_records_failed_points_and_goes_on(tmp_path: Path):
     ok = df[df["status"] == "ok"]
     assert (ok["latency_p50_s"] > 0).all() and (ok["achieved_flop_per_s"] > 0).all()
     assert ok["flops"].tolist() == [2 * 32 * 32 * 1, 2 * 32 * 32 * 2]
-    for d in ok["run_dir"]:
-        assert (Path(d) / "summary.json").exists()
+    for _, r in ok.iterrows():  # each point's peak (it changes with threads) and contention, as its run saw them
+        summary = json.loads((Path(r["run_dir"]) / "summary.json").read_text())
+        assert r["peak_flop_per_s"] == pytest.approx(summary["peak_flop_per_s"])
+        assert r["peak_source"] == summary["peak_source"]
+        c = summary.get("contention") or {}
+        assert (pd.isna(r["cpu_share"]) and "cpu_share" not in c) or r["cpu_share"] == pytest.approx(c["cpu_share"])
     assert set(history.read(logdir)["run_id"]) == set(ok["run_id"])  # every ok point is a history row
     png = sweeps[0] / "sweep.png"
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -67,7 +73,7 @@ def test_sweep_records_failed_points_and_goes_on(tmp_path: Path):
     assert "2 point(s) ok, 2 failed" in proc.stdout
     progress = [ln for ln in proc.stderr.splitlines() if ln.startswith("[")]
     assert len(progress) == 4 and all("ETA" in ln for ln in progress)
-    assert progress[1].startswith("[##########----------] 2/4") and "FAILED: out of memory" in progress[1]
+    assert progress[1].startswith("[##########----------] 2/4") and "ran out of memory" in progress[1]
 
 
 def test_sweep_where_every_point_fails_exits_2(tmp_path: Path):
@@ -108,3 +114,15 @@ def test_progress_eta_scales_with_batch_size():
     assert p.eta() == pytest.approx(14.0)
     lines = out.getvalue().splitlines()
     assert lines[1].startswith("[##########----------] 2/4  bs 2: ok (3.0 s)") and "ETA 14s" in lines[1]
+
+
+def test_a_disturbed_point_is_marked():
+    summary = {"run_id": "r1", "latency_s": {"p50": 0.0157, "p90": 0.02}, "peak_flop_per_s": 7.04e10,
+               "peak_source": "calibrated", "contention": {"cpu_share": 0.41, "disturbed": True}}
+    row = {c: None for c in COLUMNS}
+    outcome = _point_row(SimpleNamespace(summary=summary, path=None), row)
+    assert (row["cpu_share"], row["disturbed"], row["peak_source"], row["peak_flop_per_s"]) == \
+        (0.41, 1, "calibrated", 7.04e10)
+    assert outcome == "p50 15.7 ms (machine disturbed)"
+    summary["contention"] = {"cpu_share": 0.99, "disturbed": False}
+    assert _point_row(SimpleNamespace(summary=summary, path=None), row) == "p50 15.7 ms" and row["disturbed"] == 0

@@ -5,7 +5,7 @@ import argparse
 import sys
 
 from ..errors import HarnessError
-from ..core.units import seconds, si
+from ..core.units import percent, seconds, si
 
 METHOD_NAMES = {"hl": "Hodges-Lehmann / signed-rank", "bootstrap": "bootstrap of the median", "sign": "sign-test median"}
 
@@ -42,7 +42,7 @@ def add_parser(sub) -> None:
     p.add_argument("--min-pairs", type=int, default=8, help="at least this many block pairs, even past the budget "
                                                             "(default 8)")
     p.add_argument("--block-s", type=float, default=0.015, help="seconds of work per block (default 0.015)")
-    p.add_argument("--generation-s", type=float, default=3.0,
+    p.add_argument("--generation-s", type=float, default=2.0,
                    help="with --isolate: seconds of blocks per pair of worker processes before both are replaced "
                         "(default 2); at least 7 generations are run")
     p.add_argument("--fail-on", default="latency", metavar="METRICS",
@@ -128,7 +128,8 @@ def render(r) -> str:
             extra = f"   (python {d.get('python')}, torch {d.get('torch_version')})"
         c = d.get("counts") or {}
         work = f"   {si(c['flops'], 'FLOP')}" if c.get("flops") else ""
-        out.append(f"{name:<10} {_side_line(d):<{w}}   median {seconds(d.get('median_s'))}{work}{extra}")
+        share = f"   cpu {percent(d['cpu_share'], 0)}" if d.get("cpu_share") is not None else ""
+        out.append(f"{name:<10} {_side_line(d):<{w}}   median {seconds(d.get('median_s'))}{work}{share}{extra}")
     unit = f"{r.generations} worker generations, {r.pairs} block pairs" if r.isolate else f"{r.pairs} block pairs"
     out.append(f"{'ratio':<10} candidate/baseline {e.ratio:.3f}   {e.level * 100:.0f}% interval [{e.low:.3f}, {e.high:.3f}]"
                f"   ({METHOD_NAMES[r.method]}; {unit} of {r.block_iterations} iteration(s), "
@@ -141,10 +142,17 @@ def render(r) -> str:
         v = f"faster by {-change:.1f}% ({1 / e.ratio:.3f}x the speed)"
     elif r.verdict == "no significant change":
         v = f"no significant change (any change is within ±{t:g}%)"
+    elif r.inconclusive_reason:
+        v = f"inconclusive ({r.inconclusive_reason}); rerun on a quieter machine, or with --threads 1"
     else:
         v = "inconclusive: the interval is too wide to decide"
+    cont = r.contention or {}
+    if cont.get("pairs_measured"):
+        out.append(f"{'contention':<10} {cont['disturbed_pairs']} of {cont['pairs_measured']} block pairs disturbed "
+                   f"(a side below {cont['block_disturbed_below_cpu_share'] * 100:.0f}% CPU share; a verdict needs "
+                   f"at most {cont['max_disturbed_pair_share'] * 100:.0f}%)")
     out.append(f"{'verdict':<10} {v}")
-    if r.verdict == "inconclusive" and r.pairs_needed and r.pairs and not r.isolate:
+    if r.verdict == "inconclusive" and not r.inconclusive_reason and r.pairs_needed and r.pairs and not r.isolate:
         per_pair = r.elapsed_s / r.pairs
         out.append(f"{'':<10} about {r.pairs_needed} pairs would settle a {t:g}% change: try --budget-s "
                    f"{max(r.pairs_needed * per_pair * 1.2, r.budget_s * 1.5):.0f}")

@@ -12,8 +12,9 @@ from ..core.units import percent, seconds, si
 
 def add_parser(sub) -> None:
     p = sub.add_parser("history", help="table (and plot) of past runs from LOGDIR/history.csv",
-                       description="Show LOGDIR/history.csv: one line per run, oldest first; optionally plot "
-                                   "latency and achieved FLOP/s over runs, one line per config.")
+                       description="Show LOGDIR/history.csv: one line per run, oldest first, with the run's CPU "
+                                   "share and a DISTURBED flag when the machine was busy; optionally plot latency "
+                                   "and achieved FLOP/s over runs (log axes), one line per config.")
     p.add_argument("scenario", nargs="?", default=None, help="only runs of this scenario (name, or a scenario file)")
     p.add_argument("--logdir", default="logs", help="where runs are written (default: logs)")
     p.add_argument("--plot", metavar="FILE.png", default=None, help="write a plot of latency and achieved FLOP/s over runs")
@@ -90,6 +91,9 @@ def config_label(r) -> str:
             f"{_i(r.get('threads'))} thr"]
     if isinstance(tag, str) and tag:
         bits.append(f"tag {tag}")
+    workload = r.get("workload")
+    if isinstance(workload, str) and workload != "forward":
+        bits.append(workload)
     return " · ".join(bits)
 
 
@@ -109,8 +113,14 @@ def _ok(v) -> bool:
         return False
 
 
+def machine_cell(r) -> str:
+    """``97%`` (the run's CPU share), ``41% DISTURBED``, or ``-`` when the run did not measure it."""
+    share = percent(r["cpu_share"], 0) if _ok(r.get("cpu_share")) else "-"
+    return f"{share} DISTURBED" if _ok(r.get("disturbed")) and bool(r["disturbed"]) else share
+
+
 def render_table(df) -> str:
-    head = ["started (UTC)", "run_id", "config", "p50", "p90", "std", "achieved", "util", "commit"]
+    head = ["started (UTC)", "run_id", "config", "p50", "p90", "std", "achieved", "util", "cpu share", "commit"]
     rows = []
     for _, r in df.iterrows():
         rows.append([
@@ -122,77 +132,29 @@ def render_table(df) -> str:
             seconds(r["latency_std_s"]) if _ok(r["latency_std_s"]) else "n/a",
             si(r["achieved_flop_per_s"], "FLOP/s") if _ok(r["achieved_flop_per_s"]) else "n/a",
             percent(r["utilization"]) if _ok(r["utilization"]) else "n/a",
+            machine_cell(r),
             str(r["git_commit"] or ""),
         ])
     if not rows:
         return "no runs"
     widths = [max(len(h), *(len(x[i]) for x in rows)) for i, h in enumerate(head)]
-    right = {3, 4, 5, 6, 7}
+    right = {3, 4, 5, 6, 7, 8}
     fmt = lambda cells: "  ".join(c.rjust(w) if i in right else c.ljust(w) for i, (c, w) in enumerate(zip(cells, widths))).rstrip()  # noqa: E731
     out = [fmt(head), fmt(["-" * w for w in widths])] + [fmt(r) for r in rows]
     n_cfg = df["config_key"].nunique()
-    out.append(f"{len(rows)} run(s), {n_cfg} config(s)")
+    n_bad = int(sum(_ok(v) and bool(v) for v in df["disturbed"]))
+    out.append(f"{len(rows)} run(s), {n_cfg} config(s)"
+               + (f"; {n_bad} DISTURBED (a busy machine: their timings are not comparable)" if n_bad else ""))
     return "\n".join(out)
 
 
 def plot(df, out: str | Path) -> Path:
-    """Latency (p50, with p90 as the top of a band) and achieved FLOP/s over runs, one line per config."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import pandas as pd
-
-    from ..core.fsio import atomic_write_bytes
+    """Latency and achieved FLOP/s over runs (:func:`harness.report.trends.history_figure`)."""
+    from ..report.trends import history_figure
 
     out = Path(out)
     if out.suffix.lower() != ".png":
         raise HarnessError(f"--plot {out}: give a .png file name")
     if out.exists() and out.is_dir():
         raise HarnessError(f"--plot {out} is a directory; give a .png file name")
-    if df.empty:
-        raise HarnessError("nothing to plot: no runs selected")
-    df = df.copy()
-    df["t"] = pd.to_datetime(df["started_at"], utc=True, errors="coerce", format="ISO8601")
-    df = df.sort_values(["t", "run_id"], kind="stable", na_position="first").reset_index(drop=True)
-    df["x"] = range(1, len(df) + 1)  # run number over the selection: days of idle time take no room
-    fig, (ax1, ax2) = plt.subplots(2, 1, figsize=(10, 6.5), sharex=True, constrained_layout=True)
-    groups = list(df.groupby("config_key", sort=False))
-    cmap = plt.get_cmap("tab10")
-    for i, (key, g) in enumerate(groups[:10]):
-        color = cmap(i % 10)
-        label = config_label(g.iloc[0])
-        p50 = g["latency_p50_s"].astype(float) * 1e3
-        p90 = g["latency_p90_s"].astype(float) * 1e3
-        ax1.plot(g["x"], p50, marker="o", ms=4, color=color, label=label)
-        ax1.fill_between(g["x"], p50, p90, color=color, alpha=0.15, linewidth=0)
-        ax2.plot(g["x"], g["achieved_flop_per_s"].astype(float) / 1e9, marker="o", ms=4, color=color, label=label)
-    ax1.set_ylabel("latency (ms)\nline p50, band up to p90")
-    ax2.set_ylabel("achieved GFLOP/s")
-    ax1.set_ylim(bottom=0)
-    ax2.set_ylim(bottom=0)
-    for ax in (ax1, ax2):
-        ax.grid(True, alpha=0.3)
-    from matplotlib.ticker import MaxNLocator
-
-    ax2.xaxis.set_major_locator(MaxNLocator(integer=True))
-    span = ""
-    if df["t"].notna().any():
-        t0, t1 = df["t"].min(), df["t"].max()
-        span = f"  ({t0:%Y-%m-%d %H:%M} to {t1:%Y-%m-%d %H:%M} UTC)"
-    ax2.set_xlabel(f"run number, oldest first{span}")
-    title = "harness history"
-    scen = sorted(set(df["scenario"].dropna()))
-    if len(scen) == 1:
-        title += f": {scen[0]}"
-    if len(groups) > 10:
-        title += f" (first 10 of {len(groups)} configs)"
-    ax1.set_title(title)
-    ax1.legend(fontsize=8, loc="best")
-    import io
-
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110)
-    plt.close(fig)
-    atomic_write_bytes(out, buf.getvalue())
-    return out
+    return history_figure(df, out, config_label)

@@ -54,24 +54,32 @@ def main(args: argparse.Namespace) -> int:
     return 0
 
 
+def _machine(r: dict) -> str:
+    share = percent(r["cpu_share"], 0) if r.get("cpu_share") is not None else "-"
+    return f"{share} DISTURBED" if r.get("disturbed") else share
+
+
 def render(result) -> str:
-    head = ["batch", "dtype", "threads", "status", "p50", "throughput", "achieved", "util", "run / reason"]
+    head = ["batch", "dtype", "threads", "status", "p50", "throughput", "achieved", "util", "cpu share", "run / reason"]
     rows = []
     for r in result.rows:
         ok = r["status"] == "ok"
         rows.append([str(r["batch_size"]), str(r["dtype"]), str(r["threads"] if r["threads"] is not None else "default"),
                      r["status"],
                      seconds(r["latency_p50_s"]) if ok else "",
-                     f"{r['throughput_samples_per_s']:.4g}/s" if ok and r["throughput_samples_per_s"] else "",
+                     si(r["throughput_samples_per_s"], "/s") if ok and r["throughput_samples_per_s"] else "",
                      si(r["achieved_flop_per_s"], "FLOP/s") if ok else "",
                      percent(r["utilization"]) if ok and r["utilization"] is not None else "",
+                     _machine(r) if ok else "",
                      (r["run_id"] or "") if ok else (r["reason"] or "")])
     widths = [max(len(h), *(len(x[i]) for x in rows)) for i, h in enumerate(head)]
-    fmt = lambda cells: "  ".join(c.rjust(w) if i in (0, 4, 5, 6, 7) else c.ljust(w)  # noqa: E731
+    fmt = lambda cells: "  ".join(c.rjust(w) if i in (0, 4, 5, 6, 7, 8) else c.ljust(w)  # noqa: E731
                                   for i, (c, w) in enumerate(zip(cells, widths))).rstrip()
     out = [f"sweep {result.sweep_id} of {result.scenario}", fmt(head), fmt(["-" * w for w in widths])]
     out += [fmt(r) for r in rows]
     n_bad = len(result.failed)
-    out.append(f"{len(rows) - n_bad} point(s) ok, {n_bad} failed")
+    n_loud = sum(bool(r.get("disturbed")) for r in result.rows)
+    out.append(f"{len(rows) - n_bad} point(s) ok, {n_bad} failed"
+               + (f"; {n_loud} measured on a DISTURBED machine (not comparable)" if n_loud else ""))
     out.append(f"table: {result.path}/sweep.csv" + (f"   plot: {result.plot}" if result.plot else ""))
     return "\n".join(out)

@@ -38,8 +38,3 @@ def percent(value: float | None, digits: int = 1) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "n/a"
     return f"{100 * value:.{digits}f}%"
-
-
-def binary_bytes(value: float | None) -> str:
-    """Memory sizes in bytes with SI prefixes (kB = 1000 B), labelled as such."""
-    return si(value, "B")

@@ -31,7 +31,7 @@ from typing import Any
 
 import pandas as pd
 
-from .profiling import MODEL_LABEL, US, Profile
+from .profiling import US, Profile, _is_cpu
 
 WORK = ["macs", "flops", "other_flops", "bytes"]
 UNSEEN = "(not seen by profiler)"
@@ -49,12 +49,16 @@ class Joined:
     aligned: bool
     time_per_forward_s: float
     op_time_per_forward_s: float
+    kernels: pd.DataFrame  # kernels.csv (empty on CPU)
 
 
-def _event_rows(profile: Profile, counter_ops: set[str]) -> list[dict]:
-    """Walk the event forest; one row per event with its kind and attributed time (s)."""
+def _event_rows(profile: Profile, counter_ops: set[str]) -> tuple[list[dict], list[dict]]:
+    """Walk the CPU-side event forest: one row per event (step, phase, kind, attributed time in s)
+    and one row per device kernel, with the row index of the dispatch-level op that launched it."""
     cuda = profile.device_type == "cuda"
+    phases = set(profile.phases)
     rows: list[dict] = []
+    kernels: list[dict] = []
     step = -1
 
     def own(e) -> float:
@@ -63,11 +67,12 @@ def _event_rows(profile: Profile, counter_ops: set[str]) -> list[dict]:
     def inclusive(e) -> float:
         return (e.device_time_total if cuda else e.cpu_time_total) * US
 
-    def visit(e, under_op: bool) -> None:
+    def visit(e, op_row: int | None, phase: str) -> None:
         nonlocal step
-        if e.name == MODEL_LABEL:
+        if e.name == profile.label:
             step += 1
-        if under_op:
+        phase = e.name if e.name in phases else phase
+        if op_row is not None:
             kind, t = "nested", 0.0
         elif e.name in counter_ops:
             kind, t = "op", inclusive(e)
@@ -75,23 +80,40 @@ def _event_rows(profile: Profile, counter_ops: set[str]) -> list[dict]:
             kind, t = "wrapper", own(e)
         else:
             kind, t = "label", own(e)
-        rows.append({"step": step, "name": e.name, "input_shapes": str(e.input_shapes), "kind": kind, "self_time_s": t,
-                     "start_us": e.time_range.start})
+        rows.append({"step": step, "phase": phase, "name": e.name, "input_shapes": str(e.input_shapes), "kind": kind,
+                     "self_time_s": t, "start_us": e.time_range.start})
+        here = op_row if op_row is not None else (len(rows) - 1 if kind == "op" else None)
+        for k in getattr(e, "kernels", []):
+            kernels.append({"step": step, "phase": phase, "kernel": k.name, "row": here if here is not None else len(rows) - 1,
+                            "device_time_s": k.duration * US})
         for c in sorted(e.cpu_children, key=lambda c: c.time_range.start):
-            visit(c, under_op or kind == "op")
+            if _is_cpu(c):
+                visit(c, here, phase)
 
     # CPU-side events only: on CUDA, kernels are attached to the op that launched them
     # (its device time), and listing them again as roots would count them twice
     roots = sorted((e for e in profile.events if e.cpu_parent is None and _is_cpu(e)), key=lambda e: e.time_range.start)
     for r in roots:
-        visit(r, False)
-    return rows
+        visit(r, None, "")
+    return rows, kernels
 
 
-def _is_cpu(e) -> bool:
-    from torch.autograd import DeviceType
+KERNEL_COLUMNS = ["kernel", "op", "phase", "module", "calls", "device_time_s", "time_share"]
 
-    return getattr(e, "device_type", DeviceType.CPU) == DeviceType.CPU
+
+def _kernel_table(kernels: list[dict], calls: pd.DataFrame, steps: int) -> pd.DataFrame:
+    """kernels.csv: per (kernel, launching op, phase, module), calls and device time per iteration."""
+    if not kernels:
+        return pd.DataFrame(columns=KERNEL_COLUMNS)
+    k = pd.DataFrame(kernels)
+    k["op"] = [calls.at[r, "name"] for r in k.row]
+    k["module"] = [calls.at[r, "module"] or "" for r in k.row]
+    t = (k.groupby(["kernel", "op", "phase", "module"], as_index=False, sort=False)
+         .agg(calls=("device_time_s", "size"), device_time_s=("device_time_s", "sum")))
+    t[["calls", "device_time_s"]] = t[["calls", "device_time_s"]] / steps
+    total = t.device_time_s.sum()
+    t["time_share"] = t.device_time_s / total if total > 0 else 0.0
+    return t.sort_values("device_time_s", ascending=False, kind="stable").reset_index(drop=True)[KERNEL_COLUMNS]
 
 
 def _align(calls: pd.DataFrame, cevents: pd.DataFrame, steps: int) -> bool:
@@ -145,26 +167,52 @@ def _key_join(calls: pd.DataFrame, by_op: pd.DataFrame, cevents: pd.DataFrame, s
     return calls
 
 
-def _derive(df: pd.DataFrame, time_col: str, peak_flop: float | None, peak_bytes: float | None, total_time: float) -> pd.DataFrame:
-    """Add rates, intensity, utilization, bound and share of time (all documented in README)."""
+@dataclass
+class Ceilings:
+    """The roofline's ceilings: the run's peaks, and where a Peak is given, per-op FLOP/s ceilings
+    (TF32 for convs/matmuls on CUDA) and the bandwidth of the memory level a working set fits in."""
+
+    flop_per_s: float | None
+    bytes_per_s: float | None
+    peak: Any = None  # harness.hardware.Peak
+
+    def flop_for(self, names: pd.Series | None, n: int) -> pd.Series:
+        if self.peak is None or names is None or not self.flop_per_s:
+            return pd.Series([self.flop_per_s or math.nan] * n, dtype=float)
+        return pd.Series([self.peak.ceiling_for_op(str(x))[0] or math.nan for x in names], dtype=float)
+
+    def levels(self, working_sets: pd.Series) -> tuple[list[str], pd.Series]:
+        if self.peak is None:
+            return ["DRAM"] * len(working_sets), pd.Series([self.bytes_per_s or math.nan] * len(working_sets), dtype=float)
+        pairs = [self.peak.bandwidth_for(int(w)) for w in working_sets.fillna(0)]
+        return [lv for _, lv in pairs], pd.Series([bw or math.nan for bw, _ in pairs], dtype=float)
+
+
+def _derive(df: pd.DataFrame, time_col: str, ceilings: Ceilings, total_time: float) -> pd.DataFrame:
+    """Add rates, intensity, utilization, memory level, bound and share of time (README documents each).
+
+    ``utilization`` is against the row's own FLOP/s ceiling; ``bandwidth_utilization`` against
+    main memory (DRAM); ``memory_level`` is the level one call's working set (its counted
+    bytes) fits in, and ``level_bandwidth_utilization`` is against that level's bandwidth.
+    """
+    df = df.reset_index(drop=True)
     t = df[time_col].where(df[time_col] > 0)
     df["total_flops"] = df["flops"] + df["other_flops"]
     df["achieved_flop_per_s"] = df["flops"] / t
     df["achieved_total_flop_per_s"] = df["total_flops"] / t
     df["achieved_bytes_per_s"] = df["bytes"] / t
     df["arithmetic_intensity"] = df["total_flops"] / df["bytes"].where(df["bytes"] > 0)
-    df["peak_flop_per_s"] = peak_flop if peak_flop else math.nan
-    df["peak_bytes_per_s"] = peak_bytes if peak_bytes else math.nan
-    df["utilization"] = df["achieved_flop_per_s"] / df["peak_flop_per_s"]
+    df["peak_flop_per_s"] = ceilings.flop_for(df["name"] if "name" in df else None, len(df))
+    df["peak_bytes_per_s"] = ceilings.bytes_per_s if ceilings.bytes_per_s else math.nan
+    # FLOP/s utilization is about multiply-add work: blank (NaN) where there is none, never 0 %
+    df["utilization"] = (df["achieved_flop_per_s"] / df["peak_flop_per_s"]).where(df["flops"] > 0)
     df["bandwidth_utilization"] = df["achieved_bytes_per_s"] / df["peak_bytes_per_s"]
-    if peak_flop and peak_bytes:
-        ridge = peak_flop / peak_bytes
-        df["bound"] = [
-            "" if not (tf > 0) or math.isnan(ai) else ("compute" if ai >= ridge else "memory")
-            for tf, ai in zip(df["total_flops"], df["arithmetic_intensity"].fillna(math.nan))
-        ]
-    else:
-        df["bound"] = ""
+    calls = df["calls"].where(df["calls"] > 0, 1) if "calls" in df else 1
+    df["memory_level"], level_bw = ceilings.levels(df["bytes"] / calls)
+    df["level_bandwidth_utilization"] = df["achieved_bytes_per_s"] / level_bw
+    ridge = df["peak_flop_per_s"] / level_bw
+    df["bound"] = ["" if not (tf > 0) or math.isnan(ai) or math.isnan(r) else ("compute" if ai >= r else "memory")
+                   for tf, ai, r in zip(df["total_flops"], df["arithmetic_intensity"].fillna(math.nan), ridge)]
     df["time_share"] = df[time_col] / total_time if total_time > 0 else math.nan
     return df
 
@@ -185,15 +233,18 @@ def _ancestors(path: str) -> list[str]:
     return [""] + [".".join(parts[: i + 1]) for i in range(len(parts))]
 
 
-def join(profile: Profile, counts: Any, *, peak_flop_per_s: float | None, peak_bytes_per_s: float | None) -> Joined:
-    """Join a profile with counts. See the module docstring for the attribution rule."""
-    cevents: pd.DataFrame = counts.events.copy()
-    if "counted" not in cevents:
-        cevents["counted"] = True
-    cevents["module"] = cevents["module"].fillna("")
+def _phase_of_events(cevents: pd.DataFrame, phases: tuple[str, ...]) -> pd.DataFrame:
+    """The counter's events with a ``phase`` column (a one-phase count without one gets that phase)."""
+    if "phase" not in cevents:
+        cevents["phase"] = phases[0] if len(phases) == 1 else ""
+    return cevents
+
+
+def _attributed_calls(profile: Profile, counts: Any, cevents: pd.DataFrame) -> tuple[pd.DataFrame, bool, list[dict]]:
+    """Profiled events with the counter's work on the dispatch-level ones; whether calls aligned."""
     steps = profile.steps
-    counter_ops = set(cevents.op)
-    calls = pd.DataFrame(_event_rows(profile, counter_ops))
+    rows, kernels = _event_rows(profile, set(cevents.op))
+    calls = pd.DataFrame(rows)
     for c in WORK:
         calls[c] = 0.0
     calls["module"] = None
@@ -203,59 +254,81 @@ def join(profile: Profile, counts: Any, *, peak_flop_per_s: float | None, peak_b
         for c in WORK:
             calls[c] = 0.0
         calls = _key_join(calls, counts.by_op, cevents, steps)
+        calls["phase"] = calls["phase"].fillna(profile.phases[0] if len(profile.phases) == 1 else "")
     calls[WORK] = calls[WORK].fillna(0.0)
+    return calls, aligned, kernels
 
-    total_time = float(calls.self_time_s.sum()) / steps
-    op_time = float(calls.loc[calls.kind == "op", "self_time_s"].sum()) / steps
 
-    def table(keys: list[str], raw: pd.DataFrame) -> pd.DataFrame:
-        """Attributed figures per ``keys``, per forward, merged onto the profiler's own table."""
-        agg = (calls.groupby(keys, as_index=False, sort=False)
-               .agg(self_time_s=("self_time_s", "sum"), macs=("macs", "sum"), flops=("flops", "sum"),
-                    other_flops=("other_flops", "sum"), bytes=("bytes", "sum"), kind=("kind", _kind),
-                    counted=("counted", "max")))
-        agg[["self_time_s"] + WORK] = agg[["self_time_s"] + WORK] / steps
-        df = raw.merge(agg, on=keys, how="outer") if len(raw) else agg
-        df["kind"] = df["kind"].fillna("nested")
-        df["calls"] = df["calls"].fillna(0)
-        df[["self_time_s"] + WORK] = df[["self_time_s"] + WORK].fillna(0.0)
-        df["counted"] = df["counted"].fillna(False).astype(bool)
-        df = _derive(df, "self_time_s", peak_flop_per_s, peak_bytes_per_s, total_time)
-        return df.sort_values("self_time_s", ascending=False, kind="stable").reset_index(drop=True)
+def _op_table(calls: pd.DataFrame, keys: list[str], raw: pd.DataFrame, steps: int) -> pd.DataFrame:
+    """Attributed figures per ``phase`` + ``keys``, per iteration, beside the profiler's own columns.
 
-    by_shape = table(["name", "input_shapes"], profile.ops_by_shape_raw)
-    ops = table(["name"], profile.ops_raw)
-
-    # per module: the ops dispatched inside it and its children
-    op_calls = calls[calls.kind == "op"]
-    mod_time: dict[str, float] = {}
-    if aligned:
-        for m, t in op_calls.groupby(op_calls["module"].fillna(""))["self_time_s"].sum().items():
-            for a in _ancestors(m):
-                mod_time[a] = mod_time.get(a, 0.0) + t / steps
+    The profiler's columns (``calls``, ``*_cpu_time_total_s``, memory) are per name over the
+    whole iteration; a name that runs in several phases gets them on its first phase's row.
+    """
+    agg = (calls.groupby(["phase"] + keys, as_index=False, sort=False)
+           .agg(self_time_s=("self_time_s", "sum"), macs=("macs", "sum"), flops=("flops", "sum"),
+                other_flops=("other_flops", "sum"), bytes=("bytes", "sum"), kind=("kind", _kind),
+                counted=("counted", "max"), dispatch_calls=("kind", lambda k: float((k == "op").sum()))))
+    agg[["self_time_s", "dispatch_calls"] + WORK] = agg[["self_time_s", "dispatch_calls"] + WORK] / steps
+    if len(raw):
+        first = ~agg.duplicated(keys)
+        df = agg[first].merge(raw, on=keys, how="outer")
+        df = pd.concat([df, agg[~first]], ignore_index=True)
+        df["phase"] = df["phase"].fillna("")
     else:
-        by_op = counts.by_op
-        key_time = op_calls.groupby(["name", "input_shapes"])["self_time_s"].sum() / steps
-        name_time = op_calls.groupby("name")["self_time_s"].sum() / steps
-        key_calls = by_op.groupby(["op", "input_shapes"])["calls"].sum()
-        for _, r in by_op.iterrows():
-            key = (r.op, r.input_shapes)
-            if key in key_time.index:
-                t = key_time[key] * r.calls / key_calls[key]
-            else:  # shapes did not match: share the name's time by calls
-                t = name_time.get(r.op, 0.0) * r.calls / max(by_op.loc[by_op.op == r.op, "calls"].sum(), 1)
-            for a in _ancestors(r.module or ""):
-                mod_time[a] = mod_time.get(a, 0.0) + t
-    modules = counts.by_module.copy()
-    modules["time_s"] = [mod_time.get(p, 0.0) for p in modules["path"]]
-    modules = _derive(modules, "time_s", peak_flop_per_s, peak_bytes_per_s, op_time)
+        df = agg
+    df["kind"] = df["kind"].fillna("nested")
+    df["calls"] = df["calls"].fillna(0) if "calls" in df else 0
+    df[["self_time_s", "dispatch_calls"] + WORK] = df[["self_time_s", "dispatch_calls"] + WORK].fillna(0.0)
+    df["counted"] = df["counted"].fillna(False).astype(bool)
+    return df
 
-    # coverage
+
+def _module_times(calls: pd.DataFrame, counts: Any, aligned: bool, steps: int) -> dict[tuple[str, str], float]:
+    """Seconds per iteration of the ops dispatched inside each module (children included), per phase."""
+    op_calls = calls[calls.kind == "op"]
+    out: dict[tuple[str, str], float] = {}
+
+    def add(phase: str, module: str, t: float) -> None:
+        for a in _ancestors(module):
+            out[(phase, a)] = out.get((phase, a), 0.0) + t
+
+    if aligned:
+        for (phase, m), t in op_calls.groupby([op_calls["phase"], op_calls["module"].fillna("")])["self_time_s"].sum().items():
+            add(phase, m, t / steps)
+        return out
+    by_op = counts.by_op
+    phase = op_calls["phase"].iloc[0] if len(op_calls) else ""
+    key_time = op_calls.groupby(["name", "input_shapes"])["self_time_s"].sum() / steps
+    name_time = op_calls.groupby("name")["self_time_s"].sum() / steps
+    key_calls = by_op.groupby(["op", "input_shapes"])["calls"].sum()
+    for _, r in by_op.iterrows():
+        key = (r.op, r.input_shapes)
+        if key in key_time.index:
+            t = key_time[key] * r.calls / key_calls[key]
+        else:  # shapes did not match: share the name's time by calls
+            t = name_time.get(r.op, 0.0) * r.calls / max(by_op.loc[by_op.op == r.op, "calls"].sum(), 1)
+        add(phase, r.module or "", t)
+    return out
+
+
+def _modules(calls, counts, aligned, steps, phases, ceilings: Ceilings, op_time) -> pd.DataFrame:
+    """counts.by_module with ``phase`` and ``time_s`` per iteration, and the derived rates."""
+    times = _module_times(calls, counts, aligned, steps)
+    modules = counts.by_module.copy()
+    if "phase" not in modules:
+        modules.insert(0, "phase", phases[0] if len(phases) == 1 else "")
+    modules["time_s"] = [times.get((ph, p), 0.0) for ph, p in zip(modules["phase"], modules["path"])]
+    return _derive(modules, "time_s", Ceilings(ceilings.flop_per_s, ceilings.bytes_per_s), op_time)
+
+
+def _coverage(calls: pd.DataFrame, counts: Any, aligned: bool, steps: int, op_time: float) -> dict:
     cov = dict(getattr(counts, "coverage", {}) or {})
+    op_calls = calls[calls.kind == "op"]
     counted_time = float(op_calls.loc[op_calls.counted.astype(bool), "self_time_s"].sum()) / steps
     unc = op_calls[~op_calls.counted.astype(bool)]
     top_unc = (unc.groupby("name")["self_time_s"].agg(["sum", "count"]).sort_values("sum", ascending=False).head(10))
-    coverage = {
+    return {
         "share_of_ops": (cov.get("ops_counted", 0) / cov["ops_seen"]) if cov.get("ops_seen") else 1.0,
         "share_of_calls": cov.get("share_of_calls", 1.0),
         "share_of_time": counted_time / op_time if op_time > 0 else 1.0,
@@ -267,5 +340,33 @@ def join(profile: Profile, counts: Any, *, peak_flop_per_s: float | None, peak_b
         ],
         "calls_aligned": aligned,
     }
-    return Joined(calls=calls, ops_by_shape=by_shape, ops=ops, modules=modules, coverage=coverage, aligned=aligned,
+
+
+def join(profile: Profile, counts: Any, *, peak_flop_per_s: float | None = None, peak_bytes_per_s: float | None = None,
+         peak: Any = None) -> Joined:
+    """Join a profile with counts. See the module docstring for the attribution rule.
+
+    ``peak`` (a :class:`harness.hardware.Peak`) gives per-op ceilings and memory levels; the two
+    floats are the run's peaks (taken from ``peak`` when it is given).
+    """
+    cevents = _phase_of_events(counts.events.copy(), profile.phases)
+    if "counted" not in cevents:
+        cevents["counted"] = True
+    cevents["module"] = cevents["module"].fillna("")
+    steps = profile.steps
+    calls, aligned, kernels = _attributed_calls(profile, counts, cevents)
+    total_time = float(calls.self_time_s.sum()) / steps
+    op_time = float(calls.loc[calls.kind == "op", "self_time_s"].sum()) / steps
+    ceilings = (Ceilings(peak.flop_per_s, peak.bytes_per_s, peak) if peak is not None
+                else Ceilings(peak_flop_per_s, peak_bytes_per_s))
+
+    def table(keys: list[str], raw: pd.DataFrame) -> pd.DataFrame:
+        df = _derive(_op_table(calls, keys, raw, steps), "self_time_s", ceilings, total_time)
+        return df.sort_values("self_time_s", ascending=False, kind="stable").reset_index(drop=True)
+
+    return Joined(calls=calls, ops_by_shape=table(["name", "input_shapes"], profile.ops_by_shape_raw),
+                  ops=table(["name"], profile.ops_raw),
+                  modules=_modules(calls, counts, aligned, steps, profile.phases, ceilings, op_time),
+                  coverage=_coverage(calls, counts, aligned, steps, op_time), aligned=aligned,
+                  kernels=_kernel_table(kernels, calls, steps),
                   time_per_forward_s=total_time, op_time_per_forward_s=op_time)

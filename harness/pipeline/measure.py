@@ -1,27 +1,26 @@
-"""Un-profiled latency: warm-up, then every iteration timed on its own.
+"""Un-profiled timing: warm-up iterations, then every iteration timed on its own.
 
-Timing uses ``time.perf_counter_ns``; on CUDA the device is synchronized before the
-clock starts and before it stops, so a sample is the whole forward, not its launch.
-Samples are kept in full; :func:`latency_stats` summarises them (medians, not means,
-are the headline: a shared machine's noise is one-sided).
+Timing uses ``time.perf_counter_ns``; on CUDA the device is synchronized before the clock
+starts and before it stops, so a sample is the whole iteration (or phase), not its launch.
+Each iteration is timed as a whole, and each phase inside it too (a generation has one
+``prefill`` and many ``decode`` phases). Samples are kept in full; the headline is the median
+(:func:`harness.core.samples.sample_stats`): a shared machine's noise is one-sided.
 """
 from __future__ import annotations
 
-import math
+import contextlib
 import time
-from dataclasses import dataclass, field
-from typing import Any, Callable
+from dataclasses import dataclass
+from typing import Any, Callable, Iterator
 
+import pandas as pd
 import torch
 
+from ..core.calls import split_inputs
 
-def call_model(model: torch.nn.Module, inputs: Any) -> Any:
-    """Call ``model`` with ``inputs``: a tensor, a tuple/list (positional) or a dict (keywords)."""
-    if isinstance(inputs, dict):
-        return model(**inputs)
-    if isinstance(inputs, (tuple, list)):
-        return model(*inputs)
-    return model(inputs)
+from .workloads import Forward, Workload, no_scope
+
+PHASE_SAMPLE_COLUMNS = ["iteration", "phase", "index", "latency_s"]
 
 
 def synchronizer(device: torch.device | str) -> Callable[[], None]:
@@ -33,72 +32,71 @@ def synchronizer(device: torch.device | str) -> Callable[[], None]:
 
 @dataclass
 class Timing:
-    """Latency samples in seconds, warm-up samples apart."""
+    """``samples_s``: one sample per timed iteration (s). ``phases``: one row per timed phase
+    (:data:`PHASE_SAMPLE_COLUMNS`; ``index`` counts a phase's occurrences within its iteration)."""
 
     samples_s: list[float]
-    warmup_s: list[float] = field(default_factory=list)
+    phases: pd.DataFrame
 
-    def stats(self) -> dict[str, float | int]:
-        return latency_stats(self.samples_s)
-
-
-def _quantile(sorted_vals: list[float], q: float) -> float:
-    """Linear-interpolation quantile (numpy's default), on a sorted list."""
-    if not sorted_vals:
-        return math.nan
-    pos = (len(sorted_vals) - 1) * q
-    lo, hi = math.floor(pos), math.ceil(pos)
-    return sorted_vals[lo] + (sorted_vals[hi] - sorted_vals[lo]) * (pos - lo)
+    def phase_samples(self, phase: str) -> list[float]:
+        return list(self.phases.loc[self.phases.phase == phase, "latency_s"])
 
 
-def latency_stats(samples_s: list[float]) -> dict[str, float | int]:
-    """``p50, p90, p99, mean, std, min, max, n`` of the samples, in seconds (std: sample, ddof=1)."""
-    vals = sorted(float(s) for s in samples_s)
-    n = len(vals)
-    mean = sum(vals) / n if n else math.nan
-    std = math.sqrt(sum((v - mean) ** 2 for v in vals) / (n - 1)) if n > 1 else 0.0
-    return {
-        "p50": _quantile(vals, 0.50),
-        "p90": _quantile(vals, 0.90),
-        "p99": _quantile(vals, 0.99),
-        "mean": mean,
-        "std": std,
-        "min": vals[0] if vals else math.nan,
-        "max": vals[-1] if vals else math.nan,
-        "n": n,
-    }
+class _PhaseClock:
+    """The measure stage's phase scope: synchronized clock readings around each phase."""
+
+    def __init__(self, sync: Callable[[], None]):
+        self.sync, self.rows, self.iteration = sync, [], 0
+        self._seen: dict[str, int] = {}
+
+    def start(self, iteration: int) -> None:
+        self.iteration, self._seen = iteration, {}
+
+    @contextlib.contextmanager
+    def __call__(self, phase: str) -> Iterator[None]:
+        self.sync()
+        t0 = time.perf_counter_ns()
+        yield
+        self.sync()
+        t = (time.perf_counter_ns() - t0) * 1e-9
+        index = self._seen.get(phase, 0)
+        self._seen[phase] = index + 1
+        self.rows.append((self.iteration, phase, index, t))
 
 
-def time_forward(
-    model: torch.nn.Module,
-    inputs: Any,
-    *,
-    warmup: int,
-    iters: int,
-    device: torch.device | str = "cpu",
-    on_iteration: Callable[[int], None] | None = None,
-) -> Timing:
-    """Run ``warmup`` untimed-for-the-result iterations, then ``iters`` timed ones.
-
-    Each sample is one synchronized forward. The caller sets eval mode and
-    ``torch.inference_mode()``.
-    """
-    sync = synchronizer(device)
-    clock = time.perf_counter_ns
-    warm: list[float] = []
+def time_iterations(iteration: Callable[[Any], None], *, warmup: int, iters: int,
+                    sync: Callable[[], None]) -> Timing:
+    """Run ``warmup`` iterations with no scope, then ``iters`` timed ones (whole and per phase)."""
     for _ in range(warmup):
+        iteration(no_scope)
         sync()
-        t0 = clock()
-        call_model(model, inputs)
-        sync()
-        warm.append((clock() - t0) * 1e-9)
+    clock = _PhaseClock(sync)
     samples: list[float] = []
     for i in range(iters):
+        clock.start(i)
         sync()
-        t0 = clock()
-        call_model(model, inputs)
+        t0 = time.perf_counter_ns()
+        iteration(clock)
         sync()
-        samples.append((clock() - t0) * 1e-9)
-        if on_iteration is not None:
-            on_iteration(i)
-    return Timing(samples_s=samples, warmup_s=warm)
+        samples.append((time.perf_counter_ns() - t0) * 1e-9)
+    return Timing(samples, pd.DataFrame(clock.rows, columns=PHASE_SAMPLE_COLUMNS))
+
+
+def time_workload(workload: Workload, prep: Any, *, warmup: int, iters: int) -> Timing:
+    """Time ``workload`` on a prepared model; the caller enters ``workload.grad_mode()``."""
+    return time_iterations(lambda scope: workload.iteration(prep, scope), warmup=warmup, iters=iters,
+                           sync=synchronizer(prep.device))
+
+
+def time_forward(model: torch.nn.Module, inputs: Any, *, warmup: int, iters: int,
+                 device: torch.device | str = "cpu") -> Timing:
+    """Forward passes of ``model`` on ``inputs`` (benchmarks use this without a scenario)."""
+    call = split_inputs(inputs)
+    return time_iterations(lambda scope: Forward().iteration(_Bare(model, call), scope), warmup=warmup,
+                           iters=iters, sync=synchronizer(device))
+
+
+@dataclass
+class _Bare:
+    model: torch.nn.Module
+    call: Any

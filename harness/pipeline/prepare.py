@@ -1,20 +1,22 @@
-"""Turn a scenario (or a user's model) into a model and inputs ready to time.
+"""Turn a scenario (or a user's model) into a model and a call ready to run.
 
 Resolves ``--device``/``--dtype``/``--threads`` with one-line errors for what this
-machine cannot do, moves the model and the floating-point inputs, and sets eval mode.
+machine cannot do and moves the floating-point inputs. A user's model is never changed:
+when the run needs another dtype or device it works on a copy; otherwise it runs the
+model itself and :func:`restore` puts back train/eval modes and ``requires_grad`` flags.
 """
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 
+from ..core import dtypes
+from ..core.calls import Call, map_tensors, split_inputs
 from ..errors import HarnessError
 from . import scenario as scenario_mod
-
-DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
-DTYPE_ALIASES = {"fp32": "float32", "float": "float32", "bf16": "bfloat16", "fp16": "float16", "half": "float16"}
 
 
 def resolve_device(device: str | torch.device | None) -> torch.device:
@@ -36,33 +38,49 @@ def resolve_device(device: str | torch.device | None) -> torch.device:
     return dev
 
 
+def _bf16_supported(device: torch.device) -> bool:
+    """bf16 natively on *this* device (compute capability 8.0+), not the current one, no emulation."""
+    from ..hardware.cuda_flags import cuda_bf16_supported
+
+    return cuda_bf16_supported(device.index if device.index is not None else torch.cuda.current_device())
+
+
 def resolve_dtype(dtype: str | torch.dtype | None, device: torch.device) -> torch.dtype:
-    if isinstance(dtype, torch.dtype):
-        name = str(dtype).replace("torch.", "")
-    else:
-        name = DTYPE_ALIASES.get(str(dtype or "float32").lower(), str(dtype or "float32").lower())
-    if name not in DTYPES:
-        raise HarnessError(f"unknown dtype '{dtype}'; use one of {', '.join(DTYPES)}")
-    dt = DTYPES[name]
-    if device.type == "cuda" and dt == torch.bfloat16 and not torch.cuda.is_bf16_supported():
-        raise HarnessError(f"this GPU ({torch.cuda.get_device_name(device)}) cannot run bfloat16; use --dtype float16 or float32")
+    name = dtypes.canonical(dtype if dtype is not None else "float32")
+    if name not in dtypes.RUN_DTYPES:
+        raise HarnessError(f"unknown dtype '{dtype}'; use one of {', '.join(dtypes.RUN_DTYPES)}")
+    dt = dtypes.torch_dtype(name)
+    if device.type == "cuda" and dt == torch.bfloat16 and not _bf16_supported(device):
+        raise HarnessError(f"this GPU ({torch.cuda.get_device_name(device)}) cannot run bfloat16 natively; "
+                           "use --dtype float16 or float32")
     return dt
 
 
 def dtype_name(dt: torch.dtype) -> str:
-    return str(dt).replace("torch.", "")
+    return dtypes.name_of(dt)
+
+
+def model_dtype(model: torch.nn.Module) -> torch.dtype:
+    """The dtype of the model's first floating-point parameter or buffer (float32 when none)."""
+    for t in list(model.parameters()) + list(model.buffers()):
+        if t.is_floating_point():
+            return t.dtype
+    return torch.float32
+
+
+def model_device(model: torch.nn.Module) -> torch.device:
+    for t in list(model.parameters()) + list(model.buffers()):
+        return t.device
+    return torch.device("cpu")
 
 
 def cast_inputs(inputs: Any, device: torch.device, dtype: torch.dtype) -> Any:
     """Move tensors to ``device``; floating-point tensors also to ``dtype`` (token ids stay integers)."""
-    if isinstance(inputs, torch.Tensor):
-        t = inputs.to(device)
+    def move(t: torch.Tensor) -> torch.Tensor:
+        t = t.to(device)
         return t.to(dtype) if t.is_floating_point() else t
-    if isinstance(inputs, dict):
-        return {k: cast_inputs(v, device, dtype) for k, v in inputs.items()}
-    if isinstance(inputs, (tuple, list)):
-        return type(inputs)(cast_inputs(v, device, dtype) for v in inputs)
-    return inputs
+
+    return map_tensors(inputs, move)
 
 
 def set_threads(threads: int | None) -> int:
@@ -84,30 +102,78 @@ def check_positive(name: str, value: int, minimum: int = 1) -> int:
 
 
 @dataclass
+class ModelState:
+    """What a run may change on a model it does not own: modes and ``requires_grad`` flags."""
+
+    training: dict[str, bool]
+    requires_grad: dict[str, bool]
+
+    @classmethod
+    def of(cls, model: torch.nn.Module) -> "ModelState":
+        return cls({n: m.training for n, m in model.named_modules()},
+                   {n: p.requires_grad for n, p in model.named_parameters()})
+
+    def restore(self, model: torch.nn.Module) -> None:
+        for n, m in model.named_modules():
+            if n in self.training:
+                m.training = self.training[n]
+        for n, p in model.named_parameters():
+            if n in self.requires_grad:
+                p.requires_grad_(self.requires_grad[n])
+
+
+@dataclass
 class Prepared:
-    """A model in eval mode on its device and dtype, and inputs to call it with."""
+    """A model on its device and dtype and the call to run it with.
+
+    ``call`` is the one normalized call (:mod:`harness.core.calls`) that the timed,
+    profiled and counted iterations all make; ``inputs`` keeps the moved inputs as given.
+    ``saved`` is the model's state to put back when the model is the caller's own.
+    """
 
     name: str
     model: torch.nn.Module
-    inputs: Any
+    call: Call
     device: torch.device
     dtype: torch.dtype
     batch_size: int
     threads: int
+    inputs: Any = None
+    saved: ModelState | None = None
+    module: Any = None  # the scenario file's module (workloads read their hooks from it); None for the API
+
+    def restore(self) -> None:
+        """Put the caller's model back as it was (modes, requires_grad); a copy needs nothing."""
+        if self.saved is not None:
+            self.saved.restore(self.model)
 
 
-def prepare_model(model: torch.nn.Module, inputs: Any, *, name: str = "model", device: Any = "cpu",
-                  dtype: Any = "float32", batch_size: int | None = None, threads: int | None = None) -> Prepared:
-    dev = resolve_device(device)
-    dt = resolve_dtype(dtype, dev)
+def _batch_of(call: Call) -> int:
+    first = next((t for t in call.tensors() if t.dim() > 0), None)
+    return int(first.shape[0]) if first is not None else 1
+
+
+def prepare_model(model: torch.nn.Module, inputs: Any, *, name: str | None = None, device: Any = None,
+                  dtype: Any = None, batch_size: int | None = None, threads: int | None = None,
+                  owned: bool = False) -> Prepared:
+    """Place ``model`` on ``device``/``dtype`` (defaults: where the model is, in its own dtype).
+
+    A model the harness does not own (``owned=False``: the Python API) is copied when it
+    must move or change dtype, and otherwise run as is and restored afterwards.
+    """
+    dev = resolve_device(device if device is not None else model_device(model))
+    dt = resolve_dtype(dtype if dtype is not None else model_dtype(model), dev)
     n_threads = set_threads(threads)
-    model = model.to(device=dev, dtype=dt).eval()
-    inputs = cast_inputs(inputs, dev, dt)
-    if batch_size is None:
-        first = inputs if isinstance(inputs, torch.Tensor) else next(
-            (v for v in (inputs.values() if isinstance(inputs, dict) else inputs) if isinstance(v, torch.Tensor)), None)
-        batch_size = int(first.shape[0]) if first is not None and first.dim() > 0 else 1
-    return Prepared(name, model, inputs, dev, dt, int(batch_size), n_threads)
+    needs_move = model_device(model) != dev or model_dtype(model) != dt
+    saved = None
+    if needs_move:
+        model = (model if owned else copy.deepcopy(model)).to(device=dev, dtype=dt)
+    elif not owned:
+        saved = ModelState.of(model)
+    moved = cast_inputs(inputs, dev, dt)
+    call = split_inputs(moved)
+    bs = int(batch_size) if batch_size is not None else _batch_of(call)
+    return Prepared(name or type(model).__name__, model, call, dev, dt, bs, n_threads, moved, saved)
 
 
 def prepare_scenario(sc: scenario_mod.Scenario, *, batch_size: int | None = None, device: Any = None,
@@ -121,4 +187,6 @@ def prepare_scenario(sc: scenario_mod.Scenario, *, batch_size: int | None = None
     dt = resolve_dtype(dtype if dtype is not None else sc.dtype, dev)
     model = scenario_mod.build(sc)
     raw = scenario_mod.inputs(sc, bs, dev)
-    return prepare_model(model, raw, name=sc.name, device=dev, dtype=dt, batch_size=bs, threads=threads)
+    prep = prepare_model(model, raw, name=sc.name, device=dev, dtype=dt, batch_size=bs, threads=threads, owned=True)
+    prep.module = sc.module
+    return prep

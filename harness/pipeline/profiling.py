@@ -1,12 +1,13 @@
 """The profiled pass: torch.profiler around a few labelled forwards.
 
-In: a prepared model and inputs. Out: a :class:`Profile` holding the profiler's
+In: a workload and a prepared model. Out: a :class:`Profile` holding the profiler's
 events of the active steps (for the join), its ``key_averages`` tables as DataFrames
 (times in seconds, memory in bytes, all per profiled forward), the trace file and the
 peak memory seen by the profiler.
 
-Each forward runs inside ``record_function("model_inference")``; the step loop follows
-a ``schedule(wait, warmup, active)`` so the trace holds ``active`` forwards only.
+Each iteration runs inside ``record_function(workload.label)`` (``model_inference`` for
+inference) and each phase inside ``record_function(<phase>)``; the step loop follows a
+``schedule(wait, warmup, active)`` so the trace holds ``active`` iterations only.
 The trace is written by the profiler itself (``export_chrome_trace``), gzip optional,
 under a name the torch-tb-profiler plugin recognises: ``<worker>.<span>.pt.trace.json``.
 """
@@ -19,7 +20,7 @@ import os
 import shutil
 import sys
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +28,8 @@ import pandas as pd
 import torch
 from torch.profiler import ProfilerActivity, profile, record_function, schedule
 
-from .measure import call_model, synchronizer
+from .measure import synchronizer
+from .workloads import Workload
 
 MODEL_LABEL = "model_inference"
 US = 1e-6  # the profiler reports microseconds
@@ -59,7 +61,9 @@ class Profile:
     trace_tmp: Path | None = None  # staged trace file (renamed when the run dir commits)
     trace_name: str | None = None
     peak_activation_bytes: int | None = None
-    extra: dict = field(default_factory=dict)
+    label: str = MODEL_LABEL
+    phases: tuple[str, ...] = ("forward",)
+    device_time_recorded: bool = True  # False on CUDA when no kernel time came back (CUPTI missing)
 
 
 def trace_file_name(worker: str, span: str, gz: bool) -> str:
@@ -68,21 +72,31 @@ def trace_file_name(worker: str, span: str, gz: bool) -> str:
     return f"{worker}.{span}.pt.trace.json" + (".gz" if gz else "")
 
 
+def _is_cpu(e) -> bool:
+    """A CPU-side event or average (on CUDA the profiler also lists device-side copies of
+    ``record_function`` ranges and every kernel: those are not rows of the op tables)."""
+    from torch.autograd import DeviceType
+
+    return getattr(e, "device_type", DeviceType.CPU) == DeviceType.CPU
+
+
 def _avg_table(averages, steps: int, device_type: str, with_shapes: bool) -> pd.DataFrame:
-    """key_averages() as a DataFrame: seconds and bytes, divided by the number of forwards."""
+    """key_averages() as a DataFrame of CPU-side rows: seconds and bytes, per profiled iteration."""
     rows = []
     cuda = device_type == "cuda"
     for a in averages:
-        row = {
-            "name": a.key,
+        if not _is_cpu(a):
+            continue
+        row = {"name": a.key}
+        if with_shapes:
+            row["input_shapes"] = str(a.input_shapes)
+        row.update({
             "calls": a.count / steps,
             "cpu_time_total_s": a.cpu_time_total * US / steps,
             "self_cpu_time_total_s": a.self_cpu_time_total * US / steps,
             "cpu_memory_usage_bytes": a.cpu_memory_usage / steps,
             "self_cpu_memory_usage_bytes": a.self_cpu_memory_usage / steps,
-        }
-        if with_shapes:
-            row = {"name": a.key, "input_shapes": str(a.input_shapes), **{k: v for k, v in row.items() if k != "name"}}
+        })
         if cuda:
             row["device_time_total_s"] = a.device_time_total * US / steps
             row["self_device_time_total_s"] = a.self_device_time_total * US / steps
@@ -92,11 +106,13 @@ def _avg_table(averages, steps: int, device_type: str, with_shapes: bool) -> pd.
     return pd.DataFrame(rows)
 
 
-def _peak_from_trace(trace: dict, device_type: str) -> int | None:
-    """Peak of the allocator's 'Total Allocated' over the recorded window, for the device.
+def peak_from_trace(trace: dict, device_type: str, device_index: int = 0, baseline_bytes: int = 0) -> int | None:
+    """Peak of the allocator's 'Total Allocated' over the recorded window, for one device.
 
-    The profiler starts counting at zero when recording starts, so on CPU this is the
-    memory the forwards allocated (activations, workspaces), not the weights.
+    On CPU the profiler counts from zero when recording starts, so this is what the
+    iterations allocated (activations, workspaces). On CUDA the allocator reports its
+    absolute total, weights and inputs included: ``baseline_bytes`` (allocated before
+    profiling) is subtracted, and only events of ``device_index`` are read.
     """
     want = 0 if device_type == "cpu" else 1
     peak = None
@@ -106,10 +122,12 @@ def _peak_from_trace(trace: dict, device_type: str) -> int | None:
         args = ev.get("args", {})
         if args.get("Device Type") != want:
             continue
+        if want == 1 and args.get("Device Id", device_index) != device_index:
+            continue
         total = args.get("Total Allocated")
         if total is not None and (peak is None or total > peak):
             peak = int(total)
-    return peak
+    return None if peak is None else max(peak - baseline_bytes, 0)
 
 
 _KINETO_NOISE = ("USDT:", "STAGE:", "gpuGetDeviceCount failed")
@@ -141,26 +159,8 @@ def _quiet_kineto():
                 sys.stderr.flush()
 
 
-def run_profiler(
-    model: torch.nn.Module,
-    inputs: Any,
-    *,
-    device: torch.device,
-    config: ProfileConfig,
-    staged_trace: Path | None,
-    trace_name: str | None = None,
-) -> Profile:
-    """Profile ``config.active`` forwards. The caller sets eval mode and inference mode.
-
-    When ``staged_trace`` is given the Chrome trace is written there (temporary name);
-    the caller renames it to :attr:`Profile.trace_name` when the run directory is complete.
-    """
-    activities = [ProfilerActivity.CPU]
-    if device.type == "cuda":
-        activities.append(ProfilerActivity.CUDA)
-    sync = synchronizer(device)
-    exported: dict[str, Any] = {}
-
+def _exporter(staged_trace: Path | None, gz: bool, exported: dict):
+    """The profiler's on_trace_ready: export the Chrome trace to the staged name (fsynced)."""
     def on_ready(prof) -> None:
         if staged_trace is None:
             return
@@ -169,7 +169,7 @@ def run_profiler(
         with open(raw, "rb") as f:
             data = f.read()
         exported["trace"] = json.loads(data)
-        if config.gzip:
+        if gz:
             with open(staged_trace, "wb") as f:
                 f.write(gzip.compress(data, compresslevel=6))
             os.unlink(raw)
@@ -178,36 +178,71 @@ def run_profiler(
         with open(staged_trace, "rb") as f:
             os.fsync(f.fileno())
 
-    total_steps = config.wait + config.warmup + config.active
+    return on_ready
+
+
+def run_profiler(
+    workload: Workload,
+    prep: Any,
+    *,
+    config: ProfileConfig,
+    staged_trace: Path | None,
+    trace_name: str | None = None,
+) -> Profile:
+    """Profile ``config.active`` iterations. The caller enters ``workload.grad_mode()``.
+
+    When ``staged_trace`` is given the Chrome trace is written there (temporary name);
+    the caller renames it to :attr:`Profile.trace_name` when the run directory is complete.
+    """
+    device = prep.device
+    cuda = device.type == "cuda"
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
+    sync = synchronizer(device)
+    exported: dict[str, Any] = {}
+    baseline = torch.cuda.memory_allocated(device) if cuda else 0
     with _quiet_kineto(), profile(
         activities=activities,
         schedule=schedule(wait=config.wait, warmup=config.warmup, active=config.active, repeat=1),
-        on_trace_ready=on_ready,
+        on_trace_ready=_exporter(staged_trace, config.gzip, exported),
         record_shapes=config.record_shapes,
         profile_memory=config.profile_memory,
         with_stack=config.with_stack,
         with_modules=config.with_modules,
     ) as prof:
-        for _ in range(total_steps):
-            with record_function(MODEL_LABEL):
-                call_model(model, inputs)
-            if device.type == "cuda":
+        for _ in range(config.wait + config.warmup + config.active):
+            with record_function(workload.label):
+                workload.iteration(prep, record_function)
+            if cuda:
                 with record_function("harness::synchronize"):
                     sync()
             prof.step()
+    return _collect(prof, workload, device, staged_trace, trace_name, exported, baseline)
 
-    events = prof.events()
-    steps = max(sum(1 for e in events if e.name == MODEL_LABEL), 1)
-    ops_raw = _avg_table(prof.key_averages(), steps, device.type, with_shapes=False)
-    ops_by_shape_raw = _avg_table(prof.key_averages(group_by_input_shape=True), steps, device.type, with_shapes=True)
-    peak = _peak_from_trace(exported["trace"], device.type) if "trace" in exported else None
+
+def _collect(prof, workload: Workload, device: torch.device, staged_trace, trace_name, exported: dict,
+             baseline: int) -> Profile:
+    index = device.index if device.index is not None else (torch.cuda.current_device() if device.type == "cuda" else 0)
+    peak = (peak_from_trace(exported["trace"], device.type, index, baseline) if "trace" in exported else None)
+    return from_events(prof.events(), workload.label, tuple(workload.phases), device.type, staged_trace=staged_trace,
+                       trace_name=trace_name, peak_activation_bytes=peak)
+
+
+def from_events(events, label: str, phases: tuple[str, ...], device_type: str, *, staged_trace: Path | None = None,
+                trace_name: str | None = None, peak_activation_bytes: int | None = None) -> Profile:
+    """A :class:`Profile` from the profiler's events (an ``EventList`` with its tree built)."""
+    # CPU-side labels only: on CUDA each record_function range also appears as a device-side copy
+    steps = max(sum(1 for e in events if e.name == label and _is_cpu(e)), 1)
+    recorded = device_type != "cuda" or any(e.device_time_total > 0 for e in events if _is_cpu(e))
     return Profile(
         events=events,
         steps=steps,
-        device_type=device.type,
-        ops_raw=ops_raw,
-        ops_by_shape_raw=ops_by_shape_raw,
+        device_type=device_type if recorded else "cpu",
+        ops_raw=_avg_table(events.key_averages(), steps, device_type, with_shapes=False),
+        ops_by_shape_raw=_avg_table(events.key_averages(group_by_input_shapes=True), steps, device_type, with_shapes=True),
         trace_tmp=staged_trace,
         trace_name=trace_name if staged_trace is not None else None,
-        peak_activation_bytes=peak,
+        peak_activation_bytes=peak_activation_bytes,
+        label=label,
+        phases=phases,
+        device_time_recorded=recorded,
     )

@@ -17,6 +17,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any, Callable
 
+from ..core.text import short_exc
 from ..errors import HarnessError
 
 SCENARIO_DIR = Path(__file__).resolve().parents[2] / "scenarios"
@@ -34,6 +35,8 @@ class Scenario:
     batch_size: int = 1
     device: str = "cpu"
     dtype: str = "float32"
+    workload: str = "forward"
+    module: Any = None  # the scenario file's module: workloads read their own hooks from it
 
 
 def builtin_paths() -> dict[str, Path]:
@@ -41,11 +44,6 @@ def builtin_paths() -> dict[str, Path]:
     if not SCENARIO_DIR.is_dir():
         return {}
     return {p.stem: p for p in sorted(SCENARIO_DIR.glob("*.py")) if not p.name.startswith("_")}
-
-
-def _short_exc(exc: BaseException) -> str:
-    msg = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-    return f"{type(exc).__name__}: {msg}" if msg else type(exc).__name__
 
 
 def _import_file(path: Path) -> ModuleType:
@@ -63,7 +61,7 @@ def _import_file(path: Path) -> ModuleType:
     except Exception as exc:  # the file's own top-level code raised
         where = traceback.extract_tb(exc.__traceback__)[-1]
         raise HarnessError(
-            f"scenario file {path} raised while importing (line {where.lineno}): {_short_exc(exc)}"
+            f"scenario file {path} raised while importing (line {where.lineno}): {short_exc(exc)}"
         ) from exc
     return module
 
@@ -107,6 +105,8 @@ def load(name_or_path: str | Path) -> Scenario:
         batch_size=int(getattr(module, "batch_size", 1)),
         device=str(getattr(module, "device", "cpu")),
         dtype=str(getattr(module, "dtype", "float32")),
+        workload=str(getattr(module, "workload", "forward")),
+        module=module,
     )
 
 
@@ -117,7 +117,7 @@ def build(scenario: Scenario):
     except HarnessError:
         raise
     except Exception as exc:
-        raise HarnessError(f"scenario '{scenario.name}' raised while building its model: {_short_exc(exc)}") from exc
+        raise HarnessError(f"scenario '{scenario.name}' raised while building its model: {short_exc(exc)}") from exc
     import torch
 
     if not isinstance(model, torch.nn.Module):
@@ -129,8 +129,4 @@ def inputs(scenario: Scenario, batch_size: int, device: Any):
     try:
         return scenario.make_inputs(batch_size, device)
     except Exception as exc:
-        raise HarnessError(f"scenario '{scenario.name}' raised while making inputs: {_short_exc(exc)}") from exc
-
-
-def list_builtin() -> list[Scenario]:
-    return [load(p) for p in builtin_paths().values()]
+        raise HarnessError(f"scenario '{scenario.name}' raised while making inputs: {short_exc(exc)}") from exc

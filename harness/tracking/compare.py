@@ -11,8 +11,16 @@ twice over (two independent runs: ``sqrt(2) * sd``):
   ``log p50`` divided by ``sqrt(2)`` (a real change in that history inflates it: the safe
   direction), raised to its one-sided 90 % upper confidence bound (chi-square with one
   degree of freedom per difference), so a short, lucky history cannot make the noise look
-  small (5 runs: x1.8; 11 runs: x1.4; 51 runs: x1.15);
+  small (5 runs: x1.9; 11 runs: x1.4; 51 runs: x1.15); runs flagged ``disturbed`` are left out;
 * with fewer than :data:`MIN_HISTORY_RUNS` (5) runs, the measured default.
+
+**A disturbed machine.** A run records how much of its cores it got (``summary["contention"]``:
+``cpu_share``, ``disturbed``). Each run adds its own uncertainty on top: a run that had its
+cores a share ``s`` of the time may have every iteration stretched by up to ``1/s``, so its
+median carries an extra log-SD of ``ln(1/s)`` (about ``1 - s`` near 1; 0 for ``s >= 1`` or when
+not measured): the interval's log-SD is ``sqrt(2 sd^2 + e_b^2 + e_c^2)``. When either run is
+flagged ``disturbed`` the timed verdicts are not given at all: ``inconclusive (disturbed: ...)``,
+exit 0 (``strict``: exit 2); counted work and memory are still compared exactly.
 
 Verdicts use :func:`harness.tracking.stats.verdict`; when the interval includes no change but the
 estimate is large, the verdict is ``inconclusive`` and the hint points to ``harness ab``,
@@ -28,8 +36,11 @@ from pathlib import Path
 from typing import Any
 
 from . import stats
-from ..errors import EXIT_BAD_INPUT, EXIT_OK, EXIT_REGRESSION, HarnessError
 from ..core.fsio import TMP_PREFIX
+from ..core.schema import SUMMARY_SCHEMA_VERSION
+from ..core.text import short_exc
+from ..core.units import si
+from ..errors import EXIT_BAD_INPUT, EXIT_OK, EXIT_REGRESSION, HarnessError
 
 #: Between-run noise of one run's median latency on this class of machine (log-scale SD),
 #: used when history has fewer than MIN_HISTORY_RUNS runs of the config. Measured on the
@@ -48,6 +59,22 @@ MIN_SD = 0.002  # timer and scheduler granularity: no run-to-run noise is taken 
 FAIL_ON_CHOICES = ("latency", "throughput", "memory")
 
 REQUIRED_KEYS = ("scenario", "run_id", "latency_s")
+TIMED_METRICS = ("latency", "throughput", "flop_rate")
+
+
+def contention_of(summary: dict) -> tuple[float | None, bool]:
+    """``(cpu_share, disturbed)`` from ``summary["contention"]`` (``(None, False)`` when not measured)."""
+    c = summary.get("contention") or {}
+    share = c.get("cpu_share")
+    return (float(share) if _num(share) else None), bool(c.get("disturbed"))
+
+
+def disturbance_sd(cpu_share: float | None) -> float:
+    """Extra log-SD of one run's median for a run that had its cores a share ``s`` of the time:
+    ``ln(1/s)`` (its iterations may be stretched by up to ``1/s``); 0 when ``s >= 1`` or unknown."""
+    if cpu_share is None or cpu_share >= 1:
+        return 0.0
+    return -math.log(max(cpu_share, 1e-3))
 
 
 @dataclass
@@ -92,6 +119,8 @@ class Comparison:
     work_diff: dict[str, tuple[Any, Any]] = field(default_factory=dict)
     mismatch: dict[str, tuple[Any, Any]] = field(default_factory=dict)
     fail_on: tuple[str, ...] = ("latency",)
+    disturbed: str | None = None  # "disturbed: baseline 97 % / candidate 41 % CPU share" when the verdict is refused
+    strict: bool = False
 
     @property
     def regressed(self) -> list[str]:
@@ -99,14 +128,18 @@ class Comparison:
 
     @property
     def exit_code(self) -> int:
+        if self.disturbed and self.strict:
+            return EXIT_BAD_INPUT
         return EXIT_REGRESSION if self.regressed else EXIT_OK
 
     def as_dict(self) -> dict:
         def side(r: LoadedRun) -> dict:
             s = r.summary
+            share, disturbed = contention_of(s)
             return {k: s.get(k) for k in ("run_id", "scenario", "started_at", "config_key", "env_key", "git_commit",
                                           "batch_size", "dtype", "device", "threads", "tag", "params", "flops")} | {
-                "path": str(r.path), "samples": len(r.samples) if r.samples else 0}
+                "path": str(r.path), "samples": len(r.samples) if r.samples else 0, "cpu_share": share,
+                "disturbed": disturbed}
 
         return {
             "baseline": side(self.baseline),
@@ -118,6 +151,8 @@ class Comparison:
             "work": {k: {"baseline": a, "candidate": b} for k, (a, b) in self.work_diff.items()},
             "config_differs": {k: {"baseline": a, "candidate": b} for k, (a, b) in self.mismatch.items()},
             "metrics": [m.as_dict() for m in self.metrics],
+            "disturbed": self.disturbed,
+            "strict": self.strict,
             "fail_on": list(self.fail_on),
             "regression": bool(self.regressed),
             "regressed_metrics": self.regressed,
@@ -147,13 +182,14 @@ def load_run_dir(path: str | os.PathLike) -> LoadedRun:
     try:
         summary = json.loads(sj.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise HarnessError(f"{sj} is not readable JSON ({type(exc).__name__}: {str(exc)[:80]})") from None
+        raise HarnessError(f"{sj} is not readable JSON ({short_exc(exc, 100)})") from None
     if not isinstance(summary, dict) or any(k not in summary for k in REQUIRED_KEYS) \
             or not isinstance(summary.get("latency_s"), dict) or not _num(summary["latency_s"].get("p50")):
         raise HarnessError(f"{sj} is not a harness run summary (it lacks {', '.join(REQUIRED_KEYS)} or latency_s.p50)")
     version = summary.get("schema_version", 1)
-    if not isinstance(version, int) or version > 1:
-        raise HarnessError(f"{sj} has schema_version {version!r}, newer than this harness reads (1); upgrade harness")
+    if not isinstance(version, int) or version > SUMMARY_SCHEMA_VERSION:
+        raise HarnessError(f"{sj} has schema_version {version!r}, newer than this harness reads "
+                           f"({SUMMARY_SCHEMA_VERSION}); upgrade harness")
     samples = None
     sp = p / "samples.csv"
     if sp.exists():
@@ -164,7 +200,7 @@ def load_run_dir(path: str | os.PathLike) -> LoadedRun:
             vals = pd.to_numeric(df["latency_s"], errors="coerce").dropna()
             samples = [float(v) for v in vals if v > 0]
         except Exception as exc:  # noqa: BLE001 - any unreadable file is bad input
-            raise HarnessError(f"{sp} is unreadable ({type(exc).__name__}: {str(exc)[:80]})") from None
+            raise HarnessError(f"{sp} is unreadable ({short_exc(exc, 100)})") from None
     return LoadedRun(path=p, summary=summary, samples=samples or None)
 
 
@@ -245,11 +281,13 @@ def between_run_noise(logdir: str | os.PathLike | None, summary: dict, exclude: 
                 ck, dev = summary.get("config_key"), summary.get("device_name")
                 rows = df[(df["config_key"] == ck) & ((df["device_name"] == dev) if dev else True)]
                 rows = rows[~rows["run_id"].isin(list(exclude))]
+                rows = rows[~rows["disturbed"].fillna(0).astype(bool)]  # a busy machine's runs say nothing of noise
         except HarnessError:
             rows = None
     n = 0 if rows is None else int(rows["latency_p50_s"].notna().sum())
     if n < MIN_HISTORY_RUNS:
-        return default_sd, f"default for this machine (history has {n} other run(s) of this config; {MIN_HISTORY_RUNS} needed)", n
+        return default_sd, (f"default for this machine (history has {n} other undisturbed run(s) of this config; "
+                            f"{MIN_HISTORY_RUNS} needed)"), n
     p50 = _time_sorted(rows)["latency_p50_s"].dropna().to_numpy(dtype=float)
     import numpy as np
 
@@ -257,7 +295,7 @@ def between_run_noise(logdir: str | os.PathLike | None, summary: dict, exclude: 
     k = len(d)
     rms = math.sqrt(float(np.mean(d ** 2)) / 2.0)  # one run's SD from differences of consecutive runs
     sd = stats.sd_upper_bound(max(rms, MIN_SD), k, NOISE_CONFIDENCE)
-    return sd, (f"history: {n} run(s) of this config on this machine, run-to-run SD {rms * 100:.1f}% "
+    return sd, (f"history: {n} undisturbed run(s) of this config on this machine, run-to-run SD {rms * 100:.1f}% "
                 f"(upper {NOISE_CONFIDENCE * 100:.0f}% bound used)"), n
 
 
@@ -266,10 +304,8 @@ def between_run_noise(logdir: str | os.PathLike | None, summary: dict, exclude: 
 CONFIG_FIELDS = ("scenario", "batch_size", "dtype", "device", "threads", "tag")
 
 
-def compare_runs(baseline: LoadedRun, candidate: LoadedRun, *, logdir: str | os.PathLike | None = None,
-                 threshold: float = stats.DEFAULT_THRESHOLD, level: float = stats.DEFAULT_LEVEL, force: bool = False,
-                 noise_sd: float | None = None, fail_on: tuple[str, ...] = ("latency",), seed: int = 0) -> Comparison:
-    """Compare two loaded runs. Different scenario/config raises HarnessError (exit 2) unless ``force``."""
+def _check_pair(baseline: LoadedRun, candidate: LoadedRun, force: bool, same_work: bool) -> dict:
+    """The config fields that differ; HarnessError (exit 2) for pairs that must not be compared."""
     b, c = baseline.summary, candidate.summary
     mismatch = {k: (b.get(k), c.get(k)) for k in CONFIG_FIELDS if b.get(k) != c.get(k)}
     if mismatch and not force:
@@ -277,41 +313,84 @@ def compare_runs(baseline: LoadedRun, candidate: LoadedRun, *, logdir: str | os.
         raise HarnessError(f"the runs differ in {what}; compare like with like, or pass --force")
     if baseline.run_id == candidate.run_id and baseline.path.resolve() == candidate.path.resolve():
         raise HarnessError(f"baseline and candidate are the same run ({baseline.run_id})")
+    if same_work and not force:
+        diff = [(k, b.get(k), c.get(k)) for k in ("params", "macs")
+                if b.get(k) is not None and c.get(k) is not None and b.get(k) != c.get(k)]
+        if diff:
+            what = ", ".join(f"{k} {si(x)} vs {si(y)}" for k, x, y in diff)
+            raise HarnessError(f"the two latest runs of '{b.get('scenario')}' are different networks ({what}); "
+                               "compare two run ids of the same model, or pass --force")
+    return mismatch
+
+
+def disturbed_reason(b: dict, c: dict) -> str | None:
+    """``disturbed: baseline 97 % / candidate 41 % CPU share`` when either run was disturbed, else None."""
+    (bs, bd), (cs, cd) = contention_of(b), contention_of(c)
+    if not (bd or cd):
+        return None
+    share = lambda x: "n/a" if x is None else f"{x * 100:.0f} %"  # noqa: E731
+    return f"disturbed: baseline {share(bs)} / candidate {share(cs)} CPU share"
+
+
+def _latency_estimate(baseline: LoadedRun, candidate: LoadedRun, sd: float, level: float, seed: int) -> stats.Estimate:
+    """Within-run bootstrap of the p50 ratio, widened by the log-SD ``sqrt(2 sd^2 + e_b^2 + e_c^2)``
+    (``e``: each run's :func:`disturbance_sd`)."""
+    b, c = baseline.summary, candidate.summary
+    bp50, cp50 = float(b["latency_s"]["p50"]), float(c["latency_s"]["p50"])
+    r = cp50 / bp50
+    if baseline.samples and candidate.samples:
+        within = stats.median_ratio_within(baseline.samples, candidate.samples, level=level, seed=seed)
+        within = stats.Estimate(r, within.low * r / within.ratio, within.high * r / within.ratio, level,
+                                within.method, within.n)
+    else:
+        within = stats.Estimate(r, r, r, level, "summary", 1)
+    eb, ec = disturbance_sd(contention_of(b)[0]), disturbance_sd(contention_of(c)[0])
+    extra = math.sqrt(2 * sd ** 2 + eb ** 2 + ec ** 2)
+    return stats.widen(within, extra, "within-run bootstrap + between-run noise")
+
+
+def _timed_metrics(b: dict, c: dict, lat: stats.Estimate, threshold: float, level: float) -> list[MetricResult]:
+    """Latency, and throughput and FLOP rate: the latency ratio seen through batch size and work."""
+    bp50, cp50 = float(b["latency_s"]["p50"]), float(c["latency_s"]["p50"])
+    out = [_metric("latency", "latency p50 (s)", bp50, cp50, lat, threshold, higher_is_better=False)]
+    for name, label, bv, cv in (("throughput", "throughput (samples/s)", _tput(b), _tput(c)),
+                                ("flop_rate", "achieved FLOP/s", b.get("achieved_flop_per_s"),
+                                 c.get("achieved_flop_per_s"))):
+        if _num(bv) and _num(cv) and bv and cv:
+            k = (cv / bv) * lat.ratio  # 1 when batch sizes (or work) are equal
+            inv = stats.Estimate(lat.ratio / k, lat.low / k, lat.high / k, level, lat.method, lat.n)
+            out.append(_metric(name, label, float(bv), float(cv), inv, threshold, higher_is_better=True))
+    return out
+
+
+def compare_runs(baseline: LoadedRun, candidate: LoadedRun, *, logdir: str | os.PathLike | None = None,
+                 threshold: float = stats.DEFAULT_THRESHOLD, level: float = stats.DEFAULT_LEVEL, force: bool = False,
+                 noise_sd: float | None = None, fail_on: tuple[str, ...] = ("latency",), seed: int = 0,
+                 same_work: bool = False, strict: bool = False) -> Comparison:
+    """Compare two loaded runs. Different scenario/config raises HarnessError (exit 2) unless ``force``;
+    so do different params or MACs when ``same_work`` (pairs picked by ``--scenario``).
+    A disturbed run makes the timed verdicts ``inconclusive`` (``strict``: exit 2)."""
+    b, c = baseline.summary, candidate.summary
+    mismatch = _check_pair(baseline, candidate, force, same_work)
     work_diff = {k: (b.get(k), c.get(k)) for k in ("flops", "macs", "params")
                  if b.get(k) is not None and c.get(k) is not None and b.get(k) != c.get(k)}
     if noise_sd is None:
         sd, source, runs = between_run_noise(logdir, b, exclude={candidate.run_id})
     else:
         sd, source, runs = noise_sd, "given with --noise", 0
-    metrics = []
-    # latency p50: within-run bootstrap, widened by the noise of two separate runs
-    bp50, cp50 = float(b["latency_s"]["p50"]), float(c["latency_s"]["p50"])
-    if baseline.samples and candidate.samples:
-        within = stats.median_ratio_within(baseline.samples, candidate.samples, level=level, seed=seed)
-        within = stats.Estimate(cp50 / bp50, within.low * (cp50 / bp50) / within.ratio,
-                                within.high * (cp50 / bp50) / within.ratio, level, within.method, within.n)
-    else:
-        within = stats.Estimate(cp50 / bp50, cp50 / bp50, cp50 / bp50, level, "summary", 1)
-    lat = stats.widen(within, math.sqrt(2) * sd, "within-run bootstrap + between-run noise")
-    metrics.append(_metric("latency", "latency p50 (s)", bp50, cp50, lat, threshold, higher_is_better=False))
-    # throughput and FLOP rate are the latency ratio seen through batch size and work
-    bt, ct = _tput(b), _tput(c)
-    if bt and ct:
-        k = (ct / bt) * lat.ratio  # 1 when batch sizes are equal
-        inv = stats.Estimate(lat.ratio / k, lat.low / k, lat.high / k, level, lat.method, lat.n)
-        metrics.append(_metric("throughput", "throughput (samples/s)", bt, ct, inv, threshold, higher_is_better=True))
-    bf, cf = b.get("achieved_flop_per_s"), c.get("achieved_flop_per_s")
-    if _num(bf) and _num(cf):
-        k = (cf / bf) * lat.ratio
-        inv = stats.Estimate(lat.ratio / k, lat.low / k, lat.high / k, level, lat.method, lat.n)
-        metrics.append(_metric("flop_rate", "achieved FLOP/s", bf, cf, inv, threshold, higher_is_better=True))
+    lat = _latency_estimate(baseline, candidate, sd, level, seed)
+    metrics = _timed_metrics(b, c, lat, threshold, level)
+    reason = disturbed_reason(b, c)
+    if reason:
+        for m in metrics:
+            m.verdict, m.regression = f"inconclusive ({reason})", False
     bm, cm = b.get("peak_memory_bytes"), c.get("peak_memory_bytes")
     if _num(bm) and _num(cm) and bm > 0:
         r = cm / bm  # deterministic: counted, not timed
         metrics.append(_metric("memory", "peak memory (B)", bm, cm, stats.Estimate(r, r, r, level, "exact", 1),
                                threshold, higher_is_better=False))
     return Comparison(baseline, candidate, threshold, level, sd, source, runs, metrics, work_diff, mismatch,
-                      tuple(fail_on))
+                      tuple(fail_on), disturbed=reason, strict=strict)
 
 
 def _metric(name, label, bval, cval, badness: stats.Estimate, threshold, *, higher_is_better: bool) -> MetricResult:

@@ -50,24 +50,42 @@ from ..errors import HarnessError
 
 FILE_NAME = "history.csv"
 LOCK_NAME = ".history.csv.lock"
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
-#: Current layout (schema 2).
+#: Current layout (schema 3).
 COLUMNS: list[str] = [
     "schema_version", "run_id", "started_at", "scenario",
     # config key and its parts
-    "config_key", "batch_size", "dtype", "device", "threads", "tag",
+    "config_key", "batch_size", "dtype", "device", "threads", "tag", "workload",
     # environment key and its parts
     "env_key", "torch_version", "device_name", "git_commit",
     # work
     "params", "macs", "flops",
-    # latency of one forward, seconds
+    # latency of one iteration (a forward; a generate call; a train step), seconds
     "latency_p50_s", "latency_p90_s", "latency_p99_s", "latency_mean_s", "latency_std_s", "latency_n",
+    # phase medians, seconds: generate (ttft = prefill, decode step), train (forward, backward, optimizer)
+    "ttft_p50_s", "decode_step_p50_s", "forward_p50_s", "backward_p50_s", "optimizer_p50_s",
     # rates
-    "throughput_samples_per_s", "achieved_flop_per_s", "utilization", "peak_flop_per_s",
+    "throughput_samples_per_s", "achieved_flop_per_s", "utilization", "peak_flop_per_s", "peak_source",
     "peak_memory_bytes",
+    # how busy the machine was (summary["contention"])
+    "cpu_share", "disturbed",
     "run_dir",
 ]
+
+#: Phase columns: column -> (workload, phase name in ``summary["phases"]``).
+PHASE_COLUMNS: dict[str, tuple[str, str]] = {
+    "ttft_p50_s": ("generate", "prefill"), "decode_step_p50_s": ("generate", "decode"),
+    "forward_p50_s": ("train", "forward"), "backward_p50_s": ("train", "backward"),
+    "optimizer_p50_s": ("train", "optimizer"),
+}
+
+#: Summary keys that join a non-forward workload's config key (after ``workload=``).
+WORKLOAD_SHAPE_KEYS: dict[str, tuple[str, ...]] = {"generate": ("prompt_len", "new_tokens"), "train": ()}
+
+#: Schema 2: schema 3 without workload, phase timings, peak_source, cpu_share, disturbed.
+COLUMNS_V2: list[str] = [c for c in COLUMNS if c not in
+                         {"workload", *PHASE_COLUMNS, "peak_source", "cpu_share", "disturbed"}]
 
 #: Schema 1, the first layout (the issue's list: keys only, no config/env parts, no
 #: throughput or memory). Read and migrated in memory; appended to in its own layout.
@@ -78,12 +96,12 @@ COLUMNS_V1: list[str] = [
     "achieved_flop_per_s", "utilization", "peak_flop_per_s", "run_dir",
 ]
 
-LAYOUTS: dict[int, list[str]] = {1: COLUMNS_V1, 2: COLUMNS}
+LAYOUTS: dict[int, list[str]] = {1: COLUMNS_V1, 2: COLUMNS_V2, 3: COLUMNS}
 
 #: Columns that stay text (a commit like ``1234567`` must not become a number).
-TEXT_COLUMNS = {"run_id", "started_at", "scenario", "config_key", "dtype", "device", "tag", "env_key",
-                "torch_version", "device_name", "git_commit", "run_dir"}
-INT_COLUMNS = {"schema_version", "batch_size", "threads", "params", "macs", "flops", "latency_n"}
+TEXT_COLUMNS = {"run_id", "started_at", "scenario", "config_key", "dtype", "device", "tag", "workload", "env_key",
+                "torch_version", "device_name", "git_commit", "peak_source", "run_dir"}
+INT_COLUMNS = {"schema_version", "batch_size", "threads", "params", "macs", "flops", "latency_n", "disturbed"}
 NUMERIC_COLUMNS = [c for c in COLUMNS if c not in TEXT_COLUMNS]
 
 LOCK_TIMEOUT_S = 120.0
@@ -98,48 +116,52 @@ def row_from_summary(summary: dict, logdir: str | os.PathLike | None = None) -> 
     """The history row (all of :data:`COLUMNS`) for a run's ``summary.json`` dict."""
     s = summary
     lat = s.get("latency_s") or {}
-    ck = s.get("config_key") or config_key(s.get("scenario"), s.get("batch_size"), s.get("dtype"),
-                                           s.get("device"), s.get("threads"), s.get("tag"))
-    ek = s.get("env_key") or env_key(s.get('torch_version'), s.get('device_name'), s.get('git_commit'))
-    p50 = lat.get("p50")
-    bs = s.get("batch_size")
+    workload = s.get("workload") or "forward"
+    p50, bs = lat.get("p50"), s.get("batch_size")
     tput = s.get("throughput_samples_per_s")
     if tput is None and p50 and bs:
         tput = bs / p50
+    contention = s.get("contention") or {}
     row = {
-        "schema_version": SCHEMA_VERSION,
-        "run_id": s.get("run_id"),
-        "started_at": s.get("started_at"),
-        "scenario": s.get("scenario"),
-        "config_key": ck,
-        "batch_size": bs,
-        "dtype": s.get("dtype"),
-        "device": s.get("device"),
-        "threads": s.get("threads"),
-        "tag": s.get("tag"),
-        "env_key": ek,
-        "torch_version": s.get("torch_version"),
-        "device_name": s.get("device_name"),
-        "git_commit": s.get("git_commit"),
-        "params": s.get("params"),
-        "macs": s.get("macs"),
-        "flops": s.get("flops"),
-        "latency_p50_s": p50,
-        "latency_p90_s": lat.get("p90"),
-        "latency_p99_s": lat.get("p99"),
-        "latency_mean_s": lat.get("mean"),
-        "latency_std_s": lat.get("std"),
-        "latency_n": lat.get("n"),
-        "throughput_samples_per_s": tput,
-        "achieved_flop_per_s": s.get("achieved_flop_per_s"),
-        "utilization": s.get("utilization"),
-        "peak_flop_per_s": s.get("peak_flop_per_s"),
-        "peak_memory_bytes": s.get("peak_memory_bytes"),
+        "schema_version": SCHEMA_VERSION, "run_id": s.get("run_id"), "started_at": s.get("started_at"),
+        "scenario": s.get("scenario"), "config_key": s.get("config_key") or summary_config_key(s),
+        **{k: s.get(k) for k in ("batch_size", "dtype", "device", "threads", "tag")}, "workload": workload,
+        "env_key": s.get("env_key") or env_key(s.get("torch_version"), s.get("device_name"), s.get("git_commit")),
+        **{k: s.get(k) for k in ("torch_version", "device_name", "git_commit", "params", "macs", "flops")},
+        "latency_p50_s": p50, "latency_p90_s": lat.get("p90"), "latency_p99_s": lat.get("p99"),
+        "latency_mean_s": lat.get("mean"), "latency_std_s": lat.get("std"), "latency_n": lat.get("n"),
+        **phase_p50s(s), "throughput_samples_per_s": tput,
+        **{k: s.get(k) for k in ("achieved_flop_per_s", "utilization", "peak_flop_per_s", "peak_source",
+                                 "peak_memory_bytes")},
+        "cpu_share": contention.get("cpu_share"),
+        "disturbed": None if contention.get("disturbed") is None else bool(contention["disturbed"]),
         "run_dir": _relative_run_dir(s.get("path"), logdir),
     }
     if not row["run_id"]:
         raise HarnessError("cannot add a run to history.csv: its summary has no run_id")
     return row
+
+
+def summary_config_key(s: dict) -> str:
+    """The config key of a summary without one: today's key for a forward run; a generate or
+    train run adds ``workload=...`` and its shape (:data:`WORKLOAD_SHAPE_KEYS`)."""
+    workload = s.get("workload") or "forward"
+    extra = None
+    if workload != "forward":
+        extra = {"workload": workload, **{k: s.get(k) for k in WORKLOAD_SHAPE_KEYS.get(workload, ()) if k in s}}
+    return config_key(s.get("scenario"), s.get("batch_size"), s.get("dtype"), s.get("device"), s.get("threads"),
+                      s.get("tag"), extra=extra)
+
+
+def phase_p50s(s: dict) -> dict[str, float | None]:
+    """:data:`PHASE_COLUMNS` from ``summary["phases"][name]["time_s"]["p50"]`` (None for other workloads)."""
+    workload = s.get("workload") or "forward"
+    phases = s.get("phases") or {}
+    out: dict[str, float | None] = {}
+    for col, (wl, name) in PHASE_COLUMNS.items():
+        t = ((phases.get(name) or {}).get("time_s") or {}).get("p50") if wl == workload else None
+        out[col] = t
+    return out
 
 
 def _relative_run_dir(path: Any, logdir: Any) -> str | None:
@@ -314,8 +336,18 @@ def _migrate_1_to_2(df: pd.DataFrame) -> pd.DataFrame:
     return df
 
 
+def _migrate_2_to_3(df: pd.DataFrame) -> pd.DataFrame:
+    """Schema 2 rows were all forward runs; phases, peak source and contention were not recorded."""
+    df = df.copy()
+    df["workload"] = "forward"
+    for col in (*PHASE_COLUMNS, "peak_source", "cpu_share", "disturbed"):
+        df[col] = None
+    df["schema_version"] = 3
+    return df
+
+
 #: In-memory migrations: version -> function returning the next version's frame.
-MIGRATIONS = {1: _migrate_1_to_2}
+MIGRATIONS = {1: _migrate_1_to_2, 2: _migrate_2_to_3}
 
 
 def _frame(parsed: _Parsed | None) -> pd.DataFrame:

@@ -4,24 +4,27 @@ Each point is :func:`harness.run_scenario` (a complete run directory, a history 
 A point that fails — out of memory, a dtype the device cannot run, a forward that raises —
 is recorded with its reason and the sweep goes on. ``sweep.csv`` is rewritten atomically
 after every point, so a sweep that is stopped keeps what it measured.
-Output: ``LOGDIR/<scenario>/sweeps/<sweep_id>/sweep.csv``, ``sweep.json`` and ``sweep.png``.
+Output: ``LOGDIR/<scenario>/sweeps/<sweep_id>/sweep.csv``, ``sweep.json`` and ``sweep.png``
+(drawn by :func:`harness.report.trends.sweep_figure`). Each point also records how busy the
+machine was (``cpu_share``, ``disturbed`` from the run's ``summary["contention"]``) and which
+peak its utilization is measured against (``peak_flop_per_s``, ``peak_source``: the peak
+changes with the thread count).
 """
 from __future__ import annotations
 
-import math
 import os
 import sys
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable
 
-from ..errors import HarnessError
+from ..core.text import utc_iso
+from ..errors import HarnessError, forward_error
 
 COLUMNS = ["sweep_id", "point", "scenario", "batch_size", "dtype", "threads", "device", "status", "reason", "run_id",
            "run_dir", "latency_p50_s", "latency_p90_s", "throughput_samples_per_s", "flops", "achieved_flop_per_s",
-           "utilization", "peak_memory_bytes", "wall_s"]
+           "utilization", "peak_flop_per_s", "peak_source", "peak_memory_bytes", "cpu_share", "disturbed", "wall_s"]
 
 
 def parse_ints(text: str, what: str) -> list[int]:
@@ -46,16 +49,15 @@ def parse_ints(text: str, what: str) -> list[int]:
 def parse_dtypes(text: str | None) -> list[str | None]:
     if text is None:
         return [None]
-    from ..pipeline.prepare import DTYPE_ALIASES, DTYPES
+    from ..core.dtypes import RUN_DTYPES, canonical
 
     out: list[str | None] = []
     for part in str(text).split(","):
-        name = part.strip().lower()
-        if not name:
+        if not part.strip():
             continue
-        name = DTYPE_ALIASES.get(name, name)
-        if name not in DTYPES:
-            raise HarnessError(f"--dtypes {text!r}: unknown dtype {part.strip()!r}; use {', '.join(DTYPES)}")
+        name = canonical(part)
+        if name not in RUN_DTYPES:
+            raise HarnessError(f"--dtypes {text!r}: unknown dtype {part.strip()!r}; use {', '.join(RUN_DTYPES)}")
         if name not in out:
             out.append(name)
     if not out:
@@ -83,16 +85,9 @@ class SweepResult:
         return [r for r in self.rows if r["status"] != "ok"]
 
 
-def _short_reason(exc: BaseException) -> str:
-    import torch
-
-    if isinstance(exc, HarnessError):
-        msg = exc.message
-    else:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-        msg = f"{type(exc).__name__}: {first}" if first else type(exc).__name__
-    if isinstance(exc, (torch.OutOfMemoryError, MemoryError)) or "out of memory" in msg.lower():
-        msg = msg if msg.lower().startswith("out of memory") else f"out of memory: {msg}"
+def _short_reason(scenario: str, exc: BaseException) -> str:
+    """One line: a HarnessError's message, anything else in :func:`harness.errors.forward_error`'s wording."""
+    msg = exc.message if isinstance(exc, HarnessError) else forward_error(scenario, exc).message
     return " ".join(msg.split())[:300]
 
 
@@ -157,6 +152,33 @@ class Progress:
         self.stream.flush()
 
 
+def _point_row(r, row: dict) -> str:
+    """Fill ``row`` from a finished run; returns the progress outcome."""
+    s = r.summary
+    lat = s.get("latency_s") or {}
+    contention = s.get("contention") or {}
+    row.update(status="ok", run_id=s.get("run_id"), run_dir=str(r.path) if r.path else s.get("path"),
+               dtype=s.get("dtype"), threads=s.get("threads"), device=s.get("device"),
+               latency_p50_s=lat.get("p50"), latency_p90_s=lat.get("p90"),
+               **{k: s.get(k) for k in ("throughput_samples_per_s", "flops", "achieved_flop_per_s", "utilization",
+                                        "peak_flop_per_s", "peak_source", "peak_memory_bytes")},
+               cpu_share=contention.get("cpu_share"),
+               disturbed=None if contention.get("disturbed") is None else int(bool(contention["disturbed"])))
+    return f"p50 {_ms(row['latency_p50_s'])}" + (" (machine disturbed)" if row["disturbed"] else "")
+
+
+def _run_point(run: Callable[..., Any], sc, pt: Point, row: dict, opts: dict) -> str:
+    """One point: a full run, or its failure recorded in ``row``; returns the progress outcome."""
+    try:
+        r = run(str(sc.path), batch_size=pt.batch_size, dtype=pt.dtype, threads=pt.threads, **opts)
+        return _point_row(r, row)
+    except KeyboardInterrupt:
+        raise
+    except (HarnessError, RuntimeError, MemoryError) as exc:  # torch.OutOfMemoryError is a RuntimeError
+        row.update(status="failed", reason=_short_reason(sc.name, exc))
+        return f"FAILED: {row['reason'][:80]}"
+
+
 def sweep(
     scenario: str,
     batch_sizes: list[int],
@@ -173,6 +195,8 @@ def sweep(
     plot: bool = True,
 ) -> SweepResult:
     """Run ``scenario`` at every (dtype, threads, batch size) point; see the module doc."""
+    import torch
+
     from ..core import fsio
     from ..pipeline import scenario as scenario_mod
     from ..pipeline.run import check_logdir
@@ -181,23 +205,19 @@ def sweep(
     logdir = check_logdir(Path(logdir))
     if run is None:
         from ..pipeline.run import run_scenario as run
-    dtypes = dtypes or [None]
-    threads = threads or [None]
-    import torch
-
+    dtypes, threads = dtypes or [None], threads or [None]
     default_threads = torch.get_num_threads()
     points = [Point(bs, dt, th) for dt in dtypes for th in threads for bs in batch_sizes]
-    started = datetime.now(timezone.utc)
-    sweep_id = fsio.new_run_id(started)
+    sweep_id = fsio.new_run_id()
     out_dir = logdir / sc.name / "sweeps" / sweep_id
     out_dir.mkdir(parents=True, exist_ok=False)
     result = SweepResult(sweep_id=sweep_id, scenario=sc.name, path=out_dir)
     meta = {"schema_version": 1, "sweep_id": sweep_id, "scenario": sc.name, "scenario_path": str(sc.path),
-            "started_at": started.isoformat(timespec="microseconds").replace("+00:00", "Z"),
-            "batch_sizes": batch_sizes, "dtypes": dtypes, "threads": threads, "device": device, "warmup": warmup,
-            "iters": iters, "tag": tag, "points": len(points), "finished_at": None}
+            "started_at": utc_iso(), "batch_sizes": batch_sizes, "dtypes": dtypes, "threads": threads,
+            "device": device, "warmup": warmup, "iters": iters, "tag": tag, "points": len(points), "finished_at": None}
     fsio.atomic_write_json(out_dir / "sweep.json", meta)
     bar = Progress(points, stream=None if progress is True else progress) if progress else None
+    opts = dict(device=device, warmup=warmup, iters=iters, logdir=logdir, tag=tag)
     try:
         for i, pt in enumerate(points):
             label = f"bs {pt.batch_size} · {pt.dtype or sc.dtype} · {pt.threads or default_threads} thr"
@@ -207,35 +227,19 @@ def sweep(
             row: dict[str, Any] = {c: None for c in COLUMNS}
             row.update(sweep_id=sweep_id, point=i, scenario=sc.name, batch_size=pt.batch_size,
                        dtype=pt.dtype or sc.dtype, threads=pt.threads or default_threads, device=device or sc.device)
-            try:
-                r = run(str(sc.path), batch_size=pt.batch_size, dtype=pt.dtype, threads=pt.threads, device=device,
-                        warmup=warmup, iters=iters, logdir=logdir, tag=tag)
-                s = r.summary
-                lat = s.get("latency_s") or {}
-                row.update(status="ok", run_id=s.get("run_id"), run_dir=str(r.path) if r.path else s.get("path"),
-                           dtype=s.get("dtype"), threads=s.get("threads"), device=s.get("device"),
-                           latency_p50_s=lat.get("p50"), latency_p90_s=lat.get("p90"),
-                           throughput_samples_per_s=s.get("throughput_samples_per_s"), flops=s.get("flops"),
-                           achieved_flop_per_s=s.get("achieved_flop_per_s"), utilization=s.get("utilization"),
-                           peak_memory_bytes=s.get("peak_memory_bytes"))
-                outcome = f"p50 {_ms(row['latency_p50_s'])}"
-            except KeyboardInterrupt:
-                raise
-            except (HarnessError, RuntimeError, MemoryError) as exc:  # torch.OutOfMemoryError is a RuntimeError
-                row.update(status="failed", reason=_short_reason(exc))
-                outcome = f"FAILED: {row['reason'][:80]}"
+            outcome = _run_point(run, sc, pt, row, opts)
             row["wall_s"] = time.perf_counter() - t0
             result.rows.append(row)
             _write_csv(out_dir, result.rows)
             if bar:
                 bar.finish(i, pt, label, row["wall_s"], outcome)
     finally:
-        meta["finished_at"] = datetime.now(timezone.utc).isoformat(timespec="microseconds").replace("+00:00", "Z")
-        meta["completed_points"] = len(result.rows)
-        meta["failed_points"] = len(result.failed)
+        meta.update(finished_at=utc_iso(), completed_points=len(result.rows), failed_points=len(result.failed))
         fsio.atomic_write_json(out_dir / "sweep.json", meta)
     if plot and any(r["status"] == "ok" for r in result.rows):
-        result.plot = plot_sweep(result.rows, out_dir / "sweep.png", sc.name)
+        from ..report.trends import sweep_figure
+
+        result.plot = sweep_figure(result.rows, out_dir / "sweep.png", sc.name)
     return result
 
 
@@ -251,69 +255,6 @@ def _write_csv(out_dir: Path, rows: list[dict]) -> None:
     from ..core.fsio import atomic_write_csv
 
     df = pd.DataFrame(rows, columns=COLUMNS)
-    for c in ("point", "batch_size", "threads", "flops", "peak_memory_bytes"):
+    for c in ("point", "batch_size", "threads", "flops", "peak_memory_bytes", "disturbed"):
         df[c] = pd.to_numeric(df[c], errors="coerce").round().astype("Int64")
     atomic_write_csv(out_dir / "sweep.csv", df)
-
-
-def plot_sweep(rows: list[dict], out: Path, scenario: str) -> Path:
-    """Latency p50 and achieved FLOP/s against batch size, one line per (dtype, threads); failures marked."""
-    import io
-
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    from matplotlib.ticker import FixedLocator, NullLocator
-
-    from ..core.fsio import atomic_write_bytes
-
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4.8), constrained_layout=True)
-    groups: dict[tuple, list[dict]] = {}
-    for r in rows:
-        groups.setdefault((r["dtype"], r["threads"]), []).append(r)
-    cmap = plt.get_cmap("tab10")
-    all_bs = sorted({r["batch_size"] for r in rows})
-    failed_bs: set = set()
-    for i, ((dt, th), rs) in enumerate(groups.items()):
-        color = cmap(i % 10)
-        th = int(th) if th is not None else None
-        label = f"{dt}, {th if th is not None else 'default'} thread{'s' if th != 1 else ''}"
-        ok = sorted((r for r in rs if r["status"] == "ok"), key=lambda r: r["batch_size"])
-        if ok:
-            x = [r["batch_size"] for r in ok]
-            ax1.plot(x, [r["latency_p50_s"] * 1e3 for r in ok], marker="o", color=color, label=label)
-            ax2.plot(x, [(r["achieved_flop_per_s"] or math.nan) / 1e9 for r in ok], marker="o", color=color, label=label)
-        for r in rs:
-            if r["status"] != "ok":
-                failed_bs.add(r["batch_size"])
-    ax1.set_title(f"{scenario}: latency (p50) per forward")
-    ax1.set_ylabel("latency p50 (ms)")
-    ax2.set_title(f"{scenario}: achieved FLOP/s")
-    ax2.set_ylabel("achieved GFLOP/s")
-    for ax in (ax1, ax2):
-        ax.set_xlabel("batch size")
-        if len(all_bs) > 1 and min(all_bs) > 0:
-            ax.set_xscale("log", base=2)
-        ax.xaxis.set_major_locator(FixedLocator(all_bs))
-        ax.xaxis.set_minor_locator(NullLocator())
-        ax.set_xticklabels([str(b) for b in all_bs])
-        ax.set_ylim(bottom=0)
-        ax.grid(True, alpha=0.3)
-    for ax in (ax1, ax2):
-        for bs in sorted(failed_bs):
-            ax.axvline(bs, color="crimson", alpha=0.4, linestyle=":", linewidth=1.2)
-            ax.plot([bs], [0], marker="x", color="crimson", markersize=9, mew=2, clip_on=False, zorder=5)
-            ax.annotate("failed", (bs, 0), textcoords="offset points", xytext=(0, 9), ha="center", color="crimson",
-                        fontsize=8)
-    handles, labels = ax1.get_legend_handles_labels()
-    if failed_bs:
-        from matplotlib.lines import Line2D
-
-        handles.append(Line2D([], [], marker="x", color="crimson", linestyle="", markersize=9, mew=2))
-        labels.append("a point failed there (reason in sweep.csv)")
-    fig.legend(handles, labels, fontsize=8, loc="outside lower center", ncol=min(len(labels), 4), frameon=False)
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110)
-    plt.close(fig)
-    return atomic_write_bytes(out, buf.getvalue())

@@ -1,0 +1,211 @@
+"""Assemble a run's figures into the summary (:class:`harness.core.schema.Summary`) and tables.
+
+Pure computation: nothing here writes a file, so ``profile(..., logdir=None)`` returns the
+same values as a written run.
+"""
+from __future__ import annotations
+
+import math
+import resource
+from dataclasses import dataclass
+from typing import Any
+
+import pandas as pd
+import torch
+
+from .. import __version__
+from ..core import schema
+from ..core.samples import sample_stats
+from ..core.text import utc_iso
+from .measure import Timing
+from .prepare import Prepared, dtype_name
+from .workloads import no_scope
+
+ROOT_PATH = "(model)"  # modules.csv's whole-model row (an empty path reads back as NaN in pandas)
+
+OPS_COLUMNS_FIRST = ["name", "phase", "kind", "calls", "dispatch_calls", "self_time_s", "time_share", "macs", "flops", "other_flops",
+                     "total_flops", "bytes", "achieved_flop_per_s", "achieved_total_flop_per_s", "achieved_bytes_per_s",
+                     "arithmetic_intensity", "peak_flop_per_s", "peak_bytes_per_s", "utilization",
+                     "bandwidth_utilization", "memory_level", "level_bandwidth_utilization", "bound", "counted",
+                     "cache_resident"]
+
+
+@dataclass
+class Parts:
+    """Everything the stages produced for one run, before assembling."""
+
+    prep: Prepared
+    workload: Any
+    scenario: str
+    run_id: str
+    started: Any
+    tag: str | None
+    warmup: int
+    iters: int
+    config: Any  # ProfileConfig
+    timing: Timing
+    counts: Any
+    prof: Any
+    joined: Any
+    peak: Any
+    env: dict
+
+
+def ordered(df: pd.DataFrame, first: list[str]) -> pd.DataFrame:
+    cols = [c for c in first if c in df.columns] + [c for c in df.columns if c not in first]
+    return df[cols]
+
+
+def weights_bytes(model: torch.nn.Module) -> int:
+    tensors = {id(t): t for t in list(model.parameters()) + list(model.buffers())}
+    return sum(t.numel() * t.element_size() for t in tensors.values())
+
+
+def _rate(work: float | int | None, seconds: float | None) -> float | None:
+    return work / seconds if work is not None and seconds and seconds > 0 else None
+
+
+def _ratio(a: float | None, b: float | None) -> float | None:
+    return a / b if a is not None and b else None
+
+
+def phase_summaries(p: Parts) -> dict[str, dict]:
+    """Per phase: un-profiled time, counted work per occurrence, achieved rates."""
+    by_phase = getattr(p.counts, "by_phase", None)
+    out = {}
+    for name in p.workload.phases:
+        samples = p.timing.phase_samples(name)
+        stats = sample_stats(samples)
+        if by_phase is not None and len(by_phase):
+            row = by_phase[by_phase.phase == name].sum(numeric_only=True)
+            occurrences = max(len(samples) / max(len(p.timing.samples_s), 1), 1)
+            work = {k: int(row.get(k, 0)) for k in ("macs", "flops", "other_flops", "bytes")}
+            work = {k: v / occurrences for k, v in work.items()}
+        else:  # a one-phase workload: the whole count
+            work = {"macs": p.counts.macs, "flops": p.counts.flops, "other_flops": p.counts.other_flops,
+                    "bytes": p.counts.bytes}
+        t = stats["p50"] if samples else None
+        flop_rate = _rate(work["flops"], t)
+        out[name] = {"time_s": stats, **{k: int(v) if float(v).is_integer() else v for k, v in work.items()},
+                     "achieved_flop_per_s": flop_rate, "achieved_bytes_per_s": _rate(work["bytes"], t),
+                     "utilization": _ratio(flop_rate, p.peak.flop_per_s),
+                     "bandwidth_utilization": _ratio(_rate(work["bytes"], t), p.peak.bytes_per_s)}
+    return out
+
+
+def memory_figures(p: Parts) -> dict:
+    """Peak memory: CUDA from the allocator over one iteration; CPU as weights + inputs + activations."""
+    from ..core.calls import tensor_bytes
+
+    wb = weights_bytes(p.prep.model)
+    act = p.prof.peak_activation_bytes
+    if p.prep.device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(p.prep.device)
+        with p.workload.grad_mode():
+            p.workload.iteration(p.prep, no_scope)
+        torch.cuda.synchronize(p.prep.device)
+        peak_mem = int(torch.cuda.max_memory_allocated(p.prep.device))
+    else:
+        peak_mem = wb + tensor_bytes(p.prep.call) + (act or 0)
+    return {"peak_memory_bytes": peak_mem, "peak_activation_bytes": act, "weights_bytes": wb,
+            "peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}
+
+
+def peak_exceeded(summary: dict, ops: pd.DataFrame, modules: pd.DataFrame, peak: Any) -> list[dict]:
+    """Every place whose achieved FLOP/s is above its ceiling: a defect of the ceiling, reported."""
+    ceiling = peak.flop_per_s
+    if not ceiling:
+        return []
+    out = []
+    if (summary.get("achieved_flop_per_s") or 0) > ceiling:
+        out.append({"what": "run", "name": summary["scenario"], "achieved_flop_per_s": summary["achieved_flop_per_s"],
+                    "ceiling_flop_per_s": ceiling, "source": peak.source})
+    for what, df, col in (("op", ops[ops.kind == "op"], "name"), ("module", modules, "path")):
+        over = df[df["achieved_flop_per_s"].fillna(0) > df["peak_flop_per_s"].fillna(math.inf)]
+        for _, r in over.iterrows():
+            out.append({"what": what, "name": str(r[col]), "achieved_flop_per_s": float(r["achieved_flop_per_s"]),
+                        "ceiling_flop_per_s": float(r["peak_flop_per_s"]), "source": peak.source})
+    return out
+
+
+def _keys(p: Parts) -> dict:
+    ck = schema.config_key(p.scenario, p.prep.batch_size, dtype_name(p.prep.dtype), p.prep.device.type,
+                           p.prep.threads, p.tag, p.workload.config_extra())
+    return {"config_key": ck, "env_key": schema.env_key(torch.__version__, p.env["device_name"], p.env["git_commit"])}
+
+
+def _work_and_rates(p: Parts, lat: dict) -> dict:
+    c, p50 = p.counts, lat["p50"]
+    flops, total = int(c.flops), c.flops + c.other_flops
+    achieved = _rate(flops, p50)
+    return {
+        "params": int(c.params), "trainable_params": int(c.trainable_params), "buffers": int(c.buffers),
+        "macs": int(c.macs), "flops": flops, "other_flops": int(c.other_flops), "bytes": int(c.bytes),
+        "latency_s": lat,
+        "throughput_samples_per_s": _rate(p.workload.items_per_iteration(p.prep), p50),
+        "achieved_flop_per_s": achieved,
+        "peak_flop_per_s": p.peak.flop_per_s, "peak_source": p.peak.source, "peak_note": p.peak.note,
+        "utilization": _ratio(achieved, p.peak.flop_per_s),
+        "mem_bandwidth_bytes_per_s": p.peak.bytes_per_s,
+        "achieved_bytes_per_s": _rate(c.bytes, p50),
+        "arithmetic_intensity": _ratio(total, c.bytes),
+    }
+
+
+def _profiled(p: Parts) -> dict:
+    cuda = p.prep.device.type == "cuda"
+    source = "cuda" if cuda and p.prof.device_time_recorded else "cpu"
+    if cuda and not p.prof.device_time_recorded:
+        source = "cpu (no device time was recorded: CUPTI unavailable?)"
+    return {"steps": p.prof.steps, "wait": p.config.wait, "warmup": p.config.warmup, "active": p.config.active,
+            "time_per_forward_s": p.joined.time_per_forward_s, "op_time_per_forward_s": p.joined.op_time_per_forward_s,
+            "time_source": source}
+
+
+def summary(p: Parts, trace_bytes: int | None) -> dict:
+    """The summary dict (schema in :mod:`harness.core.schema`); ``finished_at`` is set by the caller."""
+    lat = sample_stats(p.timing.samples_s)
+    s: dict = {
+        "schema_version": schema.SUMMARY_SCHEMA_VERSION, "scenario": p.scenario, "run_id": p.run_id,
+        "started_at": utc_iso(p.started), "finished_at": None, "tag": p.tag,
+        "workload": p.workload.name, "phase_names": list(p.workload.phases),
+        "device": p.prep.device.type, "device_name": p.env["device_name"], "dtype": dtype_name(p.prep.dtype),
+        "batch_size": p.prep.batch_size, "threads": p.prep.threads, "warmup": p.warmup, "iters": p.iters,
+        **_work_and_rates(p, lat), **memory_figures(p),
+        "coverage": p.joined.coverage, "profiled": _profiled(p), "phases": phase_summaries(p),
+        "trace_files": [p.prof.trace_name] if p.prof.trace_name else [], "trace_bytes": trace_bytes,
+        "torch_version": torch.__version__, "harness_version": __version__, "git_commit": p.env["git_commit"],
+        **_keys(p), "path": None,
+    }
+    return s
+
+
+def tables(p: Parts) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """ops, ops_by_shape and modules in their documented column order, root row named :data:`ROOT_PATH`."""
+    def finish(df: pd.DataFrame, first: list[str]) -> pd.DataFrame:
+        df = df.copy()
+        df["cache_resident"] = df["bandwidth_utilization"].fillna(0) > 1.0
+        return ordered(df, first)
+
+    ops = finish(p.joined.ops, OPS_COLUMNS_FIRST)
+    by_shape = finish(p.joined.ops_by_shape, OPS_COLUMNS_FIRST[:1] + ["input_shapes"] + OPS_COLUMNS_FIRST[1:])
+    modules = p.joined.modules.copy()
+    modules["path"] = modules["path"].replace("", ROOT_PATH)
+    return ops, by_shape, ordered(modules, ["path", "phase"])
+
+
+def samples_frame(timing: Timing) -> pd.DataFrame:
+    return pd.DataFrame({"iteration": range(len(timing.samples_s)), "latency_s": timing.samples_s})
+
+
+def warnings(p: Parts, summary: dict) -> list[str]:
+    """One line each for what makes this run's figures less than they look."""
+    out = []
+    if p.prep.device.type == "cuda" and not p.prof.device_time_recorded:
+        out.append("no device time was recorded (is CUPTI available?): per-op times are CPU times")
+    if p.prep.device.type == "cuda" and p.warmup == 0:
+        out.append("--warmup 0 on CUDA: the first samples include lazy initialization (cuDNN autotuning, allocator)")
+    for x in summary.get("peak_exceeded", [])[:3]:
+        out.append(f"{x['what']} {x['name']}: achieved {x['achieved_flop_per_s']:.3g} FLOP/s is above the "
+                   f"{x['source']} ceiling {x['ceiling_flop_per_s']:.3g}: the ceiling is wrong, not the result")
+    return out

@@ -1,0 +1,178 @@
+"""The alternating loop: blocks of the two sides in ABBA order, in one process or two workers.
+
+* **Blocks.** After a warm-up (at least 3 iterations and 0.2 s per side) the iteration
+  time sets the block length ``k`` (about ``block_s`` = 15 ms of work; at least one
+  iteration). When an iteration is short (< 10 ms) each block first runs one untimed
+  iteration, so the other side's cache footprint does not land in the samples. The plan
+  is redone every 16 pairs from the latest block values, as a neighbour's load comes and
+  goes. Short blocks cancel more of a neighbour's bursts (they hit both halves of a pair);
+  measured on the shared 2-vCPU host with a 1 ms model, 5 s of pairs gave a 98 % interval
+  of ±0.4–0.6 % for blocks of 2–16 iterations, ±0.9 % for 32, and ±1.2 % for single
+  iterations without the untimed one (cold caches make those noisy).
+* **Pairs.** Pair ``i`` runs AB when ``i`` is even, BA when odd (ABBA...), so a linear drift
+  and any "who ran second" effect cancel.
+* **Budget.** Blocks continue until ``budget_s`` of timing is spent (and at least
+  ``min_pairs`` pairs exist), so a slow model gets fewer, longer verdicts.
+* **Isolation** (``isolate=True``): each side runs in its own worker (:mod:`.worker`), the
+  parent alternating blocks between the two exactly as above. Workers are replaced every
+  ``generation_s`` seconds, so process-level effects (memory layout, which core) are
+  re-drawn; with explicit thread counts both workers of a generation are pinned to the same
+  randomly drawn cores (two processes left alone tend to sit on two different cores for a
+  whole generation, and cores of a shared host differ). At least :data:`MIN_GENERATIONS`
+  generations run (a 98 % interval across generations needs 7).
+"""
+from __future__ import annotations
+
+import math
+import os
+import random
+import time
+from typing import Callable
+
+from ...core.samples import quantile
+from .analysis import block_value
+from .inprocess import BlockTiming, Prepared
+from .sides import SideSpec
+from .state import AbConfig, AbRun, Blocks
+from .worker import Worker
+
+MIN_GENERATIONS = 7
+REPLAN_PAIRS = 16
+DISCARD_BELOW_S = 0.01
+
+BlockFn = Callable[[int, int], BlockTiming]
+
+
+def block_plan(tA: float, tB: float, block_s: float) -> tuple[int, int]:
+    """``(k, discard)``: ``k = clamp(round(block_s / max(tA, tB)), 1, 1000)`` timed iterations;
+    one untimed iteration first when an iteration is under 10 ms."""
+    t = max(tA, tB, 1e-7)
+    k = int(min(max(round(block_s / t), 1), 1000))
+    return k, 1 if t < DISCARD_BELOW_S else 0
+
+
+def _median(v: list[float]) -> float:
+    return quantile(sorted(v), 0.5)
+
+
+def _one_pair(block_a: BlockFn, block_b: BlockFn, blocks: Blocks, k: int, discard: int, generation: int) -> None:
+    """Run pair number ``len(blocks.pairs)`` (AB when even, BA when odd) and record it."""
+    pair = len(blocks.pairs)
+    first_a = pair % 2 == 0
+    res: dict[str, BlockTiming] = {}
+    for side in (("baseline", "candidate") if first_a else ("candidate", "baseline")):
+        res[side] = (block_a if side == "baseline" else block_b)(k, discard)
+    for side in ("baseline", "candidate"):
+        for i, v in enumerate(res[side].samples):
+            blocks.samples.append((side, generation, pair, 2 * pair + (0 if (side == "baseline") == first_a else 1), i, v))
+    blocks.pairs.append((generation, pair, "AB" if first_a else "BA", block_value(res["baseline"].samples),
+                         block_value(res["candidate"].samples)))
+    blocks.shares.append((res["baseline"].cpu_share, res["candidate"].cpu_share))
+
+
+def alternate(block_a: BlockFn, block_b: BlockFn, blocks: Blocks, cfg: AbConfig, *, generation: int = 0,
+              stop_at: float | None = None, progress: Callable[[str], None] | None = None) -> float:
+    """ABBA-alternate blocks until the budget (or ``stop_at``, a perf_counter deadline) is reached.
+
+    Every REPLAN_PAIRS pairs the block length is planned again from the latest block values
+    (both sides always get the same length within a pair, so ratios stay comparable)."""
+    t0 = time.perf_counter()
+    deadline = stop_at if stop_at is not None else t0 + cfg.budget
+    k, discard, pair0 = blocks.k, blocks.discard, len(blocks.pairs)
+    last_report, recent = t0, []
+    while True:
+        if len(recent) >= 2 * REPLAN_PAIRS:  # re-plan the block length as the machine's load changes
+            k, discard = block_plan(_median(recent[0::2]), _median(recent[1::2]), cfg.block_s)
+            recent.clear()
+        _one_pair(block_a, block_b, blocks, k, discard, generation)
+        recent += [blocks.pairs[-1][3], blocks.pairs[-1][4]]
+        now = time.perf_counter()
+        if progress and now - last_report > 0.5:
+            last_report = now
+            progress(progress_text(blocks.pairs, now - t0 if stop_at is None else None, cfg))
+        if now >= deadline and (stop_at is not None or len(blocks.pairs) - pair0 >= cfg.min_pairs):
+            break
+    return time.perf_counter() - t0
+
+
+def progress_text(pair_rows: list[tuple], elapsed: float | None, cfg: AbConfig) -> str:
+    from .. import stats
+
+    logs = [math.log(c / b) for (_, _, _, b, c) in pair_rows if b > 0 and c > 0]
+    txt = f"{len(pair_rows)} pairs"
+    if elapsed is not None:
+        txt += f", {elapsed:.1f} of {cfg.budget:.0f} s"
+    if len(logs) >= 8:
+        e = stats.estimate_from_logs(logs[-3000:], method="hl", level=cfg.level)
+        txt += f", candidate/baseline {e.ratio:.3f} [{e.low:.3f}, {e.high:.3f}]"
+    return txt
+
+
+def run_in_process(run: AbRun, progress: Callable[[str], None] | None = None) -> None:
+    """Build both sides here, warm them up, alternate blocks; fills ``run.sides`` and ``run.blocks``."""
+    t_setup = time.perf_counter()
+    cfg, blocks = run.config, run.blocks
+    A = Prepared(run.baseline, with_counts=cfg.count)
+    B = Prepared(run.candidate, with_counts=cfg.count)
+    A.warmup(), B.warmup()
+    tA, tB = A.warmup(min_s=0.05), B.warmup(min_s=0.05)  # again, now that both are resident
+    blocks.setup_s = time.perf_counter() - t_setup
+    blocks.k, blocks.discard = block_plan(tA, tB, cfg.block_s)
+    blocks.elapsed_s = alternate(A.block, B.block, blocks, cfg, progress=progress)
+    run.sides = {"baseline": A.describe(), "candidate": B.describe()}
+
+
+def generation_cpus(a: SideSpec, b: SideSpec, rng: random.Random) -> list[int] | None:
+    """The cores both workers of a generation are pinned to: the same set for both sides (so a
+    slower core or a busy sibling hyperthread hits both halves of every pair), drawn anew each
+    generation. Sides without an explicit thread count keep every core."""
+    if not hasattr(os, "sched_getaffinity") or a.threads is None or b.threads is None:
+        return None
+    avail = sorted(os.sched_getaffinity(0))
+    n = max(a.threads, b.threads)
+    if n >= len(avail):
+        return None
+    return sorted(rng.sample(avail, n))
+
+
+def _first_generation(run: AbRun, A: Worker, B: Worker, ia: dict, ib: dict) -> None:
+    """Keep the sides' descriptions; time them one after the other for the block plan
+    (they warmed up at the same time)."""
+    for side, info in (("baseline", ia), ("candidate", ib)):
+        run.sides[side] = {k: v for k, v in info.items() if k not in ("ready", "iter_s", "pid")}
+    for _ in range(2):
+        ta, tb = _median(A.block(3, 1).samples), _median(B.block(3, 1).samples)
+    run.blocks.k, run.blocks.discard = block_plan(ta, tb, run.config.block_s)
+
+
+def run_isolated(run: AbRun, progress: Callable[[str], None] | None = None) -> None:
+    """Alternate blocks between two worker processes, replaced every ``generation_s``."""
+    t_start = time.perf_counter()
+    cfg, blocks = run.config, run.blocks
+    A, B = Worker(run.baseline), Worker(run.candidate)
+    try:
+        A.loaded(), B.loaded()
+        setup = time.perf_counter() - t_start
+        t_loop, gen, rng = time.perf_counter(), 0, random.Random(os.getpid())
+        while True:
+            t_gen = time.perf_counter()
+            cpus = generation_cpus(run.baseline, run.candidate, rng)
+            A.spawn(cfg.count and gen == 0, gen, cpus)
+            B.spawn(cfg.count and gen == 0, gen, cpus)
+            ia, ib = A.ready(), B.ready()  # both build and warm up at once: not timed
+            if gen == 0:
+                _first_generation(run, A, B, ia, ib)
+            setup += time.perf_counter() - t_gen
+            if progress:
+                progress(f"generation {gen + 1}, {len(blocks.pairs)} pairs, "
+                         f"{time.perf_counter() - t_loop:.0f} of {cfg.budget:.0f} s")
+            alternate(A.block, B.block, blocks, cfg, generation=gen, stop_at=time.perf_counter() + cfg.generation_s)
+            A.end_child(), B.end_child()
+            gen += 1
+            spent = time.perf_counter() - t_loop
+            if gen >= MIN_GENERATIONS and spent + spent / gen > cfg.budget and len(blocks.pairs) >= cfg.min_pairs:
+                break
+    finally:
+        A.close()
+        B.close()
+    blocks.generations, blocks.setup_s, blocks.elapsed_s = gen, setup, time.perf_counter() - t_start
