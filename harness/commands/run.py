@@ -58,6 +58,9 @@ def add_parser(sub) -> None:
     p.add_argument("--with-stack", action="store_true", help="record Python stacks in the trace (bigger)")
     p.add_argument("--with-modules", action="store_true", help="record the module hierarchy in the trace")
     p.add_argument("--json", action="store_true", help="print summary.json on stdout (progress goes to stderr)")
+    from ..distributed.command import add_options as add_distributed_options
+
+    add_distributed_options(p)  # --nproc-per-node, --backend, --rank-timeout-s
     p.set_defaults(func=main)
 
 
@@ -76,6 +79,10 @@ def main(args: argparse.Namespace) -> int:
     from ..pipeline.run import run_scenario
 
     cfg = ProfileConfig(active=args.active, gzip=args.gzip, with_stack=args.with_stack, with_modules=args.with_modules)
+    from ..distributed import command as distributed
+
+    if distributed.wanted(args):  # several ranks: launched here, or this process is a torchrun rank
+        return distributed.main(args, cfg)
     interactive = sys.stderr.isatty() and not args.json
 
     def progress(stage: str) -> None:
