@@ -149,7 +149,7 @@ def _failed(env: ranks.RankEnv, exc: BaseException) -> BaseException:
         msg = f"rank {env.rank} ({env.host}) was stopped (exit {exc.code}): another rank failed"
         peer = True
     else:
-        what = exc.message if isinstance(exc, HarnessError) else short_exc(exc)
+        what = exc.message if isinstance(exc, HarnessError) else str(exc) if isinstance(exc, PeerFailed) else short_exc(exc)
         msg = f"rank {env.rank} of {env.world_size} ({env.host}) failed: {' '.join(str(what).split())}"
         peer = isinstance(exc, PeerFailed)
     record_error(msg, peer)

@@ -1,7 +1,8 @@
 """``python -m harness.distributed.worker SPEC_JSON``: one rank started by :mod:`.launch`.
 
-Exit 0 when the rank finished, 2 with one line on stderr when it failed (the launcher reads
-the rank's recorded error, see :func:`harness.distributed.job.record_error`).
+Exit 0 when the rank finished, 2 when it failed. The worker prints no error itself: the
+launcher prints the one line of the rank that caused the failure, read from the error file
+each rank records (:func:`harness.distributed.job.record_error`).
 """
 from __future__ import annotations
 
@@ -18,7 +19,6 @@ def main(argv: list[str]) -> int:
     try:
         run_rank(JobSpec.from_json(argv[0]))
     except HarnessError as exc:
-        print(f"error: {exc.message}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         return 130
