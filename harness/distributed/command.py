@@ -10,10 +10,14 @@ import argparse
 import dataclasses
 import shlex
 import sys
+from typing import TYPE_CHECKING
 
 from ..core.units import percent, seconds, si
 from ..errors import HarnessError
 from . import ranks
+
+if TYPE_CHECKING:
+    from .job import JobSpec
 
 DEFAULT_RANK_TIMEOUT_S = 300.0
 
@@ -97,5 +101,6 @@ def render_ranks(s: dict) -> str:
     imb = s.get("imbalance")
     out.append(f"straggler: rank {slow['rank']} ({slow['host']}), p50 {seconds(slow['latency_s']['p50'])}"
                + (f", {imb:.2f}x the fastest rank" if imb else "")
-               + (f"   · time in collectives {percent(s['comm_share'])} of an iteration" if s.get("comm_share") is not None else ""))
+               + (f"   · time in collectives {percent(s['comm_share'])} of an iteration"
+                  if s.get("comm_share") is not None else ""))
     return "\n".join(out)

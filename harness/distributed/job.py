@@ -22,7 +22,6 @@ import time
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
 
 from ..core import fsio
 from ..core.text import short_exc
@@ -149,7 +148,10 @@ def _failed(env: ranks.RankEnv, exc: BaseException) -> BaseException:
         msg = f"rank {env.rank} ({env.host}) was stopped (exit {exc.code}): another rank failed"
         peer = True
     else:
-        what = exc.message if isinstance(exc, HarnessError) else str(exc) if isinstance(exc, PeerFailed) else short_exc(exc)
+        if isinstance(exc, (HarnessError, PeerFailed)):
+            what = str(exc)
+        else:
+            what = short_exc(exc)
         msg = f"rank {env.rank} of {env.world_size} ({env.host}) failed: {' '.join(str(what).split())}"
         peer = isinstance(exc, PeerFailed)
     record_error(msg, peer)
