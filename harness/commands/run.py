@@ -42,6 +42,9 @@ def add_parser(sub) -> None:
     p.add_argument("--all-rows", action="store_true",
                    help="also list profiler labels and nested kernels, with torch.profiler's own columns")
     p.add_argument("--json", action="store_true", help="print summary.json on stdout (progress goes to stderr)")
+    from ..distributed.command import add_options as add_distributed_options
+
+    add_distributed_options(p)  # --nproc-per-node, --backend, --rank-timeout-s
     p.set_defaults(func=main)
 
 
@@ -60,6 +63,10 @@ def main(args: argparse.Namespace) -> int:
     from ..pipeline.run import run_scenario
 
     cfg = ProfileConfig(active=args.active, gzip=args.gzip, with_stack=args.with_stack, with_modules=args.with_modules)
+    from ..distributed import command as distributed
+
+    if distributed.wanted(args):  # several ranks: launched here, or this process is a torchrun rank
+        return distributed.main(args, cfg)
     interactive = sys.stderr.isatty() and not args.json
 
     def progress(stage: str) -> None:

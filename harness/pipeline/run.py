@@ -113,10 +113,13 @@ def _measure(stages: "Stages", workload, prep: Prepared, scenario: str, warmup: 
         raise forward_error(scenario, exc) from exc
 
 
-def _profile(stages: "Stages", workload, prep: Prepared, cfg: ProfileConfig, rundir, started: datetime):
-    trace_name = trace_file_name(f"{socket.gethostname()}_{os.getpid()}", str(int(started.timestamp() * 1000)), cfg.gzip)
+def _profile(stages: "Stages", workload, prep: Prepared, cfg: ProfileConfig, rundir, started: datetime, rank=None):
+    worker = rank.worker if rank is not None else f"{socket.gethostname()}_{os.getpid()}"
+    trace_name = trace_file_name(worker, str(int(started.timestamp() * 1000)), cfg.gzip)
     # the trace takes its plugin-visible name only once the run directory is complete
     staged = rundir.defer(".trace.staged", trace_name) if rundir is not None else None
+    if rank is not None:  # one rank of a job: rank 0 gathers the trace and writes the job's directory
+        staged = rank.trace_path
     return stages.run("profile", lambda: run_profiler(workload, prep, config=cfg, staged_trace=staged,
                                                       trace_name=trace_name))
 
@@ -178,8 +181,14 @@ def execute(
     progress: Callable[[str], None] | None = None,
     write_extras: bool = True,
     stage_times: dict | None = None,
+    rank: Any = None,
 ) -> Run:
-    """Run every stage on a prepared model. See README's "What a run does"."""
+    """Run every stage on a prepared model. See README's "What a run does".
+
+    ``rank`` (:class:`harness.distributed.job.RankRun`, with ``logdir=None``) makes this one
+    rank of a multi-rank job: the job's ``run_id`` and ``started``, and the trace written to
+    ``rank.trace_path`` under the worker name ``rank.worker``.
+    """
     workload = workload or workloads.get("forward")
     warmup = check_positive("--warmup", warmup, minimum=0)
     iters = check_positive("--iters", iters, minimum=1)
@@ -187,15 +196,15 @@ def execute(
     stages = Stages(progress)
     stages.times.update(stage_times or {})
     root = check_logdir(Path(logdir)) if logdir is not None else None
-    started = datetime.now(timezone.utc)
-    run_id = fsio.new_run_id(started)
+    started = rank.started if rank is not None else datetime.now(timezone.utc)
+    run_id = rank.run_id if rank is not None else fsio.new_run_id(started)
     rundir = _open_rundir(root, scenario, run_id)
     try:
         workload.setup(prep)
         with workload.grad_mode():
             timing = _measure(stages, workload, prep, scenario, warmup, iters)
             counts = stages.run("count", lambda: workload.count(prep))
-            prof = _profile(stages, workload, prep, cfg, rundir, started)
+            prof = _profile(stages, workload, prep, cfg, rundir, started, rank)
         parts_kw = dict(workload=workload, scenario=scenario, run_id=run_id, started=started, tag=tag,
                         warmup=warmup, iters=iters, config=cfg, timing=timing)
         run = _assemble(stages.run("join", lambda: _join(parts_kw, prep, prof, counts)))
