@@ -96,26 +96,42 @@ def test_local_executor_yields_results_and_exceptions_in_order():
 
 
 def test_submitit_local_sweep_two_points(tmp_path: Path, tiny_scenario: Path):
+    """`sweep --executor submitit --submitit-local`: the CLI, through submitit's local executor."""
     pytest.importorskip("submitit", reason="submitit is not installed (pip install 'harness[cluster]')")
+    import json
+
+    from conftest import run_cli
+
     logdir = tmp_path / "logs"
-    ex = make_executor("submitit", local=True, folder=tmp_path / "submitit", slurm_time_min=10)
-    job = ScenarioJob(str(tiny_scenario), {"warmup": 1, "iters": 3, "logdir": logdir, "device": "cpu"})
-    points = [Point(1, None, 1), Point(2, None, 1)]
-    out = list(ex.map(job, points))
-    assert [p.batch_size for p, _ in out] == [1, 2]
-    for point, res in out:
-        assert isinstance(res, PointResult), res
-        assert res.summary["batch_size"] == point.batch_size and Path(res.path).is_dir()
-    # tiny: conv 3->8 3x3 on 16x16 (8*16*16*27 MACs) + linear 512->10, per sample
+    proc = run_cli("sweep", str(tiny_scenario), "--batch-sizes", "1,2", "--threads", "1", "--warmup", "1",
+                   "--iters", "3", "--executor", "submitit", "--submitit-local", "--logdir", str(logdir),
+                   "--no-plot", "--json", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout)
+    assert [r["batch_size"] for r in out["points"]] == [1, 2] and {r["status"] for r in out["points"]} == {"ok"}
+    # tiny: conv 3->8 3x3 on 16x16 (8*16*16*27 MACs) + linear 512->10, per sample; FLOPs = 2 x MACs
     per_sample = 8 * 16 * 16 * 27 + 512 * 10
-    assert [res.summary["macs"] for _, res in out] == [per_sample, 2 * per_sample]
+    assert [r["flops"] for r in out["points"]] == [2 * per_sample, 4 * per_sample]
     assert len(history.read(logdir)) == 2
-    assert len(list((tmp_path / "submitit").glob("*_result.pkl"))) == 2  # they really went through submitit
+    sweep_dir = Path(out["path"])
+    assert json.loads((sweep_dir / "sweep.json").read_text())["executor"] == "submitit"
+    assert len(list((sweep_dir / "submitit").glob("*_result.pkl"))) == 2  # they really went through submitit
 
 
 def _summary(run_id: str, started: str, logdir: Path) -> dict:
     return {"run_id": run_id, "started_at": started, "scenario": "m", "batch_size": 1, "dtype": "float32",
             "device": "cpu", "threads": 1, "latency_s": {"p50": 0.01}, "path": str(logdir / "m" / run_id)}
+
+
+def test_history_merge_cli(tmp_path: Path):
+    from conftest import run_cli
+
+    a, out = tmp_path / "a", tmp_path / "out"
+    history.append(a, _summary("r1", "2026-01-01T00:00:00Z", a))
+    history.append(a, _summary("r2", "2026-01-02T00:00:00Z", a))
+    proc = run_cli("history", "--logdir", str(out), "--merge", str(a), cwd=tmp_path)
+    assert proc.returncode == 0 and "2 rows added" in proc.stdout, proc.stderr
+    assert list(history.read(out).run_id) == ["r1", "r2"]
 
 
 def test_merge_histories_adds_each_run_once(tmp_path: Path):

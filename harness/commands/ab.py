@@ -51,6 +51,9 @@ def add_parser(sub) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed of the bootstrap (--method bootstrap)")
     p.add_argument("--logdir", default="logs", help="the run directory goes to LOGDIR/ab/<run_id>/ (default: logs)")
     p.add_argument("--json", action="store_true", help="print ab.json on stdout (progress stays on stderr)")
+    from ..models import add_arguments
+
+    add_arguments(p)
     p.set_defaults(func=main)
 
 
@@ -76,12 +79,15 @@ def main(args: argparse.Namespace) -> int:
                   channels_last=True if args.channels_last else None)
     if args.batch_size is not None and args.batch_size < 1:
         raise HarnessError(f"--batch-size must be at least 1, got {args.batch_size}")
-    a = parse_side(args.baseline, **shared, python=args.baseline_python)
-    b = parse_side(args.candidate, **shared, python=args.candidate_python)
-    for side in (a, b):  # fail fast, before any model is built
-        from ..pipeline import scenario
+    import dataclasses
 
-        scenario.load(side.scenario)
+    from ..models import options_from_args
+
+    model_options = dataclasses.asdict(options_from_args(args))
+    a = parse_side(args.baseline, **shared, python=args.baseline_python, model_options=model_options)
+    b = parse_side(args.candidate, **shared, python=args.candidate_python, model_options=model_options)
+    for side in (a, b):  # fail fast, before any model is built
+        side.load()
     tty = sys.stderr.isatty()
 
     def progress(text: str) -> None:

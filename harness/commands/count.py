@@ -24,7 +24,9 @@ def add_parser(sub) -> argparse.ArgumentParser:
         description="Count parameters, MACs, FLOPs (2 x MACs), other FLOPs and bytes of one forward pass "
                     "of a scenario, as PyTorch actually runs it (fused kernels included), by module or by op.",
     )
-    p.add_argument("scenario", metavar="SCENARIO|FILE", help="a built-in scenario name or a path to a scenario file")
+    p.add_argument("scenario", metavar="SCENARIO|FILE|SOURCE:NAME",
+                   help="a built-in scenario name, a path to a scenario file, or a model by name: torchvision:NAME, "
+                        "timm:NAME, hf:ID_OR_PATH")
     p.add_argument("--batch-size", type=int, default=None, metavar="N", help="batch size (default: the scenario's)")
     p.add_argument("--dtype", type=_dtype_arg, default=None, metavar="DTYPE",
                    help="float32, bfloat16 or float16 (also fp32, bf16, fp16, half; default: the scenario's)")
@@ -33,6 +35,9 @@ def add_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--depth", type=int, default=None, metavar="N", help="module table: show modules up to this depth")
     p.add_argument("--device", default=None,
                    help="device to count on (default: the scenario's); 'meta' counts without compute or memory")
+    from ..models import add_arguments
+
+    add_arguments(p)
     p.set_defaults(func=main)
     return p
 
@@ -52,7 +57,9 @@ def main(args: argparse.Namespace) -> int:
         raise HarnessError(f"--batch-size must be a positive integer, got {args.batch_size} (see `{HELP}`)")
     if args.depth is not None and args.depth < 0:
         raise HarnessError(f"--depth must be 0 or more, got {args.depth} (see `{HELP}`)")
-    sc = scenarios.load(args.scenario)
+    from ..models import options_from_args
+
+    sc = scenarios.load(args.scenario, options_from_args(args))
     batch = args.batch_size or sc.batch_size
     dtype = args.dtype or canonical(sc.dtype)
     if dtype not in RUN_DTYPES:

@@ -21,6 +21,9 @@ def add_parser(sub) -> None:
     p.add_argument("--last", type=int, default=None, metavar="N", help="only the last N runs")
     p.add_argument("--json", action="store_true", help="print the rows as JSON records")
     p.add_argument("--csv", action="store_true", help="print the rows as CSV (current schema)")
+    p.add_argument("--merge", nargs="+", metavar="PATH", default=None,
+                   help="add the rows of other LOGDIRs or history.csv files (one per job, where flock is not "
+                        "reliable) to this LOGDIR's history, skipping run ids it already has")
     p.add_argument("--migrate", action="store_true",
                    help="rewrite an older-schema history.csv in the current schema (the old file is kept as history.vN.csv)")
     p.set_defaults(func=main)
@@ -51,6 +54,12 @@ def main(args: argparse.Namespace) -> int:
 
     logdir = Path(args.logdir)
     path = history.history_path(logdir)
+    if args.merge:
+        from ..distributed.histories import merge_histories
+
+        added = merge_histories([Path(x) for x in args.merge], logdir)
+        print(f"{added} row{'s' if added != 1 else ''} added to {path}")
+        return 0
     if args.migrate:
         backup = history.migrate(logdir)
         if backup is None:

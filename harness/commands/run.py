@@ -20,6 +20,9 @@ def add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--tag", default=None, help="a label kept in summary.json and history.csv")
     p.add_argument("--workload", default=None, metavar="NAME",
                    help="how the model is driven: forward (default: the scenario's `workload`, else forward)")
+    from ..models import add_arguments as add_model_arguments
+
+    add_model_arguments(p)
     p.add_argument("--prompt-len", type=int, default=None, help="generate: prompt tokens (default: the scenario's)")
     p.add_argument("--new-tokens", type=int, default=None, help="generate: tokens to generate (default: the scenario's)")
 
@@ -28,7 +31,8 @@ def add_parser(sub) -> None:
     p = sub.add_parser("run", help="measure, profile and count a scenario; write a run directory",
                        description="Measure un-profiled latency, profile with torch.profiler, count the work, "
                                    "join them per operator and module, and write LOGDIR/<scenario>/<run_id>/.")
-    p.add_argument("scenario", help="a built-in scenario name (see `list`) or a path to a scenario .py file")
+    p.add_argument("scenario", help="a built-in scenario (see `list`), a scenario .py file, or a model by name: "
+                                    "torchvision:NAME, timm:NAME, hf:ID_OR_PATH")
     add_run_options(p)
     p.add_argument("--top", type=int, default=10, help="operators to show (default 10; 0 hides the table)")
     p.add_argument("--sort-by", default="self_time", choices=sorted(SORT_KEYS), metavar="KEY",
@@ -60,6 +64,7 @@ def main(args: argparse.Namespace) -> int:
     if args.warmup is not None and args.warmup < 0:
         raise HarnessError(f"--warmup must be at least 0, got {args.warmup}")
     from ..pipeline.profiling import ProfileConfig  # torch is imported only once the arguments are valid
+    from ..models import options_from_args
     from ..pipeline.run import run_scenario
 
     cfg = ProfileConfig(active=args.active, gzip=args.gzip, with_stack=args.with_stack, with_modules=args.with_modules)
@@ -76,6 +81,7 @@ def main(args: argparse.Namespace) -> int:
     run = run_scenario(args.scenario, batch_size=args.batch_size, device=args.device, dtype=args.dtype,
                        warmup=args.warmup, iters=args.iters, logdir=args.logdir, tag=args.tag,
                        threads=args.threads, workload=args.workload, workload_options=workload_options(args),
+                       model_options=options_from_args(args),
                        profile_config=cfg, progress=progress)
     if interactive:
         print("\r\033[K", end="", file=sys.stderr, flush=True)

@@ -14,7 +14,7 @@ def add_parser(sub) -> None:
                                    "threads; a failing point (out of memory, unsupported dtype) is recorded with "
                                    "its reason and the sweep goes on. Writes LOGDIR/<scenario>/sweeps/<id>/"
                                    "sweep.csv and sweep.png; a progress bar with ETA goes to stderr.")
-    p.add_argument("scenario", help="a built-in scenario name or a path to a scenario .py file")
+    p.add_argument("scenario", help="a built-in scenario, a scenario .py file, or a model by name (timm:NAME, ...)")
     p.add_argument("--batch-sizes", required=True, help="comma-separated, e.g. 1,2,4,8")
     p.add_argument("--dtypes", default=None, help="comma-separated, e.g. float32,bfloat16 (default: the scenario's)")
     p.add_argument("--threads", default=None, help="comma-separated torch thread counts, e.g. 1,2 (default: torch's)")
@@ -25,10 +25,21 @@ def add_parser(sub) -> None:
     p.add_argument("--tag", default=None, help="a label kept in each run's summary and history row")
     p.add_argument("--no-plot", action="store_true", help="skip sweep.png")
     p.add_argument("--json", action="store_true", help="print the points as JSON on stdout")
+    p.add_argument("--executor", choices=["local", "submitit"], default="local",
+                   help="local: points one after another here (default); submitit: a Slurm job array")
+    p.add_argument("--submitit-local", action="store_true",
+                   help="with --executor submitit: submitit's local executor (same code path, no Slurm)")
+    p.add_argument("--slurm-partition", default=None, help="Slurm partition for --executor submitit")
+    p.add_argument("--slurm-gpus-per-node", type=int, default=None, help="GPUs per job for --executor submitit")
+    p.add_argument("--slurm-time", type=int, default=None, metavar="MINUTES", help="time limit per job")
+    from ..models import add_arguments
+
+    add_arguments(p)
     p.set_defaults(func=main)
 
 
 def main(args: argparse.Namespace) -> int:
+    from ..models import options_from_args
     from ..tracking.sweep import parse_dtypes, parse_ints, sweep
 
     batch_sizes = parse_ints(args.batch_sizes, "--batch-sizes")
@@ -39,7 +50,10 @@ def main(args: argparse.Namespace) -> int:
             raise HarnessError(f"{name} must be at least {0 if name == '--warmup' else 1}, got {v}")
     result = sweep(args.scenario, batch_sizes, dtypes=dtypes, threads=threads, device=args.device,
                    warmup=args.warmup, iters=args.iters, logdir=args.logdir, tag=args.tag, progress=True,
-                   plot=not args.no_plot)
+                   plot=not args.no_plot, model_options=options_from_args(args), executor=args.executor,
+                   submitit_local=args.submitit_local,
+                   slurm={"slurm_partition": args.slurm_partition, "slurm_gpus_per_node": args.slurm_gpus_per_node,
+                          "slurm_time_min": args.slurm_time})
     if args.json:
         from ..core.fsio import to_json
 

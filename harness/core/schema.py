@@ -82,6 +82,10 @@ class Summary(TypedDict, total=False):
     coverage: dict
     profiled: dict
     phases: dict[str, PhaseSummary]
+    peak_exceeded: list[dict]
+    warnings: list[str]
+    calibrate_hint: str | None
+    contention: dict
     trace_files: list[str]
     trace_bytes: int | None
     torch_version: str
@@ -91,6 +95,15 @@ class Summary(TypedDict, total=False):
     env_key: str
     stage_times_s: dict[str, float]
     path: str | None
+    # multi-rank jobs only (harness.distributed)
+    world_size: int
+    backend: str
+    ranks: list[dict]
+    slowest_rank: int
+    fastest_rank: int
+    imbalance: float | None
+    comm_time_s: float | None
+    comm_share: float | None
 
 
 def config_key(scenario: str, batch_size: Any, dtype: Any, device: Any, threads: Any, tag: Any,

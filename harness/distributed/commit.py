@@ -32,7 +32,7 @@ def ranks_frame(rows: list[dict]) -> pd.DataFrame:
 def commit_job(spec, payloads: list[dict], backend: str) -> dict:
     """Write every rank's files and the merged summary, rename into place, add the history row."""
     from ..pipeline import write
-    from ..pipeline.run import Run, _run_index, check_logdir
+    from ..pipeline.run import Run, run_index, check_logdir
     from ..tracking import history
 
     root = check_logdir(Path(spec.logdir))
@@ -51,7 +51,7 @@ def commit_job(spec, payloads: list[dict], backend: str) -> dict:
         first = runs[0]
         job_run = Run(summary=job, ops=first.ops, ops_by_shape=first.ops_by_shape, modules=first.modules,
                       samples=first.samples, env=first.env, peak=first.peak)
-        write.extras(job_run, rundir, root, _run_index(root, job["config_key"]))
+        write.extras(job_run, rundir, root, run_index(root, job["config_key"]))
         job["finished_at"] = utc_iso()
         fsio.atomic_write_json(rundir.path / "summary.json", job)
         fsio.fault_point("commit")

@@ -130,7 +130,7 @@ def peak_exceeded(summary: dict, ops: pd.DataFrame, modules: pd.DataFrame, peak:
 
 def _keys(p: Parts) -> dict:
     ck = schema.config_key(p.scenario, p.prep.batch_size, dtype_name(p.prep.dtype), p.prep.device.type,
-                           p.prep.threads, p.tag, p.workload.config_extra())
+                           p.prep.threads, p.tag, {**p.prep.config_extra, **p.workload.config_extra()})
     return {"config_key": ck, "env_key": schema.env_key(torch.__version__, p.env["device_name"], p.env["git_commit"])}
 
 

@@ -8,7 +8,7 @@ model itself and :func:`restore` puts back train/eval modes and ``requires_grad`
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -141,6 +141,7 @@ class Prepared:
     inputs: Any = None
     saved: ModelState | None = None
     module: Any = None  # the scenario file's module (workloads read their hooks from it); None for the API
+    config_extra: dict = field(default_factory=dict)  # config-key parts of the model's options (named models)
 
     def restore(self) -> None:
         """Put the caller's model back as it was (modes, requires_grad); a copy needs nothing."""

@@ -157,7 +157,7 @@ def _commit(run: Run, rundir: fsio.RunDir, root: Path, stages: "Stages", write_e
     run.summary["path"] = str(rundir.final)
     stages.run("write", lambda: write.tables(run, rundir.path))
     if write_extras:
-        write.extras(run, rundir, root, _run_index(root, run.summary["config_key"]))
+        write.extras(run, rundir, root, run_index(root, run.summary["config_key"]))
     run.summary["stage_times_s"] = dict(stages.times)
     fsio.atomic_write_json(rundir.path / "summary.json", run.summary)
     fsio.fault_point("commit")
@@ -221,7 +221,22 @@ def execute(
         prep.restore()
 
 
-def _run_index(root: Path, config_key: str) -> int:
+def model_config_extra(options: Any) -> dict:
+    """``{"model": <hash>}`` when a named model was built with non-default options (``--model-kwargs``,
+    ``--input-size``, ...), so that two configurations of ``hf:llama`` are two configs in history."""
+    if options is None:
+        return {}
+    import dataclasses
+    import hashlib
+    import json
+
+    values = dataclasses.asdict(options)
+    if values == dataclasses.asdict(type(options)()):
+        return {}
+    return {"model": hashlib.sha1(json.dumps(values, sort_keys=True, default=str).encode()).hexdigest()[:8]}
+
+
+def run_index(root: Path, config_key: str) -> int:
     """This run's index among the runs of its config in history.csv (0 for the first)."""
     from ..tracking.history import read
 
@@ -271,12 +286,14 @@ def run_scenario(
     threads: int | None = None,
     workload: str | None = None,
     workload_options: dict | None = None,
+    model_options: Any = None,
     profile_config: ProfileConfig | None = None,
     progress: Callable[[str], None] | None = None,
 ) -> Run:
-    """Load a scenario (built-in name or file path), build it, and :func:`execute` it."""
+    """Load a scenario (built-in name, file path or model by name with ``model_options``:
+    :class:`harness.models.ModelOptions`), build it, and :func:`execute` it."""
     stages = Stages(progress)
-    sc = stages.run("load", lambda: scenario_mod.load(name_or_path))
+    sc = stages.run("load", lambda: scenario_mod.load(name_or_path, model_options))
     wl = workloads.get(workload or sc.workload, **(workload_options or {}))
     if logdir is not None:
         check_logdir(Path(logdir))
@@ -285,6 +302,7 @@ def run_scenario(
     if iters is not None:
         check_positive("--iters", iters, minimum=1)
     prep = stages.run("build", lambda: prepare_scenario(sc, batch_size=batch_size, device=device, dtype=dtype, threads=threads))
+    prep.config_extra = model_config_extra(model_options)
     return execute(prep, scenario=sc.name, workload=wl, warmup=DEFAULT_WARMUP if warmup is None else warmup,
                    iters=DEFAULT_ITERS if iters is None else iters, logdir=logdir, tag=tag,
                    profile_config=profile_config, progress=progress, stage_times=stages.times)

@@ -29,7 +29,7 @@ class Scenario:
 
     name: str
     description: str
-    path: Path
+    path: Path | None  # None for a model by name (harness.models)
     build_model: Callable[[], Any]
     make_inputs: Callable[[int, Any], Any]
     batch_size: int = 1
@@ -66,13 +66,19 @@ def _import_file(path: Path) -> ModuleType:
     return module
 
 
-def load(name_or_path: str | Path) -> Scenario:
-    """Load a built-in scenario by name, or a user's scenario file by path.
+def load(name_or_path: str | Path, options: Any = None) -> Scenario:
+    """Load a built-in scenario by name, a user's scenario file by path, or a model by
+    name (``torchvision:NAME``, ``timm:NAME``, ``hf:ID_OR_PATH``; ``options``:
+    :class:`harness.models.ModelOptions`).
 
     Raises :class:`HarnessError` (exit code 2) for unknown names (naming the closest
     ones), missing files, syntax errors and missing functions.
     """
     text = str(name_or_path)
+    from .. import models
+
+    if models.is_qualified(text):
+        return models.load(text, options)
     looks_like_path = text.endswith(".py") or "/" in text or "\\" in text
     if looks_like_path:
         path = Path(text).expanduser()

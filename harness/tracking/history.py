@@ -457,12 +457,12 @@ def migrate(logdir: str | os.PathLike) -> Path | None:
         fsio.atomic_write_bytes(backup, data)
         df = _frame(parsed)
         out = format_header(COLUMNS) + b"".join(
-            format_row({c: _none_if_na(r[c]) for c in COLUMNS}, COLUMNS) for _, r in df.iterrows())
+            format_row({c: none_if_na(r[c]) for c in COLUMNS}, COLUMNS) for _, r in df.iterrows())
         fsio.atomic_write_bytes(path, out)
         return backup
 
 
-def _none_if_na(v: Any) -> Any:
+def none_if_na(v: Any) -> Any:
     try:
         if v is None or pd.isna(v):
             return None

@@ -167,16 +167,23 @@ def _point_row(r, row: dict) -> str:
     return f"p50 {_ms(row['latency_p50_s'])}" + (" (machine disturbed)" if row["disturbed"] else "")
 
 
-def _run_point(run: Callable[..., Any], sc, pt: Point, row: dict, opts: dict) -> str:
-    """One point: a full run, or its failure recorded in ``row``; returns the progress outcome."""
-    try:
-        r = run(str(sc.path), batch_size=pt.batch_size, dtype=pt.dtype, threads=pt.threads, **opts)
-        return _point_row(r, row)
-    except KeyboardInterrupt:
-        raise
-    except (HarnessError, RuntimeError, MemoryError) as exc:  # torch.OutOfMemoryError is a RuntimeError
-        row.update(status="failed", reason=_short_reason(sc.name, exc))
+def _record(out: Any, sc, row: dict) -> str:
+    """One point's result (a run) or its failure recorded in ``row``; returns the progress outcome."""
+    if isinstance(out, (HarnessError, RuntimeError, MemoryError)):  # torch.OutOfMemoryError is a RuntimeError
+        row.update(status="failed", reason=_short_reason(sc.name, out))
         return f"FAILED: {row['reason'][:80]}"
+    if isinstance(out, BaseException):
+        raise out
+    return _point_row(out, row)
+
+
+def _job(run: Callable[..., Any] | None, scenario: str, opts: dict) -> Callable[[Point], Any]:
+    """What runs one point: a full run (picklable for submitit), or the injected ``run``."""
+    if run is None:
+        from ..distributed.executors import ScenarioJob
+
+        return ScenarioJob(scenario, opts)
+    return lambda pt: run(scenario, batch_size=pt.batch_size, dtype=pt.dtype, threads=pt.threads, **opts)
 
 
 def sweep(
@@ -193,18 +200,24 @@ def sweep(
     progress: bool | Any = True,
     run: Callable[..., Any] | None = None,
     plot: bool = True,
+    model_options: Any = None,
+    executor: str = "local",
+    submitit_local: bool = False,
+    slurm: dict | None = None,
 ) -> SweepResult:
-    """Run ``scenario`` at every (dtype, threads, batch size) point; see the module doc."""
+    """Run ``scenario`` at every (dtype, threads, batch size) point; see the module doc.
+
+    ``executor``: ``local`` runs the points here one after another; ``submitit`` submits them
+    as a Slurm job array (``submitit_local``: submitit's local executor, the same code path
+    without Slurm; :mod:`harness.distributed.executors`)."""
     import torch
 
     from ..core import fsio
     from ..pipeline import scenario as scenario_mod
     from ..pipeline.run import check_logdir
 
-    sc = scenario_mod.load(scenario)  # unknown scenario: exit 2 before anything runs
+    sc = scenario_mod.load(scenario, model_options)  # unknown scenario: exit 2 before anything runs
     logdir = check_logdir(Path(logdir))
-    if run is None:
-        from ..pipeline.run import run_scenario as run
     dtypes, threads = dtypes or [None], threads or [None]
     default_threads = torch.get_num_threads()
     points = [Point(bs, dt, th) for dt in dtypes for th in threads for bs in batch_sizes]
@@ -212,27 +225,20 @@ def sweep(
     out_dir = logdir / sc.name / "sweeps" / sweep_id
     out_dir.mkdir(parents=True, exist_ok=False)
     result = SweepResult(sweep_id=sweep_id, scenario=sc.name, path=out_dir)
-    meta = {"schema_version": 1, "sweep_id": sweep_id, "scenario": sc.name, "scenario_path": str(sc.path),
+    meta = {"schema_version": 1, "sweep_id": sweep_id, "scenario": sc.name, "scenario_path": str(sc.path) if sc.path else scenario,
+            "executor": executor,
             "started_at": utc_iso(), "batch_sizes": batch_sizes, "dtypes": dtypes, "threads": threads,
             "device": device, "warmup": warmup, "iters": iters, "tag": tag, "points": len(points), "finished_at": None}
     fsio.atomic_write_json(out_dir / "sweep.json", meta)
     bar = Progress(points, stream=None if progress is True else progress) if progress else None
     opts = dict(device=device, warmup=warmup, iters=iters, logdir=logdir, tag=tag)
+    if model_options is not None:
+        opts["model_options"] = model_options
+    from ..distributed.executors import make_executor
+
+    ex = make_executor(executor, folder=out_dir / "submitit", local=submitit_local, **(slurm or {}))
     try:
-        for i, pt in enumerate(points):
-            label = f"bs {pt.batch_size} · {pt.dtype or sc.dtype} · {pt.threads or default_threads} thr"
-            if bar:
-                bar.start(i, label)
-            t0 = time.perf_counter()
-            row: dict[str, Any] = {c: None for c in COLUMNS}
-            row.update(sweep_id=sweep_id, point=i, scenario=sc.name, batch_size=pt.batch_size,
-                       dtype=pt.dtype or sc.dtype, threads=pt.threads or default_threads, device=device or sc.device)
-            outcome = _run_point(run, sc, pt, row, opts)
-            row["wall_s"] = time.perf_counter() - t0
-            result.rows.append(row)
-            _write_csv(out_dir, result.rows)
-            if bar:
-                bar.finish(i, pt, label, row["wall_s"], outcome)
+        _run_points(ex, _job(run, scenario, opts), points, sc, result, bar, device, default_threads, out_dir)
     finally:
         meta.update(finished_at=utc_iso(), completed_points=len(result.rows), failed_points=len(result.failed))
         fsio.atomic_write_json(out_dir / "sweep.json", meta)
@@ -241,6 +247,30 @@ def sweep(
 
         result.plot = sweep_figure(result.rows, out_dir / "sweep.png", sc.name)
     return result
+
+
+def _run_points(ex, job, points: list[Point], sc, result: SweepResult, bar, device, default_threads: int,
+                out_dir: Path) -> None:
+    """Every point through the executor; sweep.csv rewritten after each one, progress shown."""
+    label = lambda pt: f"bs {pt.batch_size} · {pt.dtype or sc.dtype} · {pt.threads or default_threads} thr"  # noqa: E731
+    started: dict[int, float] = {}
+
+    def on_progress(i: int, pt: Point, state: str) -> None:
+        if state == "started":
+            started[i] = time.perf_counter()
+            if bar:
+                bar.start(i, label(pt))
+
+    for i, (pt, out) in enumerate(ex.map(job, points, progress=on_progress)):
+        row: dict[str, Any] = {c: None for c in COLUMNS}
+        row.update(sweep_id=result.sweep_id, point=i, scenario=sc.name, batch_size=pt.batch_size,
+                   dtype=pt.dtype or sc.dtype, threads=pt.threads or default_threads, device=device or sc.device)
+        outcome = _record(out, sc, row)
+        row["wall_s"] = time.perf_counter() - started.get(i, time.perf_counter())
+        result.rows.append(row)
+        _write_csv(out_dir, result.rows)
+        if bar:
+            bar.finish(i, pt, label(pt), row["wall_s"], outcome)
 
 
 def _ms(v) -> str:

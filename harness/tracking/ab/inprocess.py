@@ -77,7 +77,7 @@ class Prepared:
         from ...pipeline.measure import synchronizer
 
         self.spec = spec
-        sc = scenario.load(spec.scenario)
+        sc = spec.load()
         self.scenario = sc.name
         p = prepare.prepare_scenario(sc, batch_size=spec.batch_size, device=spec.device, dtype=spec.dtype,
                                      threads=spec.threads)

@@ -1,7 +1,7 @@
 """The two sides of an A/B: ``SCENARIO[:key=value,...]`` parsed into a :class:`SideSpec`."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -23,21 +23,32 @@ class SideSpec:
     channels_last: bool = False
     label: str | None = None
     python: str | None = None
+    model_options: dict = field(default_factory=dict)  # harness.models.ModelOptions fields, for named models
+
+    def load(self):
+        """The side's scenario (a named model gets its options)."""
+        from ...models import ModelOptions
+        from ...pipeline import scenario
+
+        return scenario.load(self.scenario, ModelOptions(**self.model_options) if self.model_options else None)
 
     def options(self) -> dict:
         return {k: getattr(self, k) for k in ("batch_size", "dtype", "device", "threads", "channels_last")}
 
     def to_json(self) -> dict:
-        return {"scenario": self.scenario, **self.options(), "label": self.label, "python": self.python}
+        return {"scenario": self.scenario, **self.options(), "label": self.label, "python": self.python,
+                "model_options": self.model_options}
 
 
 def parse_side(text: str, **defaults: Any) -> SideSpec:
     """``SCENARIO[:key=value,...]`` with keys batch_size (bs), dtype, device, threads, channels_last,
-    label; ``defaults`` (the shared command-line options) apply where the spec says nothing."""
+    label; ``defaults`` (the shared command-line options) apply where the spec says nothing.
+    A model by name keeps its source: ``timm:resnet50:channels_last`` is ``timm:resnet50`` with
+    ``channels_last`` (:func:`harness.models.split_variant`)."""
+    from ...models import split_variant
+
     text = str(text)
-    scen, opts = text, ""
-    if ":" in text and not Path(text).exists():
-        scen, opts = text.split(":", 1)
+    scen, opts = split_variant(text)
     if not scen:
         raise HarnessError(f"side {text!r}: give a scenario name or file before the options")
     vals: dict[str, Any] = {k: v for k, v in defaults.items() if v is not None}

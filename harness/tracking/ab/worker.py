@@ -174,7 +174,7 @@ def worker_main(payload: str) -> int:
 
         from ...pipeline import prepare, scenario  # noqa: F401
 
-        scenario.load(spec.scenario)  # fail early (and import the file once) in the zygote
+        spec.load()  # fail early (and import the file once) in the zygote
         if not hasattr(os, "fork"):
             raise HarnessError("--isolate needs os.fork (Linux or macOS)")
         _reply({"loaded": True, "python": sys.executable})
