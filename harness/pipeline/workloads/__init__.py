@@ -4,10 +4,10 @@ from __future__ import annotations
 from ...errors import HarnessError
 from .base import PhaseScope, Workload, no_scope
 from .forward import Forward
+from .generate import Generate
 
-WORKLOADS: dict[str, type[Workload]] = {"forward": Forward}
+WORKLOADS: dict[str, type[Workload]] = {"forward": Forward, "generate": Generate}
 PLANNED = {
-    "generate": "LLM generation (prefill and decode phases)",
     "train": "a training step (forward, backward and optimizer phases)",
 }
 
