@@ -25,18 +25,19 @@ import torch  # noqa: E402
 
 import harness.pipeline.run  # noqa: E402
 from harness.pipeline import scenario as scenario_mod  # noqa: E402
-from harness.pipeline.measure import call_model, time_forward  # noqa: E402
+from harness.pipeline.measure import time_workload  # noqa: E402
 from harness.pipeline.prepare import prepare_scenario  # noqa: E402
+from harness.pipeline.workloads import Forward  # noqa: E402
 
 T_IMPORT = time.perf_counter() - T0
 
 
-def plain_loop(model, inputs, iters: int) -> list[float]:
+def plain_loop(model, x, iters: int) -> list[float]:
     """What a user writes by hand: perf_counter around each forward."""
     out = []
     for _ in range(iters):
         t = time.perf_counter()
-        call_model(model, inputs)
+        model(x)
         out.append(time.perf_counter() - t)
     return out
 
@@ -67,12 +68,13 @@ def main() -> int:
     prep = prepare_scenario(scenario_mod.load(args.scenario))
     harness_p50, plain_p50 = [], []
     with torch.inference_mode():
-        plain_loop(prep.model, prep.inputs, 3)
+        x = prep.inputs  # the built-in scenarios take one tensor
+        plain_loop(prep.model, x, 3)
         for i in range(args.blocks):
             # ABBA order: a drift within a pair (clock, neighbours) favours neither side
             h = lambda: harness_p50.append(statistics.median(  # noqa: E731
-                time_forward(prep.model, prep.inputs, warmup=0, iters=args.iters).samples_s))
-            p = lambda: plain_p50.append(statistics.median(plain_loop(prep.model, prep.inputs, args.iters)))  # noqa: E731
+                time_workload(Forward(), prep, warmup=0, iters=args.iters).samples_s))
+            p = lambda: plain_p50.append(statistics.median(plain_loop(prep.model, x, args.iters)))  # noqa: E731
             for f in ((h, p) if i % 2 == 0 else (p, h)):
                 f()
     ratios = [h / p for h, p in zip(harness_p50, plain_p50)]

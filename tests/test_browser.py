@@ -82,7 +82,7 @@ def test_text_dashboard_shows_operator_table(runs, tb, browser):
         if (n.nodeType === 1 && (n.tagName === 'TD' || n.tagName === 'TH')) out.push(n.textContent.trim());
         if (n.shadowRoot) walk(n.shadowRoot); for (const c of n.childNodes) walk(c); };
         walk(document); return out; })()""")
-    assert "aten::conv2d" in cells and flops in cells and "Utilization (% of peak)" in cells
+    assert "aten::conv2d" in cells and flops in cells and "Utilization (% of peak FLOP/s)" in cells
     offline_ok(browser)
 
 

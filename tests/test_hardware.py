@@ -24,7 +24,7 @@ from harness.hardware import (
     simd_flop_per_cycle,
 )
 from harness.hardware import cpu as cpu_mod
-from harness.hardware import peak as peak_mod
+from harness.hardware import cpu_peak as peak_mod
 from harness.hardware.cpu import cpu_info, parse_cpuinfo, throughput_from_flags
 
 T, G = 1e12, 1e9
@@ -393,6 +393,9 @@ def test_calibrate_cli_caches_and_prints(monkeypatch, capsys):
                 "flop_per_s": {"float32": 200 * G}, "skipped": {"bfloat16": "no avx512_bf16"},
                 "clock_hz": 3.1e9, "flop_per_cycle_per_thread": {"float32": 32.3}, "warnings": [],
                 "bandwidth": {"copy_bytes_per_s": 20 * G, "read_bytes_per_s": 24 * G, "buffer_bytes": 1 << 27},
+                "caches": {"L2": {"capacity_bytes": 2 << 20, "working_set_bytes_per_thread": 1 << 19,
+                                  "read_bytes_per_s": 90 * G, "copy_bytes_per_s": 80 * G, "bytes_per_s": 90 * G}},
+                "cache_bytes_per_s": {"L2": 90 * G}, "cache_sizes_bytes": {"L2": 2 << 20},
                 "bytes_per_s": 24 * G, "reference": {"sgemm_flop_per_s": 150 * G}, "elapsed_s": 1.0}
 
     monkeypatch.setattr(calibration, "measure", fake_measure)
@@ -401,6 +404,8 @@ def test_calibrate_cli_caches_and_prints(monkeypatch, capsys):
     assert args.func(args) == 0
     out = capsys.readouterr().out
     assert "200 GFLOP/s" in out and "24.0 GB/s" in out and "skipped" in out and "not the peak" in out
+    assert "L2          90.0 GB/s  (read 90.0 GB/s, copy 80.0 GB/s; 524 KB per thread of 2.10 MB)" in out
+    assert "runs use: fp32 200 GFLOP/s (calibrated)" in out
     args = ap.parse_args(["calibrate", "--threads", "2", "--json"])
     assert args.func(args) == 0
     data = json.loads(capsys.readouterr().out)
@@ -409,5 +414,15 @@ def test_calibrate_cli_caches_and_prints(monkeypatch, capsys):
     args = ap.parse_args(["calibrate", "--threads", "2", "--force", "--json"])
     args.func(args)
     assert calls == [2, 2] and json.loads(capsys.readouterr().out)["cached"] is False
-    # runs now use it
-    assert peak_for("cpu", "float32", threads=2).source == "calibrated"
+    # runs now use it, and devices lists its memory levels
+    p = peak_for("cpu", "float32", threads=2)
+    assert p.source == "calibrated" and p.cache_bytes_per_s == {"L2": 90 * G, "DRAM": 24 * G}
+    args = ap.parse_args(["devices", "--threads", "2"])
+    assert args.func(args) == 0
+    assert "memory levels: L2 90.0 GB/s (<= 2.10 MB), DRAM 24.0 GB/s" in capsys.readouterr().out
+
+
+def test_devices_says_how_to_calibrate(capsys):
+    args = _parser().parse_args(["devices", "--threads", "3"])
+    assert args.func(args) == 0
+    assert "memory levels: unknown until calibrated (`python -m harness calibrate --threads 3`)" in capsys.readouterr().out

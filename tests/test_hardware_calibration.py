@@ -19,9 +19,9 @@ def test_calibration_is_plausible_fast_and_cached():
     info = cpu_info()
     derived_fp32_per_cycle = info["flop_per_cycle_per_core"].get("float32")
     t0 = time.perf_counter()
-    r = calibrate(2, force=True)
+    r = calibrate(2, force=True, target_s=0.02, repeats=5)
     wall = time.perf_counter() - t0
-    assert wall < 10, f"calibration took {wall:.1f} s"          # ~1-2 s here (plus a first compile)
+    assert wall < 30, f"calibration took {wall:.1f} s"          # ~2 s here (plus a first compile): no runaway loop
     if r["kernel"].get("error"):
         pytest.skip(f"no C kernel here: {r['kernel']['error']}")
     fp32, fp64 = r["flop_per_s"]["float32"], r["flop_per_s"]["float64"]

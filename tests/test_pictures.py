@@ -1,6 +1,7 @@
 """report/pictures: which points and modules get drawn (hand arithmetic), and that PNGs are written."""
 from __future__ import annotations
 
+import dataclasses
 import math
 import subprocess
 import sys
@@ -9,7 +10,8 @@ import pandas as pd
 import pytest
 
 from harness.hardware import Peak
-from harness.report.pictures import module_frontier, roofline_png, roofline_points, time_by_module_png
+from harness.report.pictures import (_bandwidths, _hot_ops, _module_rate, model_point, module_frontier, roofline_png,
+                                     roofline_points, time_by_module_png)
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -116,3 +118,51 @@ P.time_by_module_png({str(tmp_path / 'm.png')!r}, pd.DataFrame({{'path': ['', 'a
 assert 'matplotlib.pyplot' not in sys.modules, 'pyplot imported'
 """
     subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True)
+
+
+@dataclasses.dataclass(frozen=True)
+class CachePeak(Peak):
+    """A Peak with calibrated cache levels (the attribute the roofline reads with getattr)."""
+
+    cache_bytes_per_s: dict | None = None
+
+
+CACHE_PEAK = CachePeak("Test CPU", "float32", 200e9, 25e9, "calibrated", "measured", bytes_source="calibrated",
+                       cache_bytes_per_s={"L2": 400e9, "L1": 1.6e12, "L3": 150e9, "DRAM": 25e9})
+
+
+def test_bandwidth_ceilings_one_per_level():
+    assert _bandwidths(CACHE_PEAK) == ([("L1", 1.6e12), ("L2", 400e9), ("L3", 150e9), ("DRAM", 25e9)], True)
+    assert _bandwidths(CPU_PEAK) == ([("DRAM", 25e9)], False)  # no cache levels: DRAM alone, "not calibrated"
+    assert _bandwidths(Peak("X", "float32", 1e9, None, "derived", "")) == ([], False)
+
+
+def test_model_point_uses_the_summary_figures():
+    s = {"flops": 300, "other_flops": 100, "bytes": 200, "latency_s": {"p50": 2.0}, "utilization": 0.75}
+    # the star sits at all FLOPs (400 / 200 B = 2 FLOP/B; 400 / 2 s) but names the summary's utilization
+    assert model_point(s) == {"total_flops": 400, "flops": 300, "bytes": 200, "time_s": 2.0, "utilization": 0.75}
+
+
+def test_points_above_a_ceiling_are_marked():
+    pts, _ = roofline_points(_ops())  # conv 100 G, conv 100 G, relu 1 G
+    assert list(_hot_ops(pts, None, 200e9)) == [False, False, False]
+    assert list(_hot_ops(pts, None, 50e9)) == [True, True, False]  # above the compute ceiling itself
+    # an op named in peak_exceeded whose dots are each below its entry's ceiling: all its dots
+    ex = [{"what": "op", "name": "aten::relu_", "achieved_flop_per_s": 3e9, "ceiling_flop_per_s": 2e9}]
+    assert list(_hot_ops(pts, ex, 200e9)) == [False, False, True]
+
+
+def test_module_rate_only_for_multiply_add_work():
+    assert _module_rate(pd.Series({"flops": 0.0, "other_flops": 1.8e6, "utilization": 0.0}), False) == ""
+    assert _module_rate(pd.Series({"flops": 2e9, "utilization": 0.026}), False) == " · 2.6% of peak FLOP/s"
+    assert "the ceiling is wrong" in _module_rate(pd.Series({"flops": 2e9, "utilization": 1.3}), True)
+
+
+def test_roofline_with_caches_phases_and_an_exceeded_peak(tmp_path):
+    phases = {"prefill": {"flops": 2e9, "other_flops": 0, "bytes": 4e7, "time_s": {"p50": 0.02}},
+              "decode": {"flops": 1e8, "other_flops": 0, "bytes": 1e8, "time_s": {"p50": 0.05}}}
+    ex = [{"what": "run", "name": "tiny", "achieved_flop_per_s": 3e11, "ceiling_flop_per_s": 2e11, "source": "table"}]
+    out = roofline_png(tmp_path / "roofline.png", _ops(), CACHE_PEAK,
+                       {"total_flops": 3e9, "flops": 3e9, "bytes": 1e8, "time_s": 0.01}, "t", phases=phases,
+                       exceeded=ex)
+    assert out.read_bytes().startswith(PNG_MAGIC)

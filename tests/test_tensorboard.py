@@ -116,7 +116,7 @@ def test_text_tables_per_run(runs, tb):
     run = runs.name(r)
     assert {tbw.TEXT_SUMMARY, tbw.TEXT_OPS, tbw.TEXT_MODULES} <= set(tags[run])
     html = tb.json("/data/plugin/text/text", {"run": run, "tag": tbw.TEXT_OPS})[-1]["text"]
-    assert "<table>" in html and "<th>Achieved (FLOP/s)</th>" in html and "<th>Utilization (% of peak)</th>" in html
+    assert "<table>" in html and "<th>Achieved (FLOP/s)</th>" in html and "<th>Utilization (% of peak FLOP/s)</th>" in html
     conv = r.ops[r.ops["name"] == "aten::conv2d"].iloc[0]
     assert "<code>aten::conv2d</code>" in html
     assert f"<td>{si(conv['flops'], 'FLOP')}</td>" in html  # the join the plugin never shows: work next to time

@@ -78,7 +78,7 @@ def test_run_event_file_holds_text_images_hparams(tmp_path, pictures):
     rows = [l for l in lines if l.startswith("| `")]
     assert rows[0].startswith("| `aten::convolution` |") and rows[1].startswith("| `aten::addmm` |")  # by self time
     assert "150 us" in rows[0] and "221 KFLOP" in rows[0] and si(221184 / 1.5e-4, "FLOP/s") in rows[0]
-    assert rows[2].count("n/a") == 2  # label: no rate, no utilization (NaN and None)
+    assert len(rows) == 2 and "model_inference" not in ops_md  # dispatch-level ops only: the label is left out
     mod_md = text_of(acc, tbw.TEXT_MODULES)
     assert "`0`" in mod_md and "Conv2d" in mod_md and "Sequential" not in mod_md  # root excluded from top modules
 
@@ -92,9 +92,35 @@ def test_run_event_file_holds_text_images_hparams(tmp_path, pictures):
     hp = {k: v.WhichOneof("kind") and getattr(v, v.WhichOneof("kind")) for k, v in start.hparams.items()}
     assert hp["batch_size"] == 2 and hp["dtype"] == "float32" and hp["threads"] == 2 and hp["tag"] == ""
     assert hp["scenario"] == "tiny" and hp["device"] == "cpu"
+    assert "workload" not in hp  # a forward run's config key has no extra fields
     # metric scalars the HPARAMS table reads, in the session's own run
     assert acc.Scalars("hparams/latency_p50_ms")[0].value == pytest.approx(0.25, rel=1e-6)
     assert acc.Scalars("hparams/memory_peak_MB")[0].value == pytest.approx(123.456789, rel=1e-6)
+
+
+def test_warnings_phases_and_config_fields(tmp_path, pictures):
+    s = make_summary(latency_s={"p50": 1.31, "p90": 2.52, "min": 0.36, "n": 5},
+                     contention={"disturbed": True, "reason": "calibrate ran alongside"},
+                     config_key="tiny|bs=2|float32|cpu|threads=2|tag=|workload=generate|prompt_len=32",
+                     phases={"prefill": {"flops": 2e9, "time_s": {"p50": 0.2}},
+                             "decode": {"flops": 1e8, "time_s": {"p50": 0.5}}})
+    ops = make_ops().assign(phase=["prefill", "decode", "prefill"])
+    run_dir, trend, _ = write(tmp_path, pictures, summary=s, ops=ops)
+    acc = load(run_dir)
+    md = text_of(acc, tbw.TEXT_SUMMARY)
+    assert md.startswith("**⚠ timing disturbed: calibrate ran alongside — these figures are not comparable**")
+    assert "p90/p50 = 1.92" in md and "| prefill | 200 ms |" in md and "| decode | 500 ms |" in md
+    ops_md = text_of(acc, tbw.TEXT_OPS)
+    assert "operators in phase prefill" in ops_md and "operators in phase decode" in ops_md
+    prefill, decode = ops_md.split("in phase decode")
+    assert "`aten::convolution`" in prefill and "`aten::addmm`" in decode and "`aten::addmm`" not in prefill
+    from tensorboard.plugins.hparams import metadata as hpm
+
+    start = hpm.parse_session_start_info_plugin_data(
+        acc.SummaryMetadata(hpm.SESSION_START_INFO_TAG).plugin_data.content)
+    assert start.hparams["workload"].string_value == "generate"
+    assert start.hparams["prompt_len"].number_value == 32
+    assert "`bs=2|float32|cpu|threads=2|tag=|workload=generate|prompt_len=32`" in text_of(load(trend), tbw.TEXT_TREND_RUN)
 
 
 def test_trend_steps_accumulate_and_never_go_back(tmp_path, pictures):

@@ -42,7 +42,7 @@ def add_parser(sub) -> None:
     p.add_argument("--min-pairs", type=int, default=8, help="at least this many block pairs, even past the budget "
                                                             "(default 8)")
     p.add_argument("--block-s", type=float, default=0.015, help="seconds of work per block (default 0.015)")
-    p.add_argument("--generation-s", type=float, default=3.0,
+    p.add_argument("--generation-s", type=float, default=2.0,
                    help="with --isolate: seconds of blocks per pair of worker processes before both are replaced "
                         "(default 2); at least 7 generations are run")
     p.add_argument("--fail-on", default="latency", metavar="METRICS",

@@ -61,8 +61,19 @@ def render_table(rows: list[dict]) -> str:
     for r in rows:
         if r.get("this_machine") and r.get("device_type") == "cpu":
             lines.append(f"{r['name']}: {r['notes'].get('float32')}")
+            lines.append(_levels_line(r))
     lines += [f"[{i + 1}] {ref}" for i, ref in enumerate(refs)]
     return "\n".join(lines)
+
+
+def _levels_line(row: dict) -> str:
+    """``memory levels: L1 190 GB/s (<= 64.0 kB), ..., DRAM 14.5 GB/s`` or why there are none."""
+    bw, sizes = row.get("cache_bytes_per_s") or {}, row.get("cache_sizes_bytes") or {}
+    if not bw:
+        hint = row.get("calibrate_hint")
+        return "  memory levels: unknown until calibrated" + (f" (`{hint}`)" if hint else "")
+    cells = [f"{lv} {si(v, 'B/s')}" + (f" (<= {si(sizes[lv], 'B')})" if lv in sizes else "") for lv, v in bw.items()]
+    return "  memory levels: " + ", ".join(cells) + ("" if len(bw) > 1 else " (caches not measured: DRAM only)")
 
 
 def main(args: argparse.Namespace) -> int:

@@ -11,7 +11,12 @@ One entry point for the rest of the harness::
 * :mod:`.formulas` - the peak/bandwidth arithmetic.
 * :mod:`.cpu` - CPU model, flags, clock, derived FLOP/cycle (``cpu_info()`` for env.json).
 * :mod:`.calibration` - measured CPU peak (``python -m harness calibrate``), cached per CPU
-  and thread count.
+  and thread count; its C loops live in :mod:`.kernels`; :mod:`.cpu_peak` turns it into a Peak.
+* :mod:`.cuda_flags` - the TF32/cuDNN flags (``read_cuda_flags``) and bf16 support by
+  compute capability (``bf16_native``, ``cuda_bf16_supported``).
+
+Per-op and per-level ceilings: ``peak.ceiling_for_op("aten::mm")``, ``peak.level_for(nbytes)``,
+``peak.bandwidth_for(nbytes)``, ``peak.cache_bytes_per_s``; ``peak.calibrate_hint()``.
 
 Floating-point rates (FLOP/s) and integer rates (int8 TOPS) are never mixed.
 Importing this package does not import torch or pandas.
@@ -19,15 +24,17 @@ Importing this package does not import torch or pandas.
 from __future__ import annotations
 
 from .calibration import cache_dir, calibrate, calibration_path, load_calibration
-from .cpu import cpu_info
+from .cpu import cache_levels, cpu_info
+from .cuda_flags import bf16_native, cuda_bf16_supported, read_cuda_flags
 from .formulas import (
+    cache_capacity_bytes,
     cpu_peak_flop_per_s,
     gpu_peak_flop_per_s,
     memory_bandwidth_bytes_per_s,
     ridge_point,
     simd_flop_per_cycle,
 )
-from .peak import Peak, cuda_tf32_allowed, normalize_dtype, peak_for
+from .peak import Peak, cuda_tf32_allowed, normalize_dtype, op_class, peak_for
 from .specs import FLOP_DTYPES, GPU_SPECS, INT_DTYPES, GpuSpec, match_device
 
 __all__ = [
@@ -35,7 +42,8 @@ __all__ = [
     "match_device", "GPU_SPECS", "GpuSpec", "FLOP_DTYPES", "INT_DTYPES", "normalize_dtype",
     "cuda_tf32_allowed", "device_table", "this_machine_entries",
     "gpu_peak_flop_per_s", "memory_bandwidth_bytes_per_s", "cpu_peak_flop_per_s", "simd_flop_per_cycle",
-    "ridge_point",
+    "ridge_point", "cache_capacity_bytes", "cache_levels", "read_cuda_flags", "bf16_native", "cuda_bf16_supported",
+    "op_class",
 ]
 
 
@@ -59,6 +67,9 @@ def this_machine_entries(threads: int | None = None) -> list[dict]:
         "this_machine": True,
         "device_type": "cpu",
         "notes": {dt: p.note for dt, p in {**peaks, "int8": int8}.items()},
+        "cache_bytes_per_s": f32.cache_bytes_per_s,
+        "cache_sizes_bytes": f32.cache_sizes_bytes,
+        "calibrate_hint": f32.calibrate_hint(),
     }]
     if torch.cuda.is_available():  # pragma: no cover - no GPU in CI
         for i in range(torch.cuda.device_count()):
@@ -68,7 +79,8 @@ def this_machine_entries(threads: int | None = None) -> list[dict]:
                 "name": name, "peak_flop_per_s": {}, "peak_int_op_per_s": {},
                 "mem_bandwidth_bytes_per_s": None, "peak_source": "unknown",
                 "source": "unknown: not in harness.hardware's table"}
-            row.update({"name": f"{name} (this machine, cuda:{i})", "this_machine": True, "device_type": "cuda"})
+            row.update({"name": f"{name} (this machine, cuda:{i})", "this_machine": True, "device_type": "cuda",
+                        "bf16_native": cuda_bf16_supported(i)})
             entries.append(row)
     return entries
 

@@ -1,36 +1,39 @@
-"""Measure this CPU's peak: FMA-bound FLOP/s per dtype, memory bytes/s, sustained clock.
+"""Measure this CPU's peak: each dtype's fastest path, cache and memory bytes/s, sustained clock.
 
 How (``python -m harness calibrate``; a few seconds on 2 cores):
 
-* A tiny C kernel (:data:`KERNEL_SOURCE`) is compiled once with the system C compiler
+* The C kernels (:mod:`.kernels`) are compiled once with the system C compiler
   (``$CC``, else ``cc``/``gcc``/``clang``; ``-O2 -march=native -ffp-contract=fast``) into
   the cache directory and loaded with :mod:`ctypes`. ctypes releases the GIL, so one
   Python thread per requested thread runs the kernel at the same time; each call
   stamps its own start/end with ``CLOCK_MONOTONIC`` and the rate is the total work
   over the span from the first start to the last end.
-* **FLOP/s**: 12 independent vector accumulators ``c = c*m + a`` (contracted to FMA),
-  as wide as the compiler's target allows (512-bit with AVX-512, 256 with AVX, else
-  128): enough independent chains to cover FMA latency × units on current cores, so
-  the loop is FMA-throughput bound. fp32 and fp64 always; bf16 with ``avx512_bf16``
-  (``vdpbf16ps``), fp16 with ``avx512_fp16`` - skipped with a reason otherwise (AMX is
-  not measured: its tile setup needs a kernel permission request; the derived AMX
-  figure is used instead).
+* **FLOP/s per path**: fp32/fp64 ``fma`` (12 independent vector chains ``c = c*m + a``, as
+  wide as the target allows), ``avx512_bf16`` (``vdpbf16ps``), ``avx512_fp16``, ``vnni``
+  int8 (``vpdpbusd``) and ``amx_bf16``/``amx_int8``/``amx_fp16`` (2x2 blocks of tile dot
+  products, after Linux granted tile data with ``arch_prctl(ARCH_REQ_XCOMP_PERM,
+  XFEATURE_XTILEDATA)``), plus a 1024-cubed ``torch.mm`` for native bf16/fp16 (oneDNN uses
+  AMX where present). Per dtype the peak is the best of the measured paths, recorded only
+  when the CPU's **fastest** path (:attr:`harness.hardware.cpu.Throughput.paths`) was among
+  them; otherwise ``skipped[dtype]`` names the path and why, and runs keep the derived
+  figure. int8 lands in ``int_op_per_s`` (integer ops, not FLOP).
 * **clock**: a chain of dependent register-register integer adds (latency 1 cycle on
   x86 and Arm cores), run on all threads at once (at most one per usable CPU): adds per
   second = sustained Hz. Repeats are interleaved (clock, fp32, fp64, ..., again) so that
   on a shared machine whose clock drifts all figures come from the same quiet moments;
   FLOP per cycle = FLOP/s / threads / clock is then a stable ratio (≈ 32 for AVX2 with
-  two FMA units). On Intel parts heavy AVX-512 code runs at a lower clock than integer
-  code, so that ratio can read below 64 there; the FLOP/s is still the measured peak.
-* **bytes/s**: ``dst.copy_(src)`` (counted as 2 × size, the STREAM convention) and
+  two FMA units).
+* **caches**: per level in ``/sys`` (L1d, L2, L3), a read and a copy loop on every thread
+  over a private buffer of :data:`CACHE_FRACTION` × the level's capacity for the run
+  (:func:`harness.hardware.formulas.cache_capacity_bytes`) ÷ threads.
+* **bytes/s** (DRAM): ``dst.copy_(src)`` (counted as 2 × size, the STREAM convention) and
   ``src.sum()`` (1 × size) on torch tensors ≥ 4 × the last-level cache; the larger
   of the two is the bandwidth ceiling.
 * Every figure is the best of a few short repeats: a peak, not a typical value.
-* Reference only: a 1024³ ``torch.mm`` (MKL/oneDNN sgemm). It is *not* the peak: on
-  AMD CPUs MKL takes an AVX2 path while oneDNN convolutions reach about twice that.
+* Reference only: a 1024³ fp32 ``torch.mm`` (MKL/oneDNN sgemm). It is *not* the peak.
 
-Without a C compiler the FLOP/s are not measured (the derived figures stay in use) and
-only the bandwidth is measured; the result says so.
+Without a C compiler the FLOP/s and caches are not measured (the derived figures stay in
+use) and only the DRAM bandwidth is measured; the result says so.
 
 The result is cached as JSON (atomic write) in ``$HARNESS_CACHE_DIR`` or
 ``~/.cache/harness`` under ``calibration/``, one file per CPU (model name +
@@ -44,155 +47,23 @@ import hashlib
 import json
 import os
 import re
-import shlex
-import shutil
-import subprocess
-import tempfile
 import threading
 import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-from .cpu import cpu_id, cpu_info
+from .cpu import cpu_id, cpu_info, throughput_from_flags
+from .formulas import cache_capacity_bytes
+from .kernels import ADDS_PER_ITER, KERNEL_SOURCE, NACC, build_kernel
 
-SCHEMA = 1
-NACC = 12
-ADDS_PER_ITER = 100
+__all__ = ["KERNEL_SOURCE", "build_kernel", "cache_dir", "calibrate", "calibration_path", "load_calibration",
+           "measure"]
 
-KERNEL_SOURCE = r"""
-#include <stdint.h>
-#include <time.h>
-#if defined(__x86_64__) || defined(__i386__)
-#include <immintrin.h>
-#endif
+SCHEMA = 2  # 2: fastest path per dtype, int_op_per_s, cache levels (schema 1 files are ignored)
+CACHE_FRACTION = 0.5  # of a cache level's capacity: the working set of the cache-bandwidth loops
+AMX_FLOP_PER_ITER = 4 * 16 * 16 * 32 * 2        # 4 tdpbf16ps of 16x16 outputs, K = 32: 65,536 FLOP
+AMX_INT8_OPS_PER_ITER = 4 * 16 * 16 * 64 * 2    # 4 tdpbusd, K = 64: 131,072 int ops
 
-#if defined(__AVX512F__)
-#define VBYTES 64
-#elif defined(__AVX__)
-#define VBYTES 32
-#else
-#define VBYTES 16
-#endif
-#define NACC 12
-#define ADDS_PER_ITER 100
-
-typedef float vf32 __attribute__((vector_size(VBYTES)));
-typedef double vf64 __attribute__((vector_size(VBYTES)));
-
-static int64_t now_ns(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
-}
-
-int harness_vector_bytes(void) { return VBYTES; }
-int harness_accumulators(void) { return NACC; }
-int harness_adds_per_iter(void) { return ADDS_PER_ITER; }
-
-#define ACC12(X) X(0) X(1) X(2) X(3) X(4) X(5) X(6) X(7) X(8) X(9) X(10) X(11)
-
-/* c = c*m + a on NACC independent vectors: FMA-throughput bound; m < 1 keeps values finite. */
-#define DECL(i) VT c##i = a * (ST)(i + 1);
-#define STEP(i) c##i = c##i * m + a;
-#define SUM(i) s += c##i;
-
-#define VT vf32
-#define ST float
-double harness_fma_f32(int64_t iters, int64_t *t) {
-    VT m = (VT){0} + (ST)0.999999, a = (VT){0} + (ST)1e-6;
-    ACC12(DECL)
-    t[0] = now_ns();
-    for (int64_t i = 0; i < iters; i++) { ACC12(STEP) }
-    t[1] = now_ns();
-    VT s = (VT){0};
-    ACC12(SUM)
-    double r = 0;
-    for (int l = 0; l < (int)(VBYTES / sizeof(ST)); l++) r += s[l];
-    return r;
-}
-#undef VT
-#undef ST
-
-#define VT vf64
-#define ST double
-double harness_fma_f64(int64_t iters, int64_t *t) {
-    VT m = (VT){0} + (ST)0.999999, a = (VT){0} + (ST)1e-6;
-    ACC12(DECL)
-    t[0] = now_ns();
-    for (int64_t i = 0; i < iters; i++) { ACC12(STEP) }
-    t[1] = now_ns();
-    VT s = (VT){0};
-    ACC12(SUM)
-    double r = 0;
-    for (int l = 0; l < (int)(VBYTES / sizeof(ST)); l++) r += s[l];
-    return r;
-}
-#undef VT
-#undef ST
-
-#if defined(__AVX512BF16__)
-int harness_has_bf16(void) { return 1; }
-/* vdpbf16ps: per fp32 lane, 2 bf16 products + 2 adds = 4 FLOP; 16 lanes = 64 FLOP per instruction. */
-#define BDECL(i) __m512 b##i = _mm512_set1_ps((float)(i));  /* distinct: identical chains get merged */
-#define BSTEP(i) b##i = _mm512_dpbf16_ps(b##i, x, y);
-#define BSUM(i) s = _mm512_add_ps(s, b##i);
-double harness_dp_bf16(int64_t iters, int64_t *t) {
-    __m512bh x = (__m512bh)_mm512_set1_epi16(0x3f80);  /* bf16 1.0 */
-    __m512bh y = (__m512bh)_mm512_set1_epi16(0x3a83);  /* bf16 ~1e-3 */
-    ACC12(BDECL)
-    t[0] = now_ns();
-    for (int64_t i = 0; i < iters; i++) { ACC12(BSTEP) }
-    t[1] = now_ns();
-    __m512 s = _mm512_setzero_ps();
-    ACC12(BSUM)
-    return (double)_mm512_reduce_add_ps(s);
-}
-#else
-int harness_has_bf16(void) { return 0; }
-double harness_dp_bf16(int64_t iters, int64_t *t) { (void)iters; t[0] = t[1] = 0; return 0; }
-#endif
-
-#if defined(__AVX512FP16__)
-int harness_has_fp16(void) { return 1; }
-/* vfmadd on 32 fp16 lanes = 64 FLOP per instruction. */
-#define HDECL(i) __m512h h##i = _mm512_set1_ph((_Float16)(0.0625f * (i)));  /* distinct starts */
-#define HSTEP(i) h##i = _mm512_fmadd_ph(h##i, m, a);
-#define HSUM(i) s = _mm512_add_ph(s, h##i);
-double harness_fma_f16(int64_t iters, int64_t *t) {
-    __m512h m = _mm512_set1_ph((_Float16)0.5f), a = _mm512_set1_ph((_Float16)0.25f);
-    ACC12(HDECL)
-    t[0] = now_ns();
-    for (int64_t i = 0; i < iters; i++) { ACC12(HSTEP) }
-    t[1] = now_ns();
-    __m512h s = _mm512_set1_ph((_Float16)0.0f);
-    ACC12(HSUM)
-    return (double)_mm512_reduce_add_ph(s);
-}
-#else
-int harness_has_fp16(void) { return 0; }
-double harness_fma_f16(int64_t iters, int64_t *t) { (void)iters; t[0] = t[1] = 0; return 0; }
-#endif
-
-/* Dependent register-register adds: one per cycle. Returns -1 where no asm is known. */
-double harness_add_chain(int64_t iters, int64_t *t) {
-    uint64_t x = 0;
-    volatile uint64_t one_src = 1;
-    uint64_t one = one_src;
-    t[0] = now_ns();
-    for (int64_t i = 0; i < iters; i++) {
-#if defined(__x86_64__) || defined(__i386__)
-        __asm__ volatile(".rept 100\n\tadd %1, %0\n\t.endr" : "+r"(x) : "r"(one));
-#elif defined(__aarch64__)
-        __asm__ volatile(".rept 100\n\tadd %0, %0, %1\n\t.endr" : "+r"(x) : "r"(one));
-#else
-        t[1] = t[0];
-        return -1;
-#endif
-    }
-    t[1] = now_ns();
-    return (double)x;
-}
-"""
 
 
 def cache_dir() -> Path:
@@ -234,87 +105,10 @@ def load_calibration(threads: int | None = None, info: dict | None = None) -> di
     return data
 
 
-# --------------------------------------------------------------------------- compiling
-
-def _compiler() -> list[str] | None:
-    cc = os.environ.get("CC")
-    if cc:
-        parts = shlex.split(cc)
-        return parts if parts and shutil.which(parts[0]) else None
-    for name in ("cc", "gcc", "clang"):
-        path = shutil.which(name)
-        if path:
-            return [path]
-    return None
-
-
-def _compiler_version(cc: list[str]) -> str:
-    try:
-        out = subprocess.run(cc + ["--version"], capture_output=True, text=True, timeout=10)
-        return (out.stdout or out.stderr).splitlines()[0].strip()
-    except (OSError, subprocess.SubprocessError, IndexError):
-        return "unknown"
-
-
-FLAGS = ["-O2", "-march=native", "-ffp-contract=fast", "-fPIC", "-shared"]
-
-
-def build_kernel(info: dict | None = None) -> tuple[ctypes.CDLL | None, dict]:
-    """Compile (once, cached by source/compiler/CPU hash) and load the kernel library.
-
-    Returns ``(lib, meta)``; ``lib`` is ``None`` and ``meta["error"]`` says why when no
-    compiler is found or compilation fails.
-    """
-    info = info or cpu_info()
-    cc = _compiler()
-    if cc is None:
-        return None, {"error": "no C compiler found ($CC, cc, gcc, clang)"}
-    version = _compiler_version(cc)
-    digest = hashlib.sha256("\0".join(
-        [KERNEL_SOURCE, " ".join(cc), version, " ".join(FLAGS), cpu_id(info), " ".join(info.get("flags", []))]
-    ).encode()).hexdigest()[:16]
-    kdir = cache_dir() / "kernels"
-    so = kdir / f"peak-{digest}.so"
-    meta = {"compiler": " ".join(cc), "compiler_version": version, "flags": " ".join(FLAGS), "library": str(so)}
-    if not so.exists():
-        try:
-            kdir.mkdir(parents=True, exist_ok=True)
-            tmpdir = tempfile.TemporaryDirectory(dir=kdir)
-        except OSError as e:
-            return None, {**meta, "error": f"cannot write kernels to {kdir}: {e} (set HARNESS_CACHE_DIR)"}
-        with tmpdir as tmp:
-            src = Path(tmp) / "peak.c"
-            src.write_text(KERNEL_SOURCE)
-            out = Path(tmp) / "peak.so"
-            try:
-                proc = subprocess.run(cc + FLAGS + [str(src), "-o", str(out)],
-                                      capture_output=True, text=True, timeout=60)
-            except (OSError, subprocess.SubprocessError) as e:
-                return None, {**meta, "error": f"compiler failed to run: {e}"}
-            if proc.returncode != 0:
-                last = (proc.stderr.strip().splitlines() or ["?"])[-1]
-                return None, {**meta, "error": f"compilation failed: {last}"}
-            os.replace(out, so)
-    try:
-        lib = ctypes.CDLL(str(so))
-    except OSError as e:
-        return None, {**meta, "error": f"cannot load {so}: {e}"}
-    for fn in ("harness_fma_f32", "harness_fma_f64", "harness_dp_bf16", "harness_fma_f16", "harness_add_chain"):
-        f = getattr(lib, fn)
-        f.argtypes = [ctypes.c_int64, ctypes.POINTER(ctypes.c_int64)]
-        f.restype = ctypes.c_double
-    for fn in ("harness_vector_bytes", "harness_accumulators", "harness_adds_per_iter",
-               "harness_has_bf16", "harness_has_fp16"):
-        getattr(lib, fn).restype = ctypes.c_int
-    meta["vector_bits"] = lib.harness_vector_bytes() * 8
-    meta["accumulators"] = lib.harness_accumulators()
-    return lib, meta
-
-
 # --------------------------------------------------------------------------- measuring
 
 def _parallel(fn, iters: int, threads: int) -> tuple[float, list[float]]:
-    """Run ``fn(iters)`` on ``threads`` Python threads at once (ctypes drops the GIL).
+    """Run ``fn(iters, stamps)`` on ``threads`` Python threads at once (ctypes drops the GIL).
 
     Returns (span from first start to last end, per-thread durations), in seconds.
     """
@@ -335,9 +129,9 @@ def _parallel(fn, iters: int, threads: int) -> tuple[float, list[float]]:
     return (max(ends) - min(starts)) / 1e9, [(e - s) / 1e9 for s, e in zip(starts, ends)]
 
 
-def _sized_iters(fn, target_s: float) -> int:
-    """Iterations that take about ``target_s`` on one thread (from a short pilot run)."""
-    iters = 20_000
+def _sized_iters(fn, target_s: float, start: int = 20_000) -> int:
+    """Iterations that take about ``target_s`` on one thread (from short pilot runs)."""
+    iters = start
     while True:
         stamp = (ctypes.c_int64 * 2)()
         fn(iters, stamp)
@@ -347,8 +141,227 @@ def _sized_iters(fn, target_s: float) -> int:
         iters *= 8
 
 
+def _amx_permission(lib) -> str | None:
+    """Ask Linux for AMX tile data (once per process); ``None`` when granted, else why not."""
+    err = lib.harness_amx_request()
+    if err == 0:
+        return None
+    if err < 0:
+        return "the kernel was built without AMX (compiler target lacks amx-tile)"
+    return (f"arch_prctl(ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA) failed: {os.strerror(err)} "
+            "(Linux >= 5.16 grants it; a small sigaltstack also refuses it)")
+
+
+def _kernel_paths(lib) -> tuple[list[tuple[str, str, object, int]], dict[str, str]]:
+    """Every timed path this build has: ``[(dtype, path, fn, ops per iteration)]`` (ops are FLOP,
+    integer ops for int8), and ``{path: why it is missing}`` for the paths it lacks."""
+    vbytes = lib.harness_vector_bytes()
+    kernels = [("float32", "fma", lib.harness_fma_f32, NACC * (vbytes // 4) * 2),
+               ("float64", "fma", lib.harness_fma_f64, NACC * (vbytes // 8) * 2)]
+    missing: dict[str, str] = {}
+    target = "the compiler's -march=native target has no {} instructions"
+    # vdpbf16ps / vfmadd*ph on 512 bits: 64 FLOP per instruction; vpdpbusd: 2 ops per byte lane
+    for ok, dt, path, fn, per in ((lib.harness_has_bf16(), "bfloat16", "avx512_bf16", lib.harness_dp_bf16, 64),
+                                  (lib.harness_has_fp16(), "float16", "avx512_fp16", lib.harness_fma_f16, 64),
+                                  (lib.harness_vnni_bytes(), "int8", "vnni", lib.harness_vnni_int8,
+                                   2 * lib.harness_vnni_bytes())):
+        if ok:
+            kernels.append((dt, path, fn, NACC * per))
+        else:
+            missing[path] = target.format(path)
+    amx = [(lib.harness_has_amx_bf16(), "bfloat16", "amx_bf16", lib.harness_amx_bf16, AMX_FLOP_PER_ITER),
+           (lib.harness_has_amx_int8(), "int8", "amx_int8", lib.harness_amx_int8, AMX_INT8_OPS_PER_ITER),
+           (lib.harness_has_amx_fp16(), "float16", "amx_fp16", lib.harness_amx_fp16, AMX_FLOP_PER_ITER)]
+    denied = _amx_permission(lib) if any(ok for ok, *_ in amx) else None
+    for ok, dt, path, fn, per in amx:
+        if ok and denied is None:
+            kernels.append((dt, path, fn, per))
+        else:
+            missing[path] = denied if ok else target.format(path)
+    return kernels, missing
+
+
+def _clock_threads(threads: int, info: dict) -> int:
+    """Threads that can run at once: the clock chain runs on at most one thread per usable CPU
+    (time-sliced threads would each see a fraction of a core and report a fraction of its clock)."""
+    return max(1, min(threads, info.get("usable_cpus") or threads))
+
+
+def _run_interleaved(lib, kernels, threads: int, info: dict, target_s: float, repeats: int) -> dict:
+    """Clock and every kernel path, repeats interleaved (clock, fp32, fp64, ... then again) so that
+    on a shared machine whose clock drifts every figure gets samples from the same quiet moments.
+    Returns ``{"rates": {(dtype, path): best ops/s}, "clock_hz", "clock_hz_one_thread", "spread"}``."""
+    probe = (ctypes.c_int64 * 2)()
+    has_clock = lib.harness_add_chain(1, probe) >= 0
+    clock_threads = _clock_threads(threads, info)
+    clock_iters = _sized_iters(lib.harness_add_chain, target_s / 2) if has_clock else 0
+    # threads beyond the usable CPUs are time-sliced: shorten each so the wall time stays ~target_s
+    share = clock_threads / threads
+    sized = [(dt, path, fn, per, max(1, int(_sized_iters(fn, target_s) * share))) for dt, path, fn, per in kernels]
+    out = {"rates": {}, "clock_hz": None, "clock_hz_one_thread": None, "spread": 0.0, "has_clock": has_clock}
+    best_clock = best_single = 0.0
+    for _ in range(repeats):
+        if has_clock and clock_threads > 1:
+            _, per1 = _parallel(lib.harness_add_chain, clock_iters, 1)
+            best_single = max(best_single, clock_iters * ADDS_PER_ITER / per1[0])
+        if has_clock:
+            _, per = _parallel(lib.harness_add_chain, clock_iters, clock_threads)
+            hz = clock_iters * ADDS_PER_ITER / max(per)  # the slowest thread: the all-core sustained clock
+            if hz > best_clock:
+                best_clock, out["spread"] = hz, max(per) / min(per) - 1
+        for dt, path, fn, per_iter, iters in sized:
+            span, _ = _parallel(fn, iters, threads)
+            rate = threads * iters * per_iter / span
+            out["rates"][(dt, path)] = max(out["rates"].get((dt, path), 0.0), rate)
+    out["clock_hz"], out["clock_hz_one_thread"] = best_clock or None, best_single or None
+    return out
+
+
+def _torch_mm_rate(dtype: str, threads: int, repeats: int = 3, n: int = 1024) -> float:
+    """Best FLOP/s of an ``n``-cubed ``torch.mm`` in ``dtype`` (MKL/oneDNN; AMX where oneDNN uses it)."""
+    import torch
+
+    old = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        a = torch.randn(n, n).to(getattr(torch, dtype))
+        b = torch.randn(n, n).to(getattr(torch, dtype))
+        torch.mm(a, b)
+        best = 0.0
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            torch.mm(a, b)
+            best = max(best, 2 * n ** 3 / (time.perf_counter() - t0))
+    finally:
+        torch.set_num_threads(old)
+    return best
+
+
+def _fastest_paths(info: dict) -> dict[str, str]:
+    if info.get("fastest_paths"):
+        return info["fastest_paths"]
+    return throughput_from_flags(info.get("flags", []), info.get("vendor") or "", info.get("family"),
+                                 info.get("model")).paths
+
+
+def _pick_peaks(result: dict, rates: dict, missing: dict, threads: int, info: dict) -> None:
+    """Per dtype: the peak is the best rate over the measured paths (kernels and torch.mm) - but
+    only when the CPU's fastest path for that dtype was measured; otherwise ``skipped`` says
+    which path and why, and the derived figure stays in use."""
+    for dt in ("float32", "float64", "bfloat16", "float16", "int8"):
+        paths = {p: r for (d, p), r in rates.items() if d == dt}
+        fastest = _fastest_paths(info).get(dt)
+        if fastest in ("avx512_bf16", "amx_bf16", "avx512_fp16", "amx_fp16"):
+            paths["torch.mm"] = _torch_mm_rate(dt, threads)
+        if paths:
+            result["path_rates"][dt] = paths
+        others = ", ".join(f"{p} {r / 1e9:.1f} G/s" for p, r in paths.items())
+        if fastest is None:
+            result["skipped"][dt] = "no int8 dot-product instructions (VNNI/AMX) on this CPU"
+        elif fastest == "fp32":
+            result["skipped"][dt] = f"no native {dt} arithmetic on this CPU: PyTorch computes it in fp32 here"
+        elif fastest not in paths:
+            result["skipped"][dt] = (f"fastest path {fastest} not measured: {missing.get(fastest, 'no kernel')}; "
+                                     "the derived figure is used" + (f" (measured, slower: {others})" if others
+                                                                     else ""))
+        else:
+            best = max(paths, key=paths.get)
+            (result["int_op_per_s"] if dt == "int8" else result["flop_per_s"])[dt] = paths[best]
+            result["measured_path"][dt] = fastest if best == fastest else f"{fastest} ({best} was faster)"
+
+
+def _check_clock(result: dict, run: dict, threads: int, info: dict) -> None:
+    """Clock fields, FLOP per cycle per thread, and warnings when the machine was shared."""
+    result["clock_hz"] = run["clock_hz"]
+    clock_threads = _clock_threads(threads, info)
+    single, clock = run["clock_hz_one_thread"], run["clock_hz"]
+    if single:
+        result["clock_hz_one_thread"] = single
+        if clock and single > 1.3 * clock:
+            result["warnings"].append(
+                f"one thread ran at {single / 1e9:.2f} GHz but {clock_threads} at once only at "
+                f"{clock / 1e9:.2f} GHz each: other processes (or vCPUs sharing a core) took CPU time; "
+                "the figures are what this process got - rerun with --force when the machine is idle")
+    if run["spread"] > 0.15:
+        result["warnings"].append(f"threads ran at clocks {100 * run['spread']:.0f}% apart: another process "
+                                  "shared a core; rerun with --force when the machine is idle")
+    if not clock:
+        return
+    result["concurrent_threads"] = clock_threads
+    for dt, rate in result["flop_per_s"].items():
+        result["flop_per_cycle_per_thread"][dt] = rate / clock_threads / clock
+    for dt, rate in result["int_op_per_s"].items():
+        result["int_op_per_cycle_per_thread"][dt] = rate / clock_threads / clock
+    derived = (info.get("flop_per_cycle_per_core") or {}).get("float32")
+    measured = result["flop_per_cycle_per_thread"].get("float32")
+    if derived and measured:
+        cores = min(threads, info.get("physical_cores") or threads)
+        expect = derived * cores / clock_threads
+        if measured < 0.6 * expect:
+            result["warnings"].append(
+                f"measured {measured:.1f} fp32 FLOP/cycle per thread, derived {expect:g}: fewer FMA units "
+                "than assumed, a busy/shared machine, or vCPUs sharing physical cores")
+        elif measured > 1.3 * expect:
+            result["warnings"].append(f"measured {measured:.1f} fp32 FLOP/cycle per thread exceeds the derived "
+                                      f"{expect:g}")
+
+
+def _measure_flops(result: dict, threads: int, info: dict, target_s: float, repeats: int) -> None:
+    """Compile the kernels and fill ``flop_per_s``, ``int_op_per_s``, the clock and their notes."""
+    lib, meta = build_kernel(info)
+    result["kernel"] = meta
+    if lib is None:
+        for dt in ("float32", "float64", "bfloat16", "float16", "int8"):
+            result["skipped"][dt] = f"not measured: {meta['error']}; the derived figure is used"
+        result["warnings"].append(f"FLOP/s not measured ({meta['error']})")
+        return None
+    kernels, missing = _kernel_paths(lib)
+    run = _run_interleaved(lib, kernels, threads, info, target_s, repeats)
+    if not run["has_clock"]:
+        result["skipped"]["clock"] = "no add-chain asm for this architecture"
+    _pick_peaks(result, run["rates"], missing, threads, info)
+    _check_clock(result, run, threads, info)
+    result["method"] = (f"{NACC} independent {lib.harness_vector_bytes() * 8}-bit FMA/dot-product chains per "
+                        f"thread (AMX: 2x2 tile blocks), {threads} threads, plus torch.mm for native bf16/fp16; "
+                        f"clock from dependent integer adds; best of {repeats} interleaved repeats")
+    return lib
+
+
+def _measure_caches(lib, threads: int, info: dict, target_s: float, repeats: int) -> dict:
+    """L1/L2/L3-resident bandwidth: each thread reads (and copies) a private buffer of
+    ``CACHE_FRACTION`` x the level's capacity / threads, best of ``repeats``; the larger of read
+    and copy is the level's ceiling. ``{level: {...}}``; empty without caches in /sys or a kernel."""
+    caches = info.get("caches") or {}
+    if lib is None or not caches:
+        return {}
+    cores = min(threads, info.get("physical_cores") or threads)
+    smt = max(1, (info.get("usable_cpus") or cores) // max(1, info.get("physical_cores") or cores))
+    out: dict[str, dict] = {}
+    for level, c in caches.items():
+        capacity = cache_capacity_bytes(c["size_bytes"], c.get("shared_cpus"), smt, cores)
+        per_thread = max(4096, int(CACHE_FRACTION * capacity / threads))
+        out[level] = {"capacity_bytes": capacity, "working_set_bytes_per_thread": per_thread,
+                      "read_bytes_per_s": 0.0, "copy_bytes_per_s": 0.0}
+    kinds = (("read_bytes_per_s", lib.harness_read_bw, 0), ("copy_bytes_per_s", lib.harness_copy_bw, 1))
+    sized = {(lv, k): _sized_iters(lambda it, st, f=f, b=d["working_set_bytes_per_thread"]: f(b, it, st),
+                                   target_s / 2, start=1)
+             for lv, d in out.items() for k, f, _ in kinds}
+    for _ in range(repeats):
+        for level, d in out.items():
+            for key, fn, kind in kinds:
+                ws = d["working_set_bytes_per_thread"]
+                reps = sized[(level, key)]
+                span, _ = _parallel(lambda it, st, f=fn, b=ws: f(b, it, st), reps, threads)
+                moved = threads * reps * lib.harness_bw_bytes(ws, kind)
+                d[key] = max(d[key], moved / span)
+    for d in out.values():
+        d["bytes_per_s"] = max(d["read_bytes_per_s"], d["copy_bytes_per_s"])
+    return out
+
+
 def _measure_bandwidth(threads: int, llc_bytes: int | None, repeats: int,
                        buffer_bytes: int | None = None) -> dict:
+    """Main-memory bandwidth with torch: copy (2 x size) and sum (1 x size) of buffers >= 4 x LLC."""
     import torch
 
     nbytes = buffer_bytes or max(4 * (llc_bytes or 32 << 20), 64 << 20)
@@ -377,40 +390,20 @@ def _measure_bandwidth(threads: int, llc_bytes: int | None, repeats: int,
                       f"{repeats}; buffers 4x LLC or more"}
 
 
-def _sgemm_reference(threads: int, repeats: int = 3, n: int = 1024) -> float:
-    import torch
-
-    old = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
-        a = torch.randn(n, n)
-        b = torch.randn(n, n)
-        torch.mm(a, b)
-        best = 0.0
-        for _ in range(repeats):
-            t0 = time.perf_counter()
-            torch.mm(a, b)
-            best = max(best, 2 * n ** 3 / (time.perf_counter() - t0))
-    finally:
-        torch.set_num_threads(old)
-    return best
-
-
-def measure(threads: int | None = None, *, target_s: float = 0.05, repeats: int = 5,
-            buffer_bytes: int | None = None, info: dict | None = None) -> dict:
-    """Run the calibration (no cache involved) and return the result dict."""
-    t_start = time.perf_counter()
-    threads = threads or _default_threads()
-    info = info or cpu_info()
+def _new_result(threads: int, info: dict) -> dict:
     result: dict = {
         "schema": SCHEMA,
         "key": {"cpu": cpu_id(info), "model_name": info.get("model_name"), "threads": threads},
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "threads": threads,
         "flop_per_s": {},
+        "int_op_per_s": {},
+        "measured_path": {},
+        "path_rates": {},
         "skipped": {},
         "clock_hz": None,
         "flop_per_cycle_per_thread": {},
+        "int_op_per_cycle_per_thread": {},
         "warnings": [],
     }
     try:
@@ -421,90 +414,30 @@ def measure(threads: int | None = None, *, target_s: float = 0.05, repeats: int 
     if load1 is not None and load1 > 0.5:
         result["warnings"].append(f"the machine was busy before calibrating (load average {load1:.2f}): figures "
                                   "may be low; rerun `python -m harness calibrate --force` when it is idle")
-    lib, meta = build_kernel(info)
-    result["kernel"] = meta
-    if lib is None:
-        for dt in ("float32", "float64", "bfloat16", "float16"):
-            result["skipped"][dt] = f"not measured: {meta['error']}; the derived figure is used"
-        result["warnings"].append(f"FLOP/s not measured ({meta['error']})")
-    else:
-        vbytes = lib.harness_vector_bytes()
-        kernels = [("float32", lib.harness_fma_f32, NACC * (vbytes // 4) * 2),
-                   ("float64", lib.harness_fma_f64, NACC * (vbytes // 8) * 2)]
-        if lib.harness_has_bf16():
-            kernels.append(("bfloat16", lib.harness_dp_bf16, NACC * 64))
-        else:
-            result["skipped"]["bfloat16"] = ("no avx512_bf16 on this CPU/compiler: PyTorch computes bf16 "
-                                             "in fp32 here" + ("; AMX not measured, derived" if
-                                                                "amx_bf16" in info.get("flags", []) else ""))
-        if lib.harness_has_fp16():
-            kernels.append(("float16", lib.harness_fma_f16, NACC * 64))
-        else:
-            result["skipped"]["float16"] = "no avx512_fp16 on this CPU/compiler: PyTorch computes fp16 in fp32 here"
-        probe = (ctypes.c_int64 * 2)()
-        has_clock = lib.harness_add_chain(1, probe) >= 0
-        if not has_clock:
-            result["skipped"]["clock"] = "no add-chain asm for this architecture"
-        # Interleave the repeats (clock, fp32, fp64, ... then again) so that on a shared machine
-        # whose clock drifts every figure gets samples from the same quiet moments; keep the best.
-        # the clock chain runs on at most one thread per usable CPU: time-sliced threads would
-        # each see a fraction of a core and report a fraction of its clock
-        clock_threads = max(1, min(threads, info.get("usable_cpus") or threads))
-        clock_iters = _sized_iters(lib.harness_add_chain, target_s / 2) if has_clock else 0
-        # threads beyond the usable CPUs are time-sliced: shorten each so the wall time stays ~target_s
-        share = clock_threads / threads
-        sized = [(dt, fn, fpi, max(1, int(_sized_iters(fn, target_s) * share))) for dt, fn, fpi in kernels]
-        best_clock, spread, best_single = 0.0, 0.0, 0.0
-        for _ in range(repeats):
-            if has_clock and clock_threads > 1:
-                _, per1 = _parallel(lib.harness_add_chain, clock_iters, 1)
-                best_single = max(best_single, clock_iters * ADDS_PER_ITER / per1[0])
-            if has_clock:
-                _, per = _parallel(lib.harness_add_chain, clock_iters, clock_threads)
-                # each thread runs its own chain; the slowest one is the all-core sustained clock
-                hz = clock_iters * ADDS_PER_ITER / max(per)
-                if hz > best_clock:
-                    best_clock, spread = hz, max(per) / min(per) - 1
-            for dt, fn, fpi, iters in sized:
-                span, _ = _parallel(fn, iters, threads)
-                rate = threads * iters * fpi / span
-                result["flop_per_s"][dt] = max(result["flop_per_s"].get(dt, 0.0), rate)
-        result["clock_hz"] = best_clock or None
-        if best_single:
-            result["clock_hz_one_thread"] = best_single
-            if best_clock and best_single > 1.3 * best_clock:
-                result["warnings"].append(
-                    f"one thread ran at {best_single / 1e9:.2f} GHz but {clock_threads} at once only at "
-                    f"{best_clock / 1e9:.2f} GHz each: other processes (or vCPUs sharing a core) took CPU time; "
-                    "the figures are what this process got - rerun with --force when the machine is idle")
-        if spread > 0.15:
-            result["warnings"].append(f"threads ran at clocks {100 * spread:.0f}% apart: another process shared a "
-                                      "core; rerun with --force when the machine is idle")
-        if result["clock_hz"]:
-            busy = clock_threads  # threads that can run at once
-            result["concurrent_threads"] = busy
-            for dt, rate in result["flop_per_s"].items():
-                result["flop_per_cycle_per_thread"][dt] = rate / busy / result["clock_hz"]
-        result["method"] = (f"{NACC} independent {vbytes * 8}-bit FMA chains per thread, {threads} threads; "
-                            f"clock from dependent integer adds; best of {repeats} interleaved repeats")
-        derived = (info.get("flop_per_cycle_per_core") or {}).get("float32")
-        measured = result["flop_per_cycle_per_thread"].get("float32")
-        if derived and measured:
-            cores = min(threads, info.get("physical_cores") or threads)
-            expect = derived * cores / result["concurrent_threads"]
-            if measured < 0.6 * expect:
-                result["warnings"].append(
-                    f"measured {measured:.1f} fp32 FLOP/cycle per thread, derived {expect:g}: fewer FMA units "
-                    "than assumed, a busy/shared machine, or vCPUs sharing physical cores")
-            elif measured > 1.3 * expect:
-                result["warnings"].append(
-                    f"measured {measured:.1f} fp32 FLOP/cycle per thread exceeds the derived {expect:g}")
+    return result
+
+
+def measure(threads: int | None = None, *, target_s: float = 0.05, repeats: int = 5,
+            buffer_bytes: int | None = None, info: dict | None = None) -> dict:
+    """Run the calibration (no cache involved) and return the result dict (see the module docstring).
+
+    ``target_s`` is the length of one timed call, ``repeats`` how many interleaved repeats each
+    figure is the best of; the whole run takes about ``(paths + 3 cache levels) x repeats x target_s``."""
+    t_start = time.perf_counter()
+    threads = threads or _default_threads()
+    info = info or cpu_info()
+    result = _new_result(threads, info)
+    lib = _measure_flops(result, threads, info, target_s, repeats)
+    result["caches"] = _measure_caches(lib, threads, info, target_s, repeats)
     result["bandwidth"] = _measure_bandwidth(threads, info.get("llc_bytes"), repeats, buffer_bytes)
     result["bytes_per_s"] = max(result["bandwidth"]["copy_bytes_per_s"], result["bandwidth"]["read_bytes_per_s"])
-    result["reference"] = {"sgemm_flop_per_s": _sgemm_reference(threads),
+    result["cache_bytes_per_s"] = {lv: d["bytes_per_s"] for lv, d in result["caches"].items()}
+    result["cache_sizes_bytes"] = {lv: d["capacity_bytes"] for lv, d in result["caches"].items()}
+    result["reference"] = {"sgemm_flop_per_s": _torch_mm_rate("float32", threads),
                            "note": "torch.mm 1024^3 (MKL/oneDNN); a library ceiling, not the hardware peak"}
     result["elapsed_s"] = time.perf_counter() - t_start
     return result
+
 
 
 def calibrate(threads: int | None = None, *, force: bool = False, **kwargs) -> dict:

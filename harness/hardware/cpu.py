@@ -24,6 +24,13 @@ this module makes as honestly as it can and writes down:
   turbo, an upper bound), else the nominal clock in the model name (``@ 2.90GHz``),
   else ``cpu MHz`` from ``/proc/cpuinfo`` - the *current* clock, not the sustained
   maximum (common in VMs). ``harness calibrate`` measures the sustained clock.
+* **fastest path** per dtype (``Throughput.paths``): the instruction family the figure
+  assumes - ``fma`` (fp32/fp64 vector FMA), ``amx_bf16`` / ``avx512_bf16`` / ``fp32``
+  (bf16 computed in fp32) for bf16, ``amx_fp16`` / ``avx512_fp16`` / ``fp32`` for fp16,
+  ``amx_int8`` / ``vnni`` for int8. ``harness calibrate`` must measure that path for
+  its figure to replace the derived one.
+* **caches** (:func:`cache_levels`): L1 data, L2 and L3 sizes and how many logical CPUs
+  share each, from ``/sys/devices/system/cpu/cpu0/cache/index*``.
 * **cores**: threads beyond the physical cores in this process's affinity mask add no
   FMA units (SMT siblings share them), so ``min(threads, physical cores)`` is used.
 
@@ -82,6 +89,7 @@ class Throughput:
     flop_per_cycle: dict[str, float] = field(default_factory=dict)   # float32, float64, bfloat16, float16
     int_op_per_cycle: dict[str, float] = field(default_factory=dict)  # int8
     notes: dict[str, str] = field(default_factory=dict)               # per dtype: how
+    paths: dict[str, str] = field(default_factory=dict)               # per dtype: fastest path id
     assumptions: list[str] = field(default_factory=list)
 
 
@@ -125,37 +133,47 @@ def throughput_from_flags(flags: set[str] | list[str], vendor: str = "", family:
     t.notes["float32"] = f"{fp32:g} FLOP/cycle ({t.isa})"
     t.flop_per_cycle["float64"] = fp32 / 2
     t.notes["float64"] = f"{fp32 / 2:g} FLOP/cycle (half the fp32 lanes)"
+    t.paths.update(float32="fma", float64="fma")
+    _half_precision(t, flags, fp32)
+    _int8(t, flags, fp32)
+    return t
+
+
+def _half_precision(t: Throughput, flags: set[str], fp32: float) -> None:
+    """bf16 and fp16 rates and fastest paths (see the module docstring)."""
 
     if "amx_bf16" in flags and "amx_tile" in flags:
-        t.flop_per_cycle["bfloat16"] = AMX_BF16_FLOP_PER_CYCLE
+        t.flop_per_cycle["bfloat16"], t.paths["bfloat16"] = AMX_BF16_FLOP_PER_CYCLE, "amx_bf16"
         t.notes["bfloat16"] = (f"{AMX_BF16_FLOP_PER_CYCLE} FLOP/cycle (AMX TMUL; oneDNN matmul/conv only, "
                                "other bf16 ops run at vector rates)")
     elif "avx512_bf16" in flags:
-        t.flop_per_cycle["bfloat16"] = 2 * fp32
+        t.flop_per_cycle["bfloat16"], t.paths["bfloat16"] = 2 * fp32, "avx512_bf16"
         t.notes["bfloat16"] = f"{2 * fp32:g} FLOP/cycle (avx512_bf16 vdpbf16ps: 2x the fp32 rate)"
     else:
-        t.flop_per_cycle["bfloat16"] = fp32
+        t.flop_per_cycle["bfloat16"], t.paths["bfloat16"] = fp32, "fp32"
         t.notes["bfloat16"] = f"{fp32:g} FLOP/cycle (no native bf16 arithmetic: computed in fp32)"
 
     if "amx_fp16" in flags and "amx_tile" in flags:
-        t.flop_per_cycle["float16"] = AMX_BF16_FLOP_PER_CYCLE
+        t.flop_per_cycle["float16"], t.paths["float16"] = AMX_BF16_FLOP_PER_CYCLE, "amx_fp16"
         t.notes["float16"] = f"{AMX_BF16_FLOP_PER_CYCLE} FLOP/cycle (AMX-FP16 TMUL, assumed = AMX-BF16)"
     elif "avx512_fp16" in flags:
-        t.flop_per_cycle["float16"] = 2 * fp32
+        t.flop_per_cycle["float16"], t.paths["float16"] = 2 * fp32, "avx512_fp16"
         t.notes["float16"] = f"{2 * fp32:g} FLOP/cycle (avx512_fp16: 2x the fp32 lanes)"
     else:
-        t.flop_per_cycle["float16"] = fp32
+        t.flop_per_cycle["float16"], t.paths["float16"] = fp32, "fp32"
         t.notes["float16"] = f"{fp32:g} FLOP/cycle (no native fp16 arithmetic: computed in fp32)"
 
+
+def _int8(t: Throughput, flags: set[str], fp32: float) -> None:
+    """int8 integer ops per cycle and fastest path (see the module docstring)."""
     if "amx_int8" in flags and "amx_tile" in flags:
-        t.int_op_per_cycle["int8"] = AMX_INT8_OP_PER_CYCLE
+        t.int_op_per_cycle["int8"], t.paths["int8"] = AMX_INT8_OP_PER_CYCLE, "amx_int8"
         t.notes["int8"] = f"{AMX_INT8_OP_PER_CYCLE} int8 ops/cycle (AMX TMUL)"
     elif "avx512_vnni" in flags or "avx_vnni" in flags:
-        t.int_op_per_cycle["int8"] = 4 * fp32
+        t.int_op_per_cycle["int8"], t.paths["int8"] = 4 * fp32, "vnni"
         t.notes["int8"] = f"{4 * fp32:g} int8 ops/cycle (VNNI vpdpbusd: 4x the fp32 rate)"
     else:
         t.notes["int8"] = "no VNNI/AMX: int8 rate unknown"
-    return t
 
 
 def _max_freq_hz(sys_root: str) -> float | None:
@@ -170,24 +188,50 @@ def _max_freq_hz(sys_root: str) -> float | None:
     return best
 
 
-def _llc_bytes(sys_root: str) -> int | None:
+def _size_bytes(text: str | None) -> int | None:
+    """``"32K"`` -> 32768 (sysfs cache sizes are binary K/M/G)."""
+    m = re.match(r"(\d+)\s*([KMG]?)", (text or "").strip())
+    return int(m.group(1)) * {"": 1, "K": 1024, "M": 1024 ** 2, "G": 1024 ** 3}[m.group(2)] if m else None
+
+
+def _count_cpu_list(text: str | None) -> int | None:
+    """``"0-3,8"`` -> 5 (a sysfs CPU list)."""
+    n = 0
+    for part in (text or "").strip().split(","):
+        if not part:
+            continue
+        lo, _, hi = part.partition("-")
+        if not lo.isdigit() or (hi and not hi.isdigit()):
+            return None
+        n += int(hi) - int(lo) + 1 if hi else 1
+    return n or None
+
+
+def cache_levels(sys_root: str = "/sys") -> dict[str, dict]:
+    """cpu0's data caches: ``{"L1": {"size_bytes": 32768, "shared_cpus": 2}, "L2": ..., "L3": ...}``.
+
+    From ``devices/system/cpu/cpu0/cache/index*/{level,type,size,shared_cpu_list}``;
+    instruction caches are skipped; ``shared_cpus`` is how many logical CPUs share one
+    instance (``None`` when the list is missing). Levels the kernel does not list are absent.
+    """
     base = Path(sys_root) / "devices/system/cpu/cpu0/cache"
-    best = None
+    out: dict[str, dict] = {}
     try:
         entries = sorted(base.glob("index*"))
     except OSError:
-        return None
+        return out
     for idx in entries:
-        lvl, size = _read(idx / "level"), _read(idx / "size")
-        if not lvl or not size:
+        lvl, kind = (_read(idx / "level") or "").strip(), (_read(idx / "type") or "").strip()
+        size = _size_bytes(_read(idx / "size"))
+        if lvl not in ("1", "2", "3") or kind == "Instruction" or not size:
             continue
-        m = re.match(r"(\d+)\s*([KMG]?)", size.strip())
-        if not m:
-            continue
-        n = int(m.group(1)) * {"": 1, "K": 1024, "M": 1024 ** 2, "G": 1024 ** 3}[m.group(2)]
-        if best is None or int(lvl) >= best[0]:
-            best = (int(lvl), n)
-    return None if best is None else best[1]
+        out[f"L{lvl}"] = {"size_bytes": size, "shared_cpus": _count_cpu_list(_read(idx / "shared_cpu_list"))}
+    return dict(sorted(out.items()))
+
+
+def _llc_bytes(sys_root: str) -> int | None:
+    levels = cache_levels(sys_root)
+    return levels[max(levels)]["size_bytes"] if levels else None
 
 
 def cpu_info(cpuinfo_text: str | None = None, sys_root: str = "/sys") -> dict:
@@ -251,8 +295,10 @@ def cpu_info(cpuinfo_text: str | None = None, sys_root: str = "/sys") -> dict:
         "clock_source": clock_source,
         "cpu_mhz_now": max(mhz_now) if mhz_now else None,
         "llc_bytes": _llc_bytes(sys_root),
+        "caches": cache_levels(sys_root),
         "isa": tp.isa,
         "flop_per_cycle_per_core": dict(tp.flop_per_cycle),
+        "fastest_paths": dict(tp.paths),
         "int_op_per_cycle_per_core": dict(tp.int_op_per_cycle),
         "assumptions": list(tp.assumptions),
     }

@@ -56,3 +56,18 @@ def cpu_peak_flop_per_s(cores: int, flop_per_cycle_per_core: float, clock_hz: fl
 def ridge_point(flop_per_s: float, bytes_per_s: float) -> float:
     """Arithmetic intensity (FLOP/byte) where the roofline's two ceilings meet."""
     return flop_per_s / bytes_per_s
+
+
+def cache_capacity_bytes(size_bytes: int, shared_cpus: int | None, smt: int, cores_used: int) -> int:
+    """Bytes of one cache level that a run on ``cores_used`` physical cores can hold.
+
+    One instance of the level serves ``shared_cpus / smt`` cores (at least 1; L1/L2 are
+    usually per core, L3 per socket or CCX); the run touches
+    ``ceil(cores_used / cores per instance)`` instances::
+
+        capacity = size × ceil(cores_used / max(1, shared_cpus // smt))
+
+    2 cores, private 1 MiB L2: 2 MiB; 2 cores sharing a 32 MiB L3: 32 MiB.
+    """
+    per_instance = max(1, (shared_cpus or 1) // max(1, smt))
+    return size_bytes * -(-max(1, cores_used) // per_instance)

@@ -23,10 +23,11 @@ from .workloads import no_scope
 
 ROOT_PATH = "(model)"  # modules.csv's whole-model row (an empty path reads back as NaN in pandas)
 
-OPS_COLUMNS_FIRST = ["name", "phase", "kind", "calls", "self_time_s", "time_share", "macs", "flops", "other_flops",
+OPS_COLUMNS_FIRST = ["name", "phase", "kind", "calls", "dispatch_calls", "self_time_s", "time_share", "macs", "flops", "other_flops",
                      "total_flops", "bytes", "achieved_flop_per_s", "achieved_total_flop_per_s", "achieved_bytes_per_s",
                      "arithmetic_intensity", "peak_flop_per_s", "peak_bytes_per_s", "utilization",
-                     "bandwidth_utilization", "bound", "counted", "cache_resident"]
+                     "bandwidth_utilization", "memory_level", "level_bandwidth_utilization", "bound", "counted",
+                     "cache_resident"]
 
 
 @dataclass

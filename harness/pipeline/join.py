@@ -167,26 +167,52 @@ def _key_join(calls: pd.DataFrame, by_op: pd.DataFrame, cevents: pd.DataFrame, s
     return calls
 
 
-def _derive(df: pd.DataFrame, time_col: str, peak_flop: float | None, peak_bytes: float | None, total_time: float) -> pd.DataFrame:
-    """Add rates, intensity, utilization, bound and share of time (all documented in README)."""
+@dataclass
+class Ceilings:
+    """The roofline's ceilings: the run's peaks, and where a Peak is given, per-op FLOP/s ceilings
+    (TF32 for convs/matmuls on CUDA) and the bandwidth of the memory level a working set fits in."""
+
+    flop_per_s: float | None
+    bytes_per_s: float | None
+    peak: Any = None  # harness.hardware.Peak
+
+    def flop_for(self, names: pd.Series | None, n: int) -> pd.Series:
+        if self.peak is None or names is None or not self.flop_per_s:
+            return pd.Series([self.flop_per_s or math.nan] * n, dtype=float)
+        return pd.Series([self.peak.ceiling_for_op(str(x))[0] or math.nan for x in names], dtype=float)
+
+    def levels(self, working_sets: pd.Series) -> tuple[list[str], pd.Series]:
+        if self.peak is None:
+            return ["DRAM"] * len(working_sets), pd.Series([self.bytes_per_s or math.nan] * len(working_sets), dtype=float)
+        pairs = [self.peak.bandwidth_for(int(w)) for w in working_sets.fillna(0)]
+        return [lv for _, lv in pairs], pd.Series([bw or math.nan for bw, _ in pairs], dtype=float)
+
+
+def _derive(df: pd.DataFrame, time_col: str, ceilings: Ceilings, total_time: float) -> pd.DataFrame:
+    """Add rates, intensity, utilization, memory level, bound and share of time (README documents each).
+
+    ``utilization`` is against the row's own FLOP/s ceiling; ``bandwidth_utilization`` against
+    main memory (DRAM); ``memory_level`` is the level one call's working set (its counted
+    bytes) fits in, and ``level_bandwidth_utilization`` is against that level's bandwidth.
+    """
+    df = df.reset_index(drop=True)
     t = df[time_col].where(df[time_col] > 0)
     df["total_flops"] = df["flops"] + df["other_flops"]
     df["achieved_flop_per_s"] = df["flops"] / t
     df["achieved_total_flop_per_s"] = df["total_flops"] / t
     df["achieved_bytes_per_s"] = df["bytes"] / t
     df["arithmetic_intensity"] = df["total_flops"] / df["bytes"].where(df["bytes"] > 0)
-    df["peak_flop_per_s"] = peak_flop if peak_flop else math.nan
-    df["peak_bytes_per_s"] = peak_bytes if peak_bytes else math.nan
-    df["utilization"] = df["achieved_flop_per_s"] / df["peak_flop_per_s"]
+    df["peak_flop_per_s"] = ceilings.flop_for(df["name"] if "name" in df else None, len(df))
+    df["peak_bytes_per_s"] = ceilings.bytes_per_s if ceilings.bytes_per_s else math.nan
+    # FLOP/s utilization is about multiply-add work: blank (NaN) where there is none, never 0 %
+    df["utilization"] = (df["achieved_flop_per_s"] / df["peak_flop_per_s"]).where(df["flops"] > 0)
     df["bandwidth_utilization"] = df["achieved_bytes_per_s"] / df["peak_bytes_per_s"]
-    if peak_flop and peak_bytes:
-        ridge = peak_flop / peak_bytes
-        df["bound"] = [
-            "" if not (tf > 0) or math.isnan(ai) else ("compute" if ai >= ridge else "memory")
-            for tf, ai in zip(df["total_flops"], df["arithmetic_intensity"].fillna(math.nan))
-        ]
-    else:
-        df["bound"] = ""
+    calls = df["calls"].where(df["calls"] > 0, 1) if "calls" in df else 1
+    df["memory_level"], level_bw = ceilings.levels(df["bytes"] / calls)
+    df["level_bandwidth_utilization"] = df["achieved_bytes_per_s"] / level_bw
+    ridge = df["peak_flop_per_s"] / level_bw
+    df["bound"] = ["" if not (tf > 0) or math.isnan(ai) or math.isnan(r) else ("compute" if ai >= r else "memory")
+                   for tf, ai, r in zip(df["total_flops"], df["arithmetic_intensity"].fillna(math.nan), ridge)]
     df["time_share"] = df[time_col] / total_time if total_time > 0 else math.nan
     return df
 
@@ -242,8 +268,8 @@ def _op_table(calls: pd.DataFrame, keys: list[str], raw: pd.DataFrame, steps: in
     agg = (calls.groupby(["phase"] + keys, as_index=False, sort=False)
            .agg(self_time_s=("self_time_s", "sum"), macs=("macs", "sum"), flops=("flops", "sum"),
                 other_flops=("other_flops", "sum"), bytes=("bytes", "sum"), kind=("kind", _kind),
-                counted=("counted", "max")))
-    agg[["self_time_s"] + WORK] = agg[["self_time_s"] + WORK] / steps
+                counted=("counted", "max"), dispatch_calls=("kind", lambda k: float((k == "op").sum()))))
+    agg[["self_time_s", "dispatch_calls"] + WORK] = agg[["self_time_s", "dispatch_calls"] + WORK] / steps
     if len(raw):
         first = ~agg.duplicated(keys)
         df = agg[first].merge(raw, on=keys, how="outer")
@@ -253,7 +279,7 @@ def _op_table(calls: pd.DataFrame, keys: list[str], raw: pd.DataFrame, steps: in
         df = agg
     df["kind"] = df["kind"].fillna("nested")
     df["calls"] = df["calls"].fillna(0) if "calls" in df else 0
-    df[["self_time_s"] + WORK] = df[["self_time_s"] + WORK].fillna(0.0)
+    df[["self_time_s", "dispatch_calls"] + WORK] = df[["self_time_s", "dispatch_calls"] + WORK].fillna(0.0)
     df["counted"] = df["counted"].fillna(False).astype(bool)
     return df
 
@@ -286,14 +312,14 @@ def _module_times(calls: pd.DataFrame, counts: Any, aligned: bool, steps: int) -
     return out
 
 
-def _modules(calls, counts, aligned, steps, phases, peaks, op_time) -> pd.DataFrame:
+def _modules(calls, counts, aligned, steps, phases, ceilings: Ceilings, op_time) -> pd.DataFrame:
     """counts.by_module with ``phase`` and ``time_s`` per iteration, and the derived rates."""
     times = _module_times(calls, counts, aligned, steps)
     modules = counts.by_module.copy()
     if "phase" not in modules:
         modules.insert(0, "phase", phases[0] if len(phases) == 1 else "")
     modules["time_s"] = [times.get((ph, p), 0.0) for ph, p in zip(modules["phase"], modules["path"])]
-    return _derive(modules, "time_s", *peaks, op_time)
+    return _derive(modules, "time_s", Ceilings(ceilings.flop_per_s, ceilings.bytes_per_s), op_time)
 
 
 def _coverage(calls: pd.DataFrame, counts: Any, aligned: bool, steps: int, op_time: float) -> dict:
@@ -316,8 +342,13 @@ def _coverage(calls: pd.DataFrame, counts: Any, aligned: bool, steps: int, op_ti
     }
 
 
-def join(profile: Profile, counts: Any, *, peak_flop_per_s: float | None, peak_bytes_per_s: float | None) -> Joined:
-    """Join a profile with counts. See the module docstring for the attribution rule."""
+def join(profile: Profile, counts: Any, *, peak_flop_per_s: float | None = None, peak_bytes_per_s: float | None = None,
+         peak: Any = None) -> Joined:
+    """Join a profile with counts. See the module docstring for the attribution rule.
+
+    ``peak`` (a :class:`harness.hardware.Peak`) gives per-op ceilings and memory levels; the two
+    floats are the run's peaks (taken from ``peak`` when it is given).
+    """
     cevents = _phase_of_events(counts.events.copy(), profile.phases)
     if "counted" not in cevents:
         cevents["counted"] = True
@@ -326,15 +357,16 @@ def join(profile: Profile, counts: Any, *, peak_flop_per_s: float | None, peak_b
     calls, aligned, kernels = _attributed_calls(profile, counts, cevents)
     total_time = float(calls.self_time_s.sum()) / steps
     op_time = float(calls.loc[calls.kind == "op", "self_time_s"].sum()) / steps
-    peaks = (peak_flop_per_s, peak_bytes_per_s)
+    ceilings = (Ceilings(peak.flop_per_s, peak.bytes_per_s, peak) if peak is not None
+                else Ceilings(peak_flop_per_s, peak_bytes_per_s))
 
     def table(keys: list[str], raw: pd.DataFrame) -> pd.DataFrame:
-        df = _derive(_op_table(calls, keys, raw, steps), "self_time_s", *peaks, total_time)
+        df = _derive(_op_table(calls, keys, raw, steps), "self_time_s", ceilings, total_time)
         return df.sort_values("self_time_s", ascending=False, kind="stable").reset_index(drop=True)
 
     return Joined(calls=calls, ops_by_shape=table(["name", "input_shapes"], profile.ops_by_shape_raw),
                   ops=table(["name"], profile.ops_raw),
-                  modules=_modules(calls, counts, aligned, steps, profile.phases, peaks, op_time),
+                  modules=_modules(calls, counts, aligned, steps, profile.phases, ceilings, op_time),
                   coverage=_coverage(calls, counts, aligned, steps, op_time), aligned=aligned,
                   kernels=_kernel_table(kernels, calls, steps),
                   time_per_forward_s=total_time, op_time_per_forward_s=op_time)

@@ -38,11 +38,11 @@ def resolve_device(device: str | torch.device | None) -> torch.device:
     return dev
 
 
-def _bf16_native(device: torch.device) -> bool:
-    """bf16 runs natively on compute capability 8.0 and newer (of *this* device, not the current one)."""
-    index = device.index if device.index is not None else torch.cuda.current_device()
-    major, _ = torch.cuda.get_device_capability(index)
-    return major >= 8
+def _bf16_supported(device: torch.device) -> bool:
+    """bf16 natively on *this* device (compute capability 8.0+), not the current one, no emulation."""
+    from ..hardware.cuda_flags import cuda_bf16_supported
+
+    return cuda_bf16_supported(device.index if device.index is not None else torch.cuda.current_device())
 
 
 def resolve_dtype(dtype: str | torch.dtype | None, device: torch.device) -> torch.dtype:
@@ -50,7 +50,7 @@ def resolve_dtype(dtype: str | torch.dtype | None, device: torch.device) -> torc
     if name not in dtypes.RUN_DTYPES:
         raise HarnessError(f"unknown dtype '{dtype}'; use one of {', '.join(dtypes.RUN_DTYPES)}")
     dt = dtypes.torch_dtype(name)
-    if device.type == "cuda" and dt == torch.bfloat16 and not _bf16_native(device):
+    if device.type == "cuda" and dt == torch.bfloat16 and not _bf16_supported(device):
         raise HarnessError(f"this GPU ({torch.cuda.get_device_name(device)}) cannot run bfloat16 natively; "
                            "use --dtype float16 or float32")
     return dt

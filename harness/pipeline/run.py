@@ -126,8 +126,10 @@ def _join(parts_kw: dict, prep: Prepared, prof, counts) -> assemble.Parts:
     from .join import join
 
     env = environment(prep.device)
-    peak = peak_for(prep.device.type, dtype_name(prep.dtype), device_name=env["device_name"], threads=prep.threads)
-    joined = join(prof, counts, peak_flop_per_s=peak.flop_per_s, peak_bytes_per_s=peak.bytes_per_s)
+    flags = env.get("gpu")  # on CUDA: the TF32/cuDNN flags read once (harness.hardware.cuda_flags)
+    peak = peak_for(prep.device.type, dtype_name(prep.dtype), device_name=env["device_name"], threads=prep.threads,
+                    cuda_flags=flags)
+    joined = join(prof, counts, peak=peak)
     return assemble.Parts(prep=prep, prof=prof, counts=counts, joined=joined, peak=peak, env=env, **parts_kw)
 
 
@@ -137,6 +139,8 @@ def _assemble(parts: assemble.Parts) -> Run:
     summary = assemble.summary(parts, trace_bytes)
     ops, by_shape, modules = assemble.tables(parts)
     summary["peak_exceeded"] = assemble.peak_exceeded(summary, ops, modules, parts.peak)
+    summary.update({k: v for k, v in parts.peak.summary_fields().items() if k not in summary})
+    summary["calibrate_hint"] = parts.peak.calibrate_hint()
     summary["warnings"] = assemble.warnings(parts, summary)
     summary.update(parts.workload.summary_extra(parts))
     return Run(summary=summary, ops=ops, ops_by_shape=by_shape, modules=modules,

@@ -26,15 +26,16 @@ def tables(run, d: Path) -> None:
 
 
 def pictures(run, d: Path) -> dict[str, Path]:
-    from ..report.pictures import roofline_png, time_by_module_png
+    from ..report.pictures import model_point, roofline_png, time_by_module_png
 
     s = run.summary
     title = f"{s['scenario']} · batch {s['batch_size']} · {s['dtype']} · {s['device_name']}"
-    model_point = {"total_flops": s["flops"] + s["other_flops"], "bytes": s["bytes"], "time_s": s["latency_s"]["p50"]}
     pts = run.ops_by_shape[run.ops_by_shape.kind == "op"].copy()
+    exceeded = s.get("peak_exceeded")
     return {
-        "roofline": roofline_png(d / "roofline.png", pts, run.peak, model_point, title),
-        "time_by_module": time_by_module_png(d / "time_by_module.png", run.modules, title),
+        "roofline": roofline_png(d / "roofline.png", pts, run.peak, model_point(s), title, phases=s.get("phases"),
+                                 exceeded=exceeded),
+        "time_by_module": time_by_module_png(d / "time_by_module.png", run.modules, title, exceeded=exceeded),
     }
 
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import base64
 import html
-import math
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -21,6 +20,9 @@ import pandas as pd
 
 from ..core.fsio import atomic_write_text
 from ..core.units import percent, seconds, si
+from .caveats import exceeded_names, timing_noise, warnings
+from .cells import calls_column, dispatch_level, num, op_cells
+from .phases import PHASE_HEADERS, phase_rows, phase_table, rows_of_phase
 
 # ---------------------------------------------------------------- values ----
 
@@ -32,17 +34,6 @@ def is_missing(v: Any) -> bool:
         return bool(pd.isna(v))
     except (TypeError, ValueError):
         return False
-
-
-def num(v: Any) -> float | None:
-    """``v`` as a float, or None when missing / not a number."""
-    if is_missing(v):
-        return None
-    try:
-        f = float(v)
-    except (TypeError, ValueError):
-        return None
-    return None if math.isnan(f) else f
 
 
 def fmt_si(v: Any, unit: str = "") -> str:
@@ -84,7 +75,11 @@ Table = tuple[list[str], list[list[str]]]  # headers, rows of formatted cells
 
 
 def summary_rows(summary: dict) -> list[tuple[str, str]]:
-    """(quantity with unit, formatted value) pairs: what a run measured, in reading order."""
+    """(quantity with unit, formatted value) pairs: what a run measured, in reading order.
+
+    The headline (latency, achieved, utilization) uses the un-profiled p50; the profiled op
+    time is the basis of the operator and module tables and of time_by_module.png.
+    """
     s = summary or {}
     lat = s.get("latency_s") or {}
     peak = num(s.get("peak_flop_per_s"))
@@ -95,7 +90,9 @@ def summary_rows(summary: dict) -> list[tuple[str, str]]:
     device = fmt_text(s.get("device"))
     if s.get("device_name"):
         device = f"{device} — {s['device_name']}"
-    rows = [
+    noisy = " (noisy: see the warning)" if timing_noise(s) else ""
+    above = " (above the ceiling: see the warning)" if exceeded_names(s, "run") else ""
+    return [
         ("Scenario", fmt_text(s.get("scenario"))),
         ("Run", fmt_text(s.get("run_id"))),
         ("Started (UTC)", fmt_text(s.get("started_at"))),
@@ -110,7 +107,7 @@ def summary_rows(summary: dict) -> list[tuple[str, str]]:
         ("FLOPs per forward (FLOP, 2 × MACs)", fmt_si(s.get("flops"), "FLOP")),
         ("Other FLOPs per forward (FLOP)", fmt_si(s.get("other_flops"), "FLOP")),
         ("Bytes moved per forward (B)", fmt_si(s.get("bytes"), "B")),
-        ("Latency p50 (s)", fmt_s(lat.get("p50"))),
+        ("Latency p50 (s, un-profiled)", fmt_s(lat.get("p50")) + noisy),
         ("Latency p90 (s)", fmt_s(lat.get("p90"))),
         ("Latency p99 (s)", fmt_s(lat.get("p99"))),
         ("Latency mean ± std (s)", f"{fmt_s(lat.get('mean'))} ± {fmt_s(lat.get('std'))}"),
@@ -118,19 +115,20 @@ def summary_rows(summary: dict) -> list[tuple[str, str]]:
         ("Throughput (samples/s)", fmt_si(s.get("throughput_samples_per_s"), "samples/s")),
         ("Achieved (FLOP/s, FLOPs / p50)", fmt_si(s.get("achieved_flop_per_s"), "FLOP/s")),
         ("Peak (FLOP/s)", peak_txt),
-        ("Utilization (% of peak FLOP/s)", fmt_pct(s.get("utilization"))),
+        ("Utilization (% of peak FLOP/s)", fmt_pct(s.get("utilization")) + above),
         ("Memory bandwidth peak (B/s)", fmt_si(s.get("mem_bandwidth_bytes_per_s"), "B/s")),
+        ("Achieved bandwidth (B/s, bytes / p50)", fmt_si(s.get("achieved_bytes_per_s"), "B/s")),
         ("Arithmetic intensity (FLOP/B)", fmt_si(s.get("arithmetic_intensity"), "FLOP/B")),
         ("Peak memory (B)", fmt_si(s.get("peak_memory_bytes"), "B")),
         ("Profiled forwards", fmt_text(prof.get("steps"))),
-        ("Profiled time per forward (s)", fmt_s(prof.get("time_per_forward_s"))),
+        ("Profiled op time per forward (s; the tables' basis)", fmt_s(prof.get("op_time_per_forward_s"))),
+        ("Profiled time per forward (s; ops and profiler labels)", fmt_s(prof.get("time_per_forward_s"))),
         ("Coverage: ops with counted work (% of ops)", fmt_pct(cov.get("share_of_ops"))),
         ("Coverage: time in counted ops (% of time)", fmt_pct(cov.get("share_of_time"))),
         ("Trace size (B)", fmt_si(s.get("trace_bytes"), "B")),
         ("Torch", fmt_text(s.get("torch_version"))),
         ("Harness commit", fmt_text(s.get("git_commit"))),
     ]
-    return rows
 
 
 def _col(df: pd.DataFrame, name: str) -> pd.Series:
@@ -143,76 +141,98 @@ def _has_values(df: pd.DataFrame, name: str) -> bool:
     return name in df.columns and any(not is_missing(v) and str(v) != "" for v in df[name])
 
 
-def ops_table(ops: pd.DataFrame | None, top: int | None = 15) -> Table:
-    """Operators by self time per forward (largest first), with their work and rates.
+OPS_HEADERS = ["Operator", "Kind", "Calls / forward", "Self time / forward (s)", "Time share (%)",
+               "FLOPs / forward (FLOP, 2 × MACs)", "Other FLOPs / forward (FLOP)", "Bytes / forward (B)",
+               "Achieved (FLOP/s)", "Utilization (% of peak FLOP/s)", "Achieved (B/s)",
+               "Bandwidth utilization (% of peak B/s)", "Net allocated / forward (B)", "Bound"]
+CALLS_WITH_NESTED = "Calls / forward (profiler count, nested calls included)"
 
-    Rows of kind ``nested`` (kernels inside a dispatch-level op, whose time and work the
-    join attributes to that op) are left out; the Kind and Bound columns only appear
-    when the data has them.
+
+def ops_table(ops: pd.DataFrame | None, top: int | None = 15, *, all_rows: bool = False,
+              summary: dict | None = None) -> Table:
+    """Operators by profiled self time per forward (largest first), with their work and rates.
+
+    Cells follow :mod:`harness.report.cells`: dispatch-level ops only unless ``all_rows``;
+    an op without multiply-add FLOPs shows its other FLOPs, bytes and B/s; ``uncounted``
+    marks an op without a formula. The Kind column appears with ``all_rows``, Bound when
+    the data has it. Ops in ``summary["peak_exceeded"]`` get ``!`` after their utilization.
     """
-    headers = ["Operator", "Kind", "Calls / forward", "Self time / forward (s)", "Time share (%)",
-               "FLOPs / forward (FLOP)", "Bytes / forward (B)", "Achieved (FLOP/s)", "Utilization (% of peak)",
-               "Bound"]
+    headers = list(OPS_HEADERS)
+    calls_col, exact = calls_column(ops) if ops is not None else ("calls", True)
+    if not exact:
+        headers[2] = CALLS_WITH_NESTED
     if ops is None or len(ops) == 0:
         return headers, []
-    df = ops
-    if "kind" in df.columns:
-        df = df[df["kind"].astype(str) != "nested"]
+    df = dispatch_level(ops, all_rows)
     df = df.assign(_t=pd.to_numeric(_col(df, "self_time_s"), errors="coerce").fillna(0.0))
     df = df.sort_values("_t", ascending=False, kind="stable")
     if top:
         df = df.head(top)
     total = pd.to_numeric(_col(ops, "self_time_s"), errors="coerce").sum()
+    hot = exceeded_names(summary or {}, "op")
     rows = []
     for _, r in df.iterrows():
         share = r.get("time_share")
         if is_missing(share) and total:
             share = r["_t"] / total
-        rows.append([
-            fmt_text(r.get("name")), fmt_text(r.get("kind")), fmt_count(r.get("calls")),
-            fmt_s(r.get("self_time_s")), fmt_pct(share), fmt_si(r.get("flops"), "FLOP"), fmt_si(r.get("bytes"), "B"),
-            fmt_si(r.get("achieved_flop_per_s"), "FLOP/s"), fmt_pct(r.get("utilization")), fmt_text(r.get("bound")),
-        ])
-    drop = {h for h, c in (("Kind", "kind"), ("Bound", "bound")) if not _has_values(ops, c)}
+        c = op_cells(r, exceeded=str(r.get("name")) in hot)
+        rows.append([fmt_text(r.get("name")), fmt_text(r.get("kind")), fmt_count(r.get(calls_col)),
+                     fmt_s(r.get("self_time_s")), fmt_pct(share), c.flops, c.other_flops, c.bytes, c.flop_per_s,
+                     c.utilization, c.bytes_per_s, c.bandwidth_utilization, c.net_alloc,
+                     "" if is_missing(r.get("bound")) else str(r.get("bound"))])
+    drop = {"Bound"} if not _has_values(ops, "bound") else set()
+    if not all_rows:
+        drop.add("Kind")
+    if "cpu_memory_usage_bytes" not in ops.columns:
+        drop.add("Net allocated / forward (B)")
     keep = [i for i, h in enumerate(headers) if h not in drop]
     return [headers[i] for i in keep], [[row[i] for i in keep] for row in rows]
 
 
-def modules_table(modules: pd.DataFrame | None, top: int | None = 15, *, tree: bool = False) -> Table:
-    """Modules with their work and time per forward.
+MODULE_HEADERS = ["Module", "Type", "Params", "FLOPs / forward (FLOP, 2 × MACs)", "Other FLOPs / forward (FLOP)",
+                  "Bytes / forward (B)", "Time / forward (s)", "Achieved (FLOP/s)", "Utilization (% of peak FLOP/s)",
+                  "Achieved (B/s)"]
+
+
+def modules_table(modules: pd.DataFrame | None, top: int | None = 15, *, tree: bool = False,
+                  summary: dict | None = None) -> Table:
+    """Modules with their work and profiled time per forward (inclusive of their children).
 
     ``tree=False``: the ``top`` modules by time (the root module excluded: it is the
     whole model, see the summary). ``tree=True``: every module in model order, the
-    path indented by depth.
+    path indented by depth. Rates follow :mod:`harness.report.cells` (a module without
+    multiply-add work is rated in B/s, not shown as 0 FLOP/s).
     """
-    headers = ["Module", "Type", "Params", "FLOPs / forward (FLOP)", "Time / forward (s)",
-               "Achieved (FLOP/s)", "Utilization (% of peak)"]
+    headers = list(MODULE_HEADERS)
     if modules is None or len(modules) == 0:
         return headers, []
     df = modules.copy()
     depth = pd.to_numeric(_col(df, "depth"), errors="coerce")
-    if tree:
-        if top:
-            df = df.head(top)
-    else:
+    if not tree:
         if depth.notna().any() and (depth > 0).any():
             df = df[depth > 0]
         df = df.assign(_t=pd.to_numeric(_col(df, "time_s"), errors="coerce").fillna(-1.0))
         df = df.sort_values("_t", ascending=False, kind="stable")
-        if top:
-            df = df.head(top)
+    if top:
+        df = df.head(top)
+    hot = exceeded_names(summary or {}, "module")
     rows = []
     for _, r in df.iterrows():
         path = fmt_text(r.get("path"))
         if path in ("", "n/a"):
             path = "(model)"
         if tree:
-            d = num(r.get("depth")) or 0
-            path = "\u00a0\u00a0" * int(d) + path
-        rows.append([path, fmt_text(r.get("type")), fmt_si(r.get("params")), fmt_si(r.get("flops"), "FLOP"),
-                     fmt_s(r.get("time_s")), fmt_si(r.get("achieved_flop_per_s"), "FLOP/s"),
-                     fmt_pct(r.get("utilization"))])
+            path = "\u00a0\u00a0" * int(num(r.get("depth")) or 0) + path
+        c = op_cells({**r.to_dict(), "kind": "op", "counted": True, "self_time_s": r.get("time_s")},
+                     exceeded=fmt_text(r.get("path")) in hot)
+        rows.append([path, fmt_text(r.get("type")), fmt_si(r.get("params")), c.flops, c.other_flops, c.bytes,
+                     fmt_s(r.get("time_s")), c.flop_per_s, c.utilization, c.bytes_per_s])
     return headers, rows
+
+
+def phases_table(summary: dict) -> Table:
+    """One row per phase when the run has more than one (else no rows)."""
+    return list(PHASE_HEADERS), phase_rows(summary)
 
 
 # ------------------------------------------------------------------ html ----
@@ -233,9 +253,10 @@ tr:nth-child(even) td{background:#fbfcfd}
 .pics{display:flex;flex-wrap:wrap;gap:16px}figure{margin:12px 0}figure img{max-width:100%;border:1px solid #d0d7de}
 figcaption{color:#57606a;font-size:0.9em}
 .note{color:#57606a;font-size:0.85em}
+.warn{background:#fff8c5;border:1px solid #d4a72c;padding:6px 10px;margin:6px 0;border-radius:4px}
 """
 
-_TEXT_COLUMNS = {"Operator", "Module", "Type", "Kind", "Bound"}
+_TEXT_COLUMNS = {"Operator", "Module", "Type", "Kind", "Bound", "Phase"}
 
 
 def _html_table(headers: list[str], rows: list[list[str]], cls: str = "") -> str:
@@ -271,28 +292,57 @@ def _image_tags(images: dict[str, Path] | None) -> str:
     return '<div class="pics">' + "\n".join(parts) + "</div>" if parts else '<p class="note">no pictures for this run</p>'
 
 
+def _warnings_html(s: dict) -> str:
+    return "\n".join(f'<p class="warn">⚠ {html.escape(w)}</p>' for w in warnings(s))
+
+
+def _ops_section(s: dict, ops: pd.DataFrame | None, top_ops: int | None) -> str:
+    """The operator table, or one per phase (top operators of each) when the run has phases."""
+    phases = list(phase_table(s)) if ops is not None and "phase" in ops.columns else []
+    if not phases:
+        return _ops_block(s, ops, top_ops, "Operators", "operators")
+    return "\n".join(_ops_block(s, rows_of_phase(ops, p), top_ops, f"Operators in phase {p}", f"operators-{p}")
+                     for p in phases)
+
+
+def _ops_block(s: dict, ops: pd.DataFrame | None, top_ops: int | None, heading: str, anchor: str) -> str:
+    oh, orows = ops_table(ops, top=top_ops, summary=s)
+    n_ops = len(dispatch_level(ops)) if ops is not None else 0
+    note = (f"top {len(orows)} of {n_ops}" if n_ops > len(orows) else f"all {n_ops}") + " dispatch-level operators"
+    n_other = 0 if ops is None else len(ops) - n_ops
+    other = (f'<p class="note">{n_other} other rows (profiler labels such as ProfilerStep*, and nested kernels '
+             "whose time and work are in the row of the op that calls them) are not listed; ops.csv has them. "
+             "Time is the profiled self time incl. the kernels an op dispatched; rates use it. An op without "
+             "multiply-add FLOPs shows its other FLOPs and bytes and is rated in B/s; — = none of that work; "
+             "uncounted = no formula. Net allocated = allocated − freed inside the op (negative: it freed more "
+             "than it allocated).</p>")
+    return (f'<h2 id="{html.escape(anchor)}">{html.escape(heading)} ({html.escape(note)})</h2>\n'
+            f'{_html_table(oh, orows, "ops")}\n{other if n_other or n_ops else ""}')
+
+
+def _phases_section(s: dict) -> str:
+    ph, prows = phases_table(s)
+    if not prows:
+        return ""
+    return ('<h2 id="phases">Phases</h2>\n' + _html_table(ph, prows, "phases")
+            + '<p class="note">Each phase: its un-profiled p50 and the work counted in it.</p>')
+
+
 def render_report(summary: dict, ops: pd.DataFrame | None, modules: pd.DataFrame | None,
                   images: dict[str, Path] | None, *, top_ops: int | None = 30, max_modules: int | None = 400) -> str:
     """The report as one HTML string (see :func:`write_report`)."""
     s = summary or {}
     title = f"{fmt_text(s.get('scenario'))} — harness run {fmt_text(s.get('run_id'))}"
+    threads = s.get("threads")
     sub = " · ".join(str(x) for x in (s.get("device_name") or s.get("device"), s.get("dtype"),
                                        f"batch {s.get('batch_size')}" if s.get("batch_size") is not None else None,
-                                       f"{s.get('threads')} threads" if s.get("threads") is not None else None)
+                                       f"{threads} thread{'' if threads == 1 else 's'}" if threads is not None else None)
                      if x)
     kv = "".join(f"<tr><td>{html.escape(k)}</td><td>{html.escape(v)}</td></tr>" for k, v in summary_rows(s))
-    oh, orows = ops_table(ops, top=top_ops)
-    n_ops = 0 if ops is None else len(ops)
-    mh, mrows = modules_table(modules, top=max_modules, tree=True)
+    mh, mrows = modules_table(modules, top=max_modules, tree=True, summary=s)
     n_mod = 0 if modules is None else len(modules)
-    n_nested = int((ops["kind"].astype(str) == "nested").sum()) if ops is not None and "kind" in ops.columns else 0
-    n_shown = n_ops - n_nested
-    ops_note = (f"top {len(orows)} of {n_shown} by self time" if n_shown > len(orows) else f"all {n_shown}")
-    ops_note += " operators, labels and wrappers" if n_nested or "kind" in getattr(ops, "columns", []) else " operators"
-    nested_note = (f'<p class="note">{n_nested} nested events (kernels that a dispatch-level op calls) are not listed: '
-                   "their time and work are in the row of the op that calls them.</p>") if n_nested else ""
     mod_note = f"first {len(mrows)} of {n_mod} modules" if n_mod > len(mrows) else f"all {n_mod} modules, in model order"
-    doc = f"""<!DOCTYPE html>
+    return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>{html.escape(title)}</title>
@@ -300,21 +350,23 @@ def render_report(summary: dict, ops: pd.DataFrame | None, modules: pd.DataFrame
 <body>
 <h1>{html.escape(title)}</h1>
 <p class="sub">{html.escape(sub)}</p>
+{_warnings_html(s)}
 <h2 id="summary">Summary</h2>
 <table class="kv"><thead><tr><th>Quantity (unit)</th><th>Value</th></tr></thead><tbody>{kv}</tbody></table>
 <p class="note">All figures are per forward pass. SI prefixes: K = 10³, M = 10⁶, G = 10⁹, T = 10¹² (B = bytes,
-1 MB = 10⁶ B). Utilization = achieved FLOP/s ÷ peak FLOP/s; n/a where the peak of this device is unknown.</p>
+1 MB = 10⁶ B). The headline (latency, achieved, utilization) uses the un-profiled p50; the tables and pictures
+below use the profiled op time. Utilization = achieved FLOP/s ÷ peak FLOP/s; n/a where the peak of this device
+is unknown.</p>
+{_phases_section(s)}
 <h2 id="pictures">Pictures</h2>
 {_image_tags(images)}
-<h2 id="operators">Operators ({html.escape(ops_note)})</h2>
-{_html_table(oh, orows, "ops")}
-{nested_note}
+{_ops_section(s, ops, top_ops)}
 <h2 id="modules">Modules ({html.escape(mod_note)})</h2>
 {_html_table(mh, mrows, "modules")}
+<p class="note">Module time is the profiled op time inside the module, its children included.</p>
 <p class="note">Written by harness; self-contained (no scripts, no network).</p>
 </body></html>
 """
-    return doc
 
 
 def write_report(path: Path, summary: dict, ops: pd.DataFrame, modules: pd.DataFrame,

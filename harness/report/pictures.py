@@ -4,13 +4,17 @@ matplotlib is imported inside the functions (importing harness stays fast) and u
 through its object API on an Agg canvas - no pyplot, no global backend switch. Each
 picture is rendered to bytes and written atomically.
 
-**roofline.png** - log-log: x = arithmetic intensity (FLOP/byte), y = achieved FLOP/s.
-Each op (row of ``ops``) is a dot whose *area* is proportional to its time; the top few
-by time are labelled; the model as a whole is a star. The device's ceilings are drawn
-when known: the compute peak (horizontal) and the memory bandwidth (slope 1:
-FLOP/s = intensity × bytes/s), meeting at the ridge point. Labels carry the figure and
-where it came from (table / derived / calibrated). With an unknown peak there are no
-ceilings and the title says so.
+**roofline.png** - log-log: x = arithmetic intensity (all counted FLOP / byte), y = achieved
+FLOP/s (2×MACs + other FLOPs). Each (op, shape) is a dot at its profiled self time, *area*
+proportional to that time; the top few by time are labelled. The whole model is a star at the
+un-profiled p50 (the headline's time), its legend giving the summary's own utilization; with
+more than one phase each phase gets a star too. Ceilings: the compute peak (horizontal) and one
+bandwidth ceiling per memory level (slope 1: FLOP/s = intensity × bytes/s) - L1/L2/L3 dashed
+when the peak has calibrated ``cache_bytes_per_s``, else DRAM alone and the legend says
+"cache ceilings not calibrated" - with the DRAM ridge point marked. Labels carry each figure's
+source (table / derived / calibrated). A point above a ceiling (or named in
+``summary["peak_exceeded"]``) gets a red ring and a note: the ceiling is wrong, not the result.
+With an unknown peak there is no compute ceiling and the title says so.
 
 **time_by_module.png** - horizontal bars of the top modules by time. Module times are
 inclusive (a module's time contains its children's), so bars of a parent and its child
@@ -26,22 +30,22 @@ from __future__ import annotations
 
 import io
 import math
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pandas as pd
 
 from ..core.fsio import atomic_write_bytes
-from ..core.units import seconds, si
+from ..core.units import percent, seconds, si
+from .cells import num
+from .phases import phase_point
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..hardware import Peak
 
 DPI = 110
 LABEL_TOP_OPS = 5
-_SHORT = {"float64": "fp64", "float32": "fp32", "tfloat32": "tf32", "bfloat16": "bf16",
-          "float16": "fp16", "float8": "fp8", "int8": "int8"}
-
 
 def _figure(width: float, height: float):
     from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -118,6 +122,7 @@ def roofline_points(ops: pd.DataFrame) -> tuple[pd.DataFrame, int]:
 
 _PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#9467bd", "#8c564b", "#e377c2", "#17becf"]
 _OTHER = "#b0b0b0"
+_PHASE_COLORS = ["#ffbf00", "#00a0a0", "#8000c0", "#606060"]
 
 
 def _place_labels(fig, ax, items, avoid=()) -> None:
@@ -152,147 +157,276 @@ def _place_labels(fig, ax, items, avoid=()) -> None:
         placed.append(extent(ann))
 
 
-def roofline_png(path: str | Path, ops: pd.DataFrame, peak: "Peak", model: dict, title: str) -> Path:
-    """Draw ``roofline.png`` (see the module docstring) and return its path.
+@dataclass
+class _Star:
+    """A whole-run or per-phase point: intensity and rate of all counted FLOPs over the un-profiled p50."""
 
-    ``ops``: rows with ``name``, ``total_flops`` (or ``flops`` + ``other_flops``), ``bytes``,
-    ``self_time_s``. ``model``: ``{"total_flops", "bytes", "time_s"}`` for the whole forward.
-    ``peak``: a :class:`harness.hardware.Peak`. Dots are coloured by op name (the op names
-    with the most time get colours, the rest are grey) and the legend gives each name's share
-    of the plotted op time; the top few dots by time are labelled.
-    """
-    import numpy as np
-    from matplotlib.lines import Line2D
+    label: str
+    x: float
+    y: float
+    time_s: float
+    utilization: float | None
+    color: str
 
-    pts, skipped = roofline_points(ops)
-    fig = _figure(11.0, 6.2)
-    ax = fig.add_axes([0.105, 0.1, 0.565, 0.78])
 
-    m_flops, m_bytes, m_time = (float(model.get(k) or 0) for k in ("total_flops", "bytes", "time_s"))
-    m_point = None
-    if m_flops > 0 and m_bytes > 0 and m_time > 0:
-        m_point = (m_flops / m_bytes, m_flops / m_time)
+def model_point(summary: dict) -> dict:
+    """The whole-model roofline point of a run: ``{"total_flops", "flops", "bytes", "time_s",
+    "utilization"}``, time = the un-profiled p50 and utilization = ``summary["utilization"]`` so the
+    star's legend shows the summary's own figure."""
+    s = summary or {}
+    return {"total_flops": (s.get("flops") or 0) + (s.get("other_flops") or 0), "flops": s.get("flops"),
+            "bytes": s.get("bytes") or 0, "time_s": (s.get("latency_s") or {}).get("p50") or 0,
+            "utilization": s.get("utilization")}
 
-    pf = peak.flop_per_s if peak is not None else None
-    pb = peak.bytes_per_s if peak is not None else None
 
-    xs = list(pts["intensity"]) + ([m_point[0]] if m_point else [])
-    ys = list(pts["flop_per_s"]) + ([m_point[1]] if m_point else [])
-    if pf and pb:
-        xs.append(pf / pb)
-    if not xs:
-        xs = [1.0]
-    if not ys:  # nothing measured to plot: frame the ceilings alone
-        ys = [pf / 100 if pf else 1e9]
+def _star(label: str, p: dict, color: str, pf: float | None) -> _Star | None:
+    tf, nbytes, t = (float(p.get(k) or 0) for k in ("total_flops", "bytes", "time_s"))
+    if not (tf > 0 and nbytes > 0 and t > 0):
+        return None
+    util = p.get("utilization")
+    if util is None and pf:
+        util = float(p.get("flops") if p.get("flops") is not None else tf) / t / pf
+    return _Star(label, tf / nbytes, tf / t, t, util, color)
+
+
+def _stars(model: dict, phases: dict | None, pf: float | None) -> list[_Star]:
+    """The whole model, then one star per phase when there is more than one."""
+    out = [_star("whole model", model, "#d62728", pf)]
+    if phases and len(phases) > 1:
+        out += [_star(str(name), phase_point(p), _PHASE_COLORS[i % len(_PHASE_COLORS)], pf)
+                for i, (name, p) in enumerate(phases.items())]
+    return [s for s in out if s is not None]
+
+
+def _bandwidths(peak: "Peak | None") -> tuple[list[tuple[str, float]], bool]:
+    """``([(level, B/s)], calibrated_caches)``: one bandwidth ceiling per memory level, fastest first.
+    ``peak.cache_bytes_per_s`` (``{"L1": B/s, ..., "DRAM": B/s}``) when the peak has it, else DRAM alone
+    (``peak.bytes_per_s``)."""
+    if peak is None:
+        return [], False
+    levels = {str(k): float(v) for k, v in (getattr(peak, "cache_bytes_per_s", None) or {}).items() if v}
+    if levels:
+        if "DRAM" not in levels and peak.bytes_per_s:
+            levels["DRAM"] = float(peak.bytes_per_s)
+        return sorted(levels.items(), key=lambda kv: -kv[1]), True
+    return ([("DRAM", float(peak.bytes_per_s))] if peak.bytes_per_s else []), False
+
+
+def _frame(ax, pts: pd.DataFrame, stars: list[_Star], pf: float | None, bws: list[tuple[str, float]]):
+    """Log axes spanning the points, the stars and the ridge points; returns ``(x_lo, x_hi, y_lo, y_hi)``."""
+    from matplotlib.ticker import LogLocator, NullFormatter
+
+    xs = list(pts["intensity"]) + [s.x for s in stars] + ([pf / b for _, b in bws] if pf else [])
+    ys = list(pts["flop_per_s"]) + [s.y for s in stars]
+    xs = xs or [1.0]
+    ys = ys or [pf / 100 if pf else 1e9]  # nothing measured to plot: frame the ceilings alone
     x_lo, x_hi = _span(min(xs) / 4, max(xs) * 4)
     y_lo, y_hi = _span(min(ys) / 4, max(ys + ([pf] if pf else [])) * 3)
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlim(x_lo, x_hi)
     ax.set_ylim(y_lo, y_hi)
-    ax.set_xlabel("arithmetic intensity (FLOP/byte)")
-    ax.set_ylabel("achieved FLOP/s")
-    from matplotlib.ticker import LogLocator, NullFormatter
-
-    ax.xaxis.set_major_locator(LogLocator(base=10))
-    ax.yaxis.set_major_locator(LogLocator(base=10))
-    ax.xaxis.set_major_formatter(_plain_formatter())
-    ax.yaxis.set_major_formatter(_si_formatter("FLOP/s"))
-    ax.xaxis.set_minor_formatter(NullFormatter())
-    ax.yaxis.set_minor_formatter(NullFormatter())
+    ax.set_xlabel("arithmetic intensity (FLOP/byte, all counted FLOPs)")
+    ax.set_ylabel("achieved FLOP/s (2×MACs + other FLOPs)")
+    for axis, fmt in ((ax.xaxis, _plain_formatter()), (ax.yaxis, _si_formatter("FLOP/s"))):
+        axis.set_major_locator(LogLocator(base=10))
+        axis.set_major_formatter(fmt)
+        axis.set_minor_formatter(NullFormatter())
     ax.grid(True, which="major", ls="-", lw=0.4, color="#dddddd")
     ax.grid(True, which="minor", ls="-", lw=0.2, color="#f2f2f2")
+    return x_lo, x_hi, y_lo, y_hi
 
+
+_LABEL_BOX = dict(boxstyle="round,pad=0.15", fc="white", ec="none", alpha=0.85)
+
+
+def _slope_label(ax, text: str, x_lo: float, x_end: float, b: float, frac: float):
+    """``text`` along the line FLOP/s = x × b, ``frac`` of the way (log space) from ``x_lo`` to ``x_end``."""
+    xm = x_lo * (x_end / x_lo) ** frac
+    p0 = ax.transData.transform((xm, xm * b))
+    p1 = ax.transData.transform((xm * 2, xm * 2 * b))
+    angle = math.degrees(math.atan2(p1[1] - p0[1], p1[0] - p0[0]))
+    return ax.annotate(text, (xm, xm * b), xytext=(0, 4), textcoords="offset points", rotation=angle,
+                       rotation_mode="anchor", ha="left", va="bottom", fontsize=8.5, color="#222222", zorder=9,
+                       bbox=dict(boxstyle="round,pad=0.1", fc="white", ec="none", alpha=0.7))
+
+
+def _draw_ceilings(ax, peak: "Peak | None", frame, bws: list[tuple[str, float]], calibrated_caches: bool):
+    """Compute ceiling, one bandwidth ceiling per memory level and the DRAM ridge point.
+    Returns ``(legend handles, texts the point labels must avoid)``."""
+    import numpy as np
+    from matplotlib.lines import Line2D
+
+    x_lo, x_hi, y_lo, _ = frame
+    pf = peak.flop_per_s if peak is not None else None
+    handles, avoid = [], []
+    if not (pf or bws):
+        return handles, avoid
+    x = np.logspace(math.log10(x_lo), math.log10(x_hi), 200)
+    for i, (level, b) in enumerate(bws):
+        dram = level == "DRAM"
+        roof = np.minimum(x * b, pf) if pf else x * b
+        ax.plot(x, roof, color="#333333", lw=2.0 if dram else 1.1, ls="-" if dram else "--", zorder=2)
+        src = (peak.bytes_source or peak.source) if dram and not calibrated_caches else "calibrated"
+        x_end = min(pf / b, x_hi) if pf else x_hi
+        avoid.append(_slope_label(ax, f"{level} {si(b, 'B/s')} ({src})", x_lo, x_end, b, 0.3 if dram else 0.12))
+    if pf:
+        if not bws:
+            ax.plot([x_lo, x_hi], [pf, pf], color="#333333", lw=2.0, zorder=2)
+        avoid.append(ax.text(x_hi / 1.15, pf * 1.15, peak.compute_label(), ha="right", va="bottom", fontsize=9,
+                             color="#222222", zorder=9, bbox=_LABEL_BOX))
+    parts = (["compute"] if pf else []) + (["DRAM"] if "DRAM" in dict(bws) else [])
+    handles.append(Line2D([], [], color="#333333", lw=2, label="device ceilings: " + ", ".join(parts)))
+    if calibrated_caches:
+        handles.append(Line2D([], [], color="#333333", lw=1.1, ls="--",
+                              label="cache ceilings: " + ", ".join(lv for lv, _ in bws if lv != "DRAM")))
+    else:
+        handles.append(Line2D([], [], color="none", label="cache ceilings not calibrated"))
+    dram = dict(bws).get("DRAM")
+    if pf and dram:
+        avoid.append(_ridge(ax, pf, dram, x_lo, x_hi, y_lo))
+    return handles, avoid
+
+
+def _ridge(ax, pf: float, b: float, x_lo: float, x_hi: float, y_lo: float):
+    ridge = pf / b
+    ax.axvline(ridge, color="#888888", ls=":", lw=1, zorder=1)
+    ax.plot([ridge], [pf], marker="o", color="#333333", ms=5, zorder=3)
+    frac = math.log(ridge / x_lo) / math.log(x_hi / x_lo)
+    ha = "right" if frac > 0.7 else ("left" if frac < 0.3 else "center")
+    text = {"right": f"DRAM ridge {ridge:.3g} FLOP/B\n← memory-bound | compute-bound",
+            "left": f"DRAM ridge {ridge:.3g} FLOP/B\nmemory-bound | compute-bound →",
+            "center": f"DRAM ridge {ridge:.3g} FLOP/B\n← memory-bound | compute-bound →"}[ha]
+    return ax.text(ridge, y_lo * 1.15, text, fontsize=8, color="#555555", ha=ha, va="bottom", zorder=9,
+                   bbox=_LABEL_BOX)
+
+
+def _draw_ops(ax, pts: pd.DataFrame, hot: pd.Series) -> tuple[list, list]:
+    """The (op, shape) dots: area ∝ profiled time, coloured by op name; ``hot`` ones (above a
+    ceiling) ringed in red. Returns ``(legend handles, label items)``."""
+    import numpy as np
+    from matplotlib.lines import Line2D
+
+    if not len(pts):
+        return [], []
+    total_t = float(pts["time_s"].sum())
+    by_name = pts.groupby("name")["time_s"].agg(["sum", "count"]).sort_values("sum", ascending=False)
+    colored = list(by_name.index[: len(_PALETTE)])
+    color_of = {n: _PALETTE[i] for i, n in enumerate(colored)}
+    colors = np.array([color_of.get(n, _OTHER) for n in pts["name"]])
+    sizes = (12 + 588 * pts["time_s"] / float(pts["time_s"].max())).to_numpy()
+    order = np.argsort(-pts["time_s"].to_numpy())  # big dots first, small ones on top
+    x, y = pts["intensity"].to_numpy(), pts["flop_per_s"].to_numpy()
+    ax.scatter(x[order], y[order], s=sizes[order], c=list(colors[order]), alpha=0.6, edgecolor="#333333",
+               linewidth=0.4, zorder=4)
+    if hot.any():
+        ax.scatter(x[hot.to_numpy()], y[hot.to_numpy()], s=sizes[hot.to_numpy()] * 1.6 + 60, facecolors="none",
+                   edgecolors="#e00000", linewidth=1.8, zorder=5)
     handles = []
-    avoid = []
-    # ceilings
-    if pf or pb:
-        x = np.logspace(math.log10(x_lo), math.log10(x_hi), 200)
-        roof = np.full_like(x, np.inf)
-        if pb:
-            roof = np.minimum(roof, x * pb)
-        if pf:
-            roof = np.minimum(roof, pf)
-        ax.plot(x, roof, color="#333333", lw=2.0, zorder=2)
-        handles.append(Line2D([], [], color="#333333", lw=2, label="device ceilings"))
-        if pf:
-            avoid.append(ax.text(x_hi / 1.15, pf * 1.15, peak.compute_label(), ha="right", va="bottom",
-                                 fontsize=9, color="#222222", zorder=9,
-                                 bbox=dict(boxstyle="round,pad=0.15", fc="white", ec="none", alpha=0.85)))
-        if pb:
-            # along the sloped part, a third of the way (in log space) from the left edge to the ridge
-            x_end = min(pf / pb, x_hi) if pf else x_hi
-            xm = x_lo * (x_end / x_lo) ** 0.3
-            p0 = ax.transData.transform((xm, xm * pb))
-            p1 = ax.transData.transform((xm * 2, xm * 2 * pb))
-            angle = math.degrees(math.atan2(p1[1] - p0[1], p1[0] - p0[0]))
-            avoid.append(ax.annotate(f"{si(pb, 'B/s')} memory ({peak.bytes_source or peak.source})",
-                                     (xm, xm * pb), xytext=(0, 5), textcoords="offset points", rotation=angle,
-                                     rotation_mode="anchor", ha="left", va="bottom", fontsize=9,
-                                     color="#222222", zorder=9,
-                                     bbox=dict(boxstyle="round,pad=0.1", fc="white", ec="none", alpha=0.7)))
-        if pf and pb:
-            ridge = pf / pb
-            ax.axvline(ridge, color="#888888", ls=":", lw=1, zorder=1)
-            ax.plot([ridge], [pf], marker="o", color="#333333", ms=5, zorder=3)
-            frac = math.log(ridge / x_lo) / math.log(x_hi / x_lo)
-            ha = "right" if frac > 0.7 else ("left" if frac < 0.3 else "center")
-            text = {"right": f"ridge {ridge:.3g} FLOP/B\n← memory-bound | compute-bound",
-                    "left": f"ridge {ridge:.3g} FLOP/B\nmemory-bound | compute-bound →",
-                    "center": f"ridge {ridge:.3g} FLOP/B\n← memory-bound | compute-bound →"}[ha]
-            avoid.append(ax.text(ridge, y_lo * 1.15, text, fontsize=8, color="#555555", ha=ha, va="bottom",
-                                 zorder=9, bbox=dict(boxstyle="round,pad=0.15", fc="white", ec="none", alpha=0.8)))
+    for n in colored:
+        cnt = int(by_name.loc[n, "count"])
+        handles.append(Line2D([], [], ls="", marker="o", color=color_of[n], alpha=0.7, ms=8,
+                              label=f"{_short_op(n)}: {100 * by_name.loc[n, 'sum'] / total_t:.0f}% of op time"
+                                    + (f" ({cnt} shapes)" if cnt > 1 else "")))
+    rest = by_name.iloc[len(colored):]
+    if len(rest):
+        handles.append(Line2D([], [], ls="", marker="o", color=_OTHER, alpha=0.7, ms=8,
+                              label=f"{len(rest)} other ops: {100 * rest['sum'].sum() / total_t:.0f}%"))
+    labels = [(r["intensity"], r["flop_per_s"], f"{_short_op(r['name'])} {seconds(r['time_s'])}", "#222222")
+              for _, r in pts.head(LABEL_TOP_OPS).iterrows()]
+    return handles, labels
 
-    # ops: area proportional to time, coloured by op name
-    label_items = []
-    if len(pts):
-        tmax = float(pts["time_s"].max())
-        total_t = float(pts["time_s"].sum())
-        by_name = pts.groupby("name")["time_s"].agg(["sum", "count"]).sort_values("sum", ascending=False)
-        colored = list(by_name.index[: len(_PALETTE)])
-        color_of = {n: _PALETTE[i] for i, n in enumerate(colored)}
-        colors = [color_of.get(n, _OTHER) for n in pts["name"]]
-        sizes = 12 + 588 * pts["time_s"] / tmax
-        order = np.argsort(-pts["time_s"].to_numpy())  # big dots first, small ones on top
-        ax.scatter(pts["intensity"].to_numpy()[order], pts["flop_per_s"].to_numpy()[order],
-                   s=sizes.to_numpy()[order], c=[colors[i] for i in order], alpha=0.6,
-                   edgecolor="#333333", linewidth=0.4, zorder=4)
-        for n in colored:
-            share = 100 * by_name.loc[n, "sum"] / total_t
-            cnt = int(by_name.loc[n, "count"])
-            handles.append(Line2D([], [], ls="", marker="o", color=color_of[n], alpha=0.7, ms=8,
-                                  label=f"{_short_op(n)}: {share:.0f}% of op time"
-                                        + (f" ({cnt} shapes)" if cnt > 1 else "")))
-        rest = by_name.iloc[len(colored):]
-        if len(rest):
-            handles.append(Line2D([], [], ls="", marker="o", color=_OTHER, alpha=0.7, ms=8,
-                                  label=f"{len(rest)} other ops: {100 * rest['sum'].sum() / total_t:.0f}%"))
-        for _, r in pts.head(LABEL_TOP_OPS).iterrows():
-            label_items.append((r["intensity"], r["flop_per_s"],
-                                f"{_short_op(r['name'])} {seconds(r['time_s'])}",
-                                "#222222"))
-    if m_point:
-        ax.scatter([m_point[0]], [m_point[1]], marker="*", s=340, color="#d62728", edgecolor="black",
+
+def _draw_stars(ax, stars: list[_Star], hot_run: bool, pf: float | None) -> tuple[list, list]:
+    """The whole model (and each phase): legend entries name the time they use and the utilization
+    (the summary's own figure)."""
+    from matplotlib.lines import Line2D
+
+    handles, labels = [], []
+    for i, st in enumerate(stars):
+        ax.scatter([st.x], [st.y], marker="*", s=340 if i == 0 else 260, color=st.color, edgecolor="black",
                    linewidth=0.8, zorder=8)
-        util = f" = {100 * m_point[1] / pf:.1f}% of peak" if pf else ""
-        handles.append(Line2D([], [], ls="", marker="*", color="#d62728", markeredgecolor="black", ms=14,
-                              label=f"whole model: {si(m_point[1], 'FLOP/s')}{util}"))
-        label_items.insert(0, (m_point[0], m_point[1], "whole model", "#a01010"))
+        hot = (hot_run and i == 0) or bool(pf and st.y > pf)
+        if hot:
+            ax.scatter([st.x], [st.y], s=900, facecolors="none", edgecolors="#e00000", linewidth=2, zorder=8)
+        util = (f"\nutilization {percent(st.utilization)} (2×MAC FLOPs / p50 / peak)"
+                if st.utilization is not None else "")
+        handles.append(Line2D([], [], ls="", marker="*", color=st.color, markeredgecolor="black", ms=14,
+                              label=f"{st.label}: {si(st.y, 'FLOP/s')} all FLOPs / un-profiled p50 "
+                                    f"{seconds(st.time_s)}{util}"))
+        labels.append((st.x, st.y, st.label, "#a01010" if i == 0 else st.color))
+    return handles, labels
 
-    sub = "ops: dot area ∝ time, top ones labelled" if len(pts) else "no op with counted work and time to plot"
+
+def _hot_ops(pts: pd.DataFrame, exceeded: list[dict] | None, pf: float | None) -> pd.Series:
+    """Dots above the compute ceiling, and the dots of each op ``summary["peak_exceeded"]`` names
+    that are above that entry's ceiling (all its dots when none is alone: the op exceeds as a sum)."""
+    hot = pts["flop_per_s"] > pf if pf else pd.Series(False, index=pts.index)
+    for e in exceeded or []:
+        if e.get("what") != "op":
+            continue
+        mine = pts["name"] == str(e.get("name"))
+        ceiling = e.get("ceiling_flop_per_s")
+        above = mine & (pts["flop_per_s"] > float(ceiling)) if ceiling else mine
+        hot |= above if above.any() else mine
+    return hot
+
+
+def _exceeded_note(exceeded: list[dict] | None, peak: "Peak | None", any_hot: bool) -> str:
+    if not any_hot:
+        return ""
+    sources = sorted({str(e.get("source")) for e in exceeded or [] if e.get("source")}) or [
+        peak.source if peak is not None else "unknown"]
+    return f"red ring: above the {'/'.join(sources)} ceiling: the ceiling is wrong, not the result"
+
+
+def roofline_png(path: str | Path, ops: pd.DataFrame, peak: "Peak", model: dict, title: str, *,
+                 phases: dict | None = None, exceeded: list[dict] | None = None) -> Path:
+    """Draw ``roofline.png`` (see the module docstring) and return its path.
+
+    ``ops``: rows with ``name``, ``total_flops`` (or ``flops`` + ``other_flops``), ``bytes``,
+    ``self_time_s`` (profiled). ``model``: ``{"total_flops", "bytes", "time_s"}`` for the whole
+    forward at the un-profiled p50, optionally ``flops`` and ``utilization`` (see :func:`model_point`).
+    ``peak``: a :class:`harness.hardware.Peak` (with ``cache_bytes_per_s`` when calibrated).
+    ``phases``: ``summary["phases"]`` (a star each when more than one). ``exceeded``:
+    ``summary["peak_exceeded"]`` (those points get a red ring and a note).
+    """
+    pts, skipped = roofline_points(ops)
+    pf = peak.flop_per_s if peak is not None else None
+    bws, calibrated_caches = _bandwidths(peak)
+    stars = _stars(model, phases, pf)
+    fig = _figure(11.0, 6.2)
+    ax = fig.add_axes([0.105, 0.1, 0.565, 0.78])
+    frame = _frame(ax, pts, stars, pf, bws)
+    handles, avoid = _draw_ceilings(ax, peak, frame, bws, calibrated_caches)
+    hot = _hot_ops(pts, exceeded, pf)
+    op_handles, op_labels = _draw_ops(ax, pts, hot)
+    hot_run = any(e.get("what") == "run" for e in exceeded or [])
+    star_handles, star_labels = _draw_stars(ax, stars, hot_run, pf)
+    any_hot = bool(hot.any()) or hot_run or any(pf and s.y > pf for s in stars)
+    fig.suptitle(f"{title}\n{_subtitle(pts, skipped, pf, bws)}", fontsize=10, x=0.5, y=0.985)
+    ax.legend(handles=handles + op_handles + star_handles, loc="upper left", bbox_to_anchor=(1.02, 1.0),
+              fontsize=8.5, frameon=False, title="legend", title_fontsize=8.5, alignment="left")
+    note = _exceeded_note(exceeded, peak, any_hot)
+    if note:
+        ax.text(0.01, 0.99, note, transform=ax.transAxes, ha="left", va="top", fontsize=8.5, color="#c00000",
+                zorder=10, bbox=_LABEL_BOX)
+    if peak is not None and peak.note:
+        fig.text(0.69, 0.1, _wrap(f"peak: {peak.note}", 56), fontsize=7, color="#555555", va="bottom")
+    _place_labels(fig, ax, star_labels[:1] + op_labels + star_labels[1:], avoid)
+    return _save(fig, path)
+
+
+def _subtitle(pts: pd.DataFrame, skipped: int, pf: float | None, bws: list) -> str:
+    sub = ("dots: (op, shape) at profiled self time, area ∝ time; stars: un-profiled p50" if len(pts)
+           else "no op with counted work and time to plot")
     if skipped:
         sub += f"; {skipped} op{'s' if skipped != 1 else ''} without counted work, bytes or time not shown"
     if not pf:
-        sub = "peak unknown: no ceilings drawn; " + sub
-    elif not pb:
-        sub = "memory bandwidth unknown: no bandwidth ceiling; " + sub
-    fig.suptitle(f"{title}\n{sub}", fontsize=10, x=0.5, y=0.985)
-    ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize=8.5, frameon=False,
-              title="legend", title_fontsize=8.5, alignment="left")
-    if peak is not None and peak.note:
-        fig.text(0.69, 0.1, _wrap(f"peak: {peak.note}", 56), fontsize=7, color="#555555", va="bottom")
-    _place_labels(fig, ax, label_items, avoid)
-    return _save(fig, path)
+        return "peak unknown: no compute ceiling; " + sub
+    if not bws:
+        return "memory bandwidth unknown: no bandwidth ceiling; " + sub
+    return sub
 
 
 def _span(lo: float, hi: float, decades: float = 2.0) -> tuple[float, float]:
@@ -360,12 +494,25 @@ def module_frontier(modules: pd.DataFrame, top: int = 15) -> tuple[pd.DataFrame,
     return rows, chosen, total
 
 
-def time_by_module_png(path: str | Path, modules: pd.DataFrame, title: str, top: int = 15) -> Path:
+def _module_rate(r: pd.Series, exceeded: bool) -> str:
+    """`` · 2.6% of peak FLOP/s`` for a module with multiply-add FLOPs (``flops`` > 0, or no
+    ``flops`` column), else nothing: a module of pooling or norms is not at "0% of peak"."""
+    util = num(r.get("utilization"))
+    flops = num(r.get("flops")) if "flops" in r else None
+    if util is None or ("flops" in r and not flops):
+        return ""
+    return f" · {100 * util:.1f}% of peak FLOP/s" + (" (above the ceiling: the ceiling is wrong)" if exceeded else "")
+
+
+def time_by_module_png(path: str | Path, modules: pd.DataFrame, title: str, top: int = 15, *,
+                       exceeded: list[dict] | None = None) -> Path:
     """Draw ``time_by_module.png`` (see the module docstring) and return its path.
 
-    ``modules``: rows with ``path``, ``type``, ``depth``, ``time_s`` and optionally
-    ``total_flops``, ``achieved_flop_per_s``, ``utilization``.
+    ``modules``: rows with ``path``, ``type``, ``depth``, ``time_s`` (profiled) and optionally
+    ``flops``, ``utilization``. ``exceeded``: ``summary["peak_exceeded"]``; a module it names
+    is flagged beside its utilization.
     """
+    hot = {str(e.get("name")) for e in exceeded or [] if e.get("what") == "module"}
     rows, depth, total = module_frontier(modules if modules is not None else pd.DataFrame(columns=["path"]), top)
     n_frontier = len(rows)
     shown = rows.head(top if n_frontier <= top else top - 1)
@@ -373,11 +520,7 @@ def time_by_module_png(path: str | Path, modules: pd.DataFrame, title: str, top:
     for _, r in shown.iterrows():
         typ = str(r.get("type") or "")
         label = f"{r['path']}" + (f"  ({typ})" if typ and typ != "nan" else "")
-        util = r.get("utilization")
-        extra = ""
-        if util is not None and not (isinstance(util, float) and math.isnan(util)):
-            extra = f" · {100 * float(util):.1f}% of peak FLOP/s"
-        bars.append((label, float(r["time_s"]), extra))
+        bars.append((label, float(r["time_s"]), _module_rate(r, str(r["path"]) in hot)))
     rest = rows.iloc[len(shown):]
     if len(rest):
         bars.append((f"other: {len(rest)} smaller modules", float(rest["time_s"].sum()), ""))
@@ -409,12 +552,12 @@ def time_by_module_png(path: str | Path, modules: pd.DataFrame, title: str, top:
     from matplotlib.ticker import FuncFormatter
 
     ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _p: "0" if v == 0 else seconds(v)))
-    ax.set_xlabel("time per forward (a module's time includes its children's)")
+    ax.set_xlabel("profiled op time per forward (a module's time includes its children's)")
     ax.grid(True, axis="x", lw=0.4, color="#dddddd")
     ax.set_axisbelow(True)
     parts = f"{n_frontier} modules" + (" + time outside them" if bars and bars[-1][0].startswith("outside ") else "")
-    what = (f"time by module at depth {depth} (+ shallower leaf modules): {parts} make up "
-            f"the {seconds(total)} forward, nothing counted twice")
+    what = (f"time by module at depth {depth} (+ shallower leaf modules): {parts} make up the {seconds(total)} "
+            f"profiled op time per forward, nothing counted twice")
     ax.set_title(f"{title}\n{what}", fontsize=9.5)
     fig.tight_layout()
     return _save(fig, path)

@@ -45,7 +45,11 @@ from typing import Any, Callable
 import pandas as pd
 
 from ..core.fsio import TMP_PREFIX, atomic_write_bytes
-from .html import markdown_table, modules_table, num, ops_table, summary_rows
+from ..core.schema import config_label, parse_config_key
+from .caveats import warnings
+from .cells import dispatch_level, num
+from .html import markdown_table, modules_table, ops_table, phases_table, summary_rows
+from .phases import phase_table, rows_of_phase
 
 EVENT_PREFIX = "events.out.tfevents."
 TEXT_SUMMARY = "report/summary"
@@ -131,14 +135,26 @@ def _hparam_value(v: Any) -> Any:
     return str(v)
 
 
+def hparams_of(summary: dict) -> dict[str, Any]:
+    """The HPARAMS columns of a run: :data:`HPARAM_KEYS` from the summary, then every other
+    field of its config key (a workload's ``workload=``, ``prompt_len=`` …) as
+    :func:`harness.core.schema.parse_config_key` reads it."""
+    out = {k: summary.get(k) for k in HPARAM_KEYS}
+    if summary.get("config_key"):
+        for k, v in parse_config_key(summary["config_key"]).items():
+            if out.get(k) is None and k != "tag":
+                out[k] = v
+    return out
+
+
 def _hparams_values(summary: dict, start_time: float, end_time: float) -> list:
     """session_start_info (config) + session_end_info, as TensorBoard's hparams plugin reads them."""
     _, summary_pb2, *_ = _pb()
     from tensorboard.plugins.hparams import api_pb2, metadata as hp_metadata, plugin_data_pb2
 
     start = plugin_data_pb2.SessionStartInfo(start_time_secs=start_time)
-    for key in HPARAM_KEYS:
-        v = _hparam_value(summary.get(key))
+    for key, raw in hparams_of(summary).items():
+        v = _hparam_value(raw)
         if isinstance(v, bool):
             start.hparams[key].bool_value = v
         elif isinstance(v, (int, float)):
@@ -205,21 +221,36 @@ def _steps_in(trend_dir: Path) -> list[int]:
 # ------------------------------------------------------------ content -------
 
 def summary_markdown(summary: dict) -> str:
+    """Warnings (one bold line each), the summary table, then the phases table when there are phases."""
     rows = [[k, v] for k, v in summary_rows(summary)]
-    return markdown_table(["Quantity (unit)", "Value"], rows)
+    parts = [f"**⚠ {w}**" for w in warnings(summary or {})]
+    parts.append(markdown_table(["Quantity (unit)", "Value"], rows))
+    ph, prows = phases_table(summary or {})
+    if prows:
+        parts.append("**Phases** (time: un-profiled p50 of each phase)\n\n" + markdown_table(ph, prows))
+    return "\n\n".join(parts)
 
 
-def ops_markdown(ops: pd.DataFrame | None, top: int = TOP) -> str:
-    headers, rows = ops_table(ops, top=top)
-    n = 0 if ops is None else len(ops)
-    title = f"**Top {len(rows)} of {n} operators by self time per forward** (FLOPs counted by harness, time by torch.profiler)\n\n"
-    return title + markdown_table(headers, rows, code_columns=["Operator"])
+def ops_markdown(ops: pd.DataFrame | None, top: int = TOP, summary: dict | None = None) -> str:
+    """The top dispatch-level operators, one table per phase when the run has phases."""
+    s = summary or {}
+    phases = list(phase_table(s)) if ops is not None and "phase" in ops.columns else []
+    blocks = [(None, ops)] if not phases else [(p, rows_of_phase(ops, p)) for p in phases]
+    out = []
+    for phase, part in blocks:
+        headers, rows = ops_table(part, top=top, summary=s)
+        n = len(dispatch_level(part)) if part is not None else 0
+        where = f" in phase {phase}" if phase else ""
+        out.append(f"**Top {len(rows)} of {n} dispatch-level operators{where} by profiled self time per forward** "
+                   "(FLOPs counted by harness, time by torch.profiler; — = none of that work, "
+                   "uncounted = no formula)\n\n" + markdown_table(headers, rows, code_columns=["Operator"]))
+    return "\n\n".join(out)
 
 
-def modules_markdown(modules: pd.DataFrame | None, top: int = TOP) -> str:
-    headers, rows = modules_table(modules, top=top)
+def modules_markdown(modules: pd.DataFrame | None, top: int = TOP, summary: dict | None = None) -> str:
+    headers, rows = modules_table(modules, top=top, summary=summary)
     n = 0 if modules is None else len(modules)
-    title = f"**Top {len(rows)} of {n} modules by time per forward** (root module excluded)\n\n"
+    title = f"**Top {len(rows)} of {n} modules by profiled time per forward** (root module excluded)\n\n"
     return title + markdown_table(headers, rows, code_columns=["Module"])
 
 
@@ -255,8 +286,8 @@ def write_run_summaries(run_dir: Path, summary: dict, ops: pd.DataFrame, modules
 
     # the run itself: TEXT, IMAGES, HPARAMS (+ its metric scalars)
     values = [_text_value(TEXT_SUMMARY, summary_markdown(s)),
-              _text_value(TEXT_OPS, ops_markdown(ops)),
-              _text_value(TEXT_MODULES, modules_markdown(modules))]
+              _text_value(TEXT_OPS, ops_markdown(ops, summary=s)),
+              _text_value(TEXT_MODULES, modules_markdown(modules, summary=s))]
     for name, p in (images or {}).items():
         try:
             values.append(_image_value(name, Path(p).read_bytes()))
@@ -272,7 +303,7 @@ def write_run_summaries(run_dir: Path, summary: dict, ops: pd.DataFrame, modules
     # the config's trend: SCALARS at step = run index
     trend_values = [_scalar_value(tag, v) for tag, get in TREND_SCALARS if (v := get(s)) is not None]
     trend_values.append(_text_value(TEXT_TREND_RUN, f"step {step}: run `{run_id}` started {s.get('started_at') or 'n/a'}"
-                                                    f" (`{s.get('config_key') or ''}`)"))
+                                                    f" (`{config_label(s.get('config_key') or '')}`)"))
     trend_path = (trend_dir / event_file_name(step, run_id)).absolute()
     staged = defer(f"{TMP_PREFIX}trend.staged", trend_path) if defer is not None else None
     trend_event = _write_whole(trend_path, _event_file_bytes([(wall, step, trend_values)]), staged=staged)

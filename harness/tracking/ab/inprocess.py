@@ -45,25 +45,23 @@ def cpu_share(cpu_s: float, wall_s: float, threads: int) -> float | None:
     return cpu_s / (wall_s * threads)
 
 
-def _channels_last(model, inputs):
+def _channels_last(model, call):
     import torch
-
-    from ...core.calls import map_tensors
 
     model = model.to(memory_format=torch.channels_last)
 
     def conv(x):
         return x.contiguous(memory_format=torch.channels_last) if x.dim() == 4 else x
 
-    return model, map_tensors(inputs, conv)
+    return model, call.map(conv)
 
 
-def count_side(model, inputs) -> dict:
+def count_side(model, call) -> dict:
     """Params / MACs / FLOPs via harness.count; ``{"error": ...}`` when counting fails."""
     from ...count import count
 
     try:
-        c = count(model, inputs)
+        c = count(model, dict(call.kwargs) if call.kwargs else tuple(call.args))
         return {"params": int(c.params), "macs": int(c.macs), "flops": int(c.flops)}
     except Exception as exc:  # noqa: BLE001 - counting is a side note of an A/B, never its failure
         return {"error": short_exc(exc, 120)}
@@ -83,12 +81,12 @@ class Prepared:
         self.scenario = sc.name
         p = prepare.prepare_scenario(sc, batch_size=spec.batch_size, device=spec.device, dtype=spec.dtype,
                                      threads=spec.threads)
-        self.model, self.inputs = p.model, p.inputs
+        self.model, self.call = p.model, p.call
         if spec.channels_last:
-            self.model, self.inputs = _channels_last(self.model, self.inputs)
+            self.model, self.call = _channels_last(self.model, self.call)
         self.device, self.batch_size, self.threads = p.device, p.batch_size, p.threads
         self.dtype = prepare.dtype_name(p.dtype)
-        self.counts = count_side(self.model, self.inputs) if with_counts else {}
+        self.counts = count_side(self.model, self.call) if with_counts else {}
         self.torch_version = torch.__version__
         self._sync = synchronizer(self.device)
 
@@ -102,21 +100,19 @@ class Prepared:
         """``discard`` untimed iterations, then ``k`` timed ones (seconds each) and their CPU share."""
         import torch
 
-        from ...pipeline.measure import call_model
-
         if torch.get_num_threads() != self.threads:
             torch.set_num_threads(self.threads)
-        sync, clock, model, inputs = self._sync, time.perf_counter_ns, self.model, self.inputs
+        sync, clock, model, call = self._sync, time.perf_counter_ns, self.model, self.call
         out = []
         try:
             with torch.inference_mode():
                 for _ in range(discard):
-                    call_model(model, inputs)
+                    call(model)
                 sync()
                 cpu0, wall0 = cpu_seconds(), clock()
                 for _ in range(k):
                     t0 = clock()
-                    call_model(model, inputs)
+                    call(model)
                     sync()
                     out.append((clock() - t0) * 1e-9)
                 share = cpu_share(cpu_seconds() - cpu0, (clock() - wall0) * 1e-9, self.threads)
