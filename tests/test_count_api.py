@@ -73,11 +73,11 @@ def test_column_contracts_and_totals():
     c = count(m, torch.randn(2, 3, 8, 8))
     assert isinstance(c, Counts)
     assert list(c.by_op.columns) == BY_OP_COLUMNS == [
-        "op", "input_shapes", "dtype", "calls", "macs", "flops", "other_flops", "bytes", "module"]
+        "op", "input_shapes", "dtype", "calls", "macs", "flops", "other_flops", "bytes", "module", "phase"]
     assert list(c.by_module.columns) == BY_MODULE_COLUMNS == [
-        "path", "type", "depth", "output_shape", "params", "macs", "flops", "other_flops", "bytes", "calls"]
+        "path", "type", "depth", "output_shape", "params", "macs", "flops", "other_flops", "bytes", "calls", "phase"]
     assert list(c.events.columns) == EVENT_COLUMNS == [
-        "seq", "op", "input_shapes", "dtype", "macs", "flops", "other_flops", "bytes", "module", "counted"]
+        "seq", "op", "input_shapes", "dtype", "macs", "flops", "other_flops", "bytes", "module", "counted", "phase"]
     assert list(c.uncounted.columns) == ["op", "calls"]
     assert set(c.coverage) == {"ops_seen", "ops_counted", "calls", "calls_counted", "share_of_calls", "uncounted_ops"}
     assert c.flops == 2 * c.macs

@@ -15,7 +15,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from harness.count import count
 
 from conftest import F32, Fn
-from harness.count.meta import cpu_would_use_flash
+from harness.count.meta_kernels import cpu_would_use_flash
 
 
 @contextlib.contextmanager

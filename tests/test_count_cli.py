@@ -110,3 +110,26 @@ def test_through_the_harness_cli(capsys, scenario_file):
     rc = cli.main(["count", "no_such_scenario"])
     err = capsys.readouterr().err
     assert rc == 2 and err.count("\n") == 1 and "unknown scenario" in err
+
+
+def test_dtype_through_the_cli(capsys, scenario_file):
+    from harness import cli
+
+    rc = cli.main(["count", str(scenario_file), "--json", "--dtype", "bf16", "--batch-size", "2"])
+    out = capsys.readouterr()
+    assert rc == 0, out.err
+    data = json.loads(out.out)
+    assert data["dtype"] == "bfloat16" and data["macs"] == 2 * (32 * 64 + 64 * 10)
+    assert {r["dtype"] for r in data["by_op"]} == {"bfloat16"}
+    # bf16: 2 bytes an element; first linear reads x (2x32), W (64x32), b (64) and writes 2x64
+    first = data["by_op"][0]
+    assert first["op"] == "aten::linear" and first["bytes"] == 2 * (2 * 32 + 64 * 32 + 64 + 2 * 64)
+    rc = cli.main(["count", str(scenario_file), "--json", "--dtype", "float16", "--device", "meta"])
+    out = capsys.readouterr()
+    assert rc == 0, out.err
+    assert json.loads(out.out)["by_op"][0]["dtype"] == "float16"
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["count", str(scenario_file), "--dtype", "int4"])
+    err = capsys.readouterr().err
+    assert exc.value.code == 2 and err.count("\n") == 1
+    assert "unknown dtype 'int4'" in err and "`python -m harness count --help`" in err

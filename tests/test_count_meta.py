@@ -192,7 +192,7 @@ def _layouts(res):
 def test_fast_meta_kernels_produce_cpu_layouts():
     """The fast meta kernels must give the shape, strides and dtype the CPU kernel gives
     (later view/copy decisions, and so bytes, depend on strides)."""
-    from harness.count.meta import FAST_META
+    from harness.count.meta_kernels import FAST_META
 
     aten = torch.ops.aten
     x = torch.randn(2, 3, 8)
@@ -230,6 +230,13 @@ def test_fast_meta_kernels_produce_cpu_layouts():
         (aten.scaled_dot_product_attention.default, (q, q, q, None, 0.0, True)),
         (aten.scaled_dot_product_attention.default, (x.unsqueeze(1), x.unsqueeze(1), x.unsqueeze(1))),
         (aten.lstm.input, (torch.randn(2, 7, 8), [h0, h0], params, True, 2, 0.0, False, True, True)),
+        # float32 grouped mm in all four layouts (the CPU kernel pads row strides to 16 bytes)
+        (aten._grouped_mm.default, (torch.randn(5, 8), torch.randn(3, 6, 8).transpose(1, 2),
+                                    torch.tensor([2, 2, 4], dtype=torch.int32))),
+        (aten._grouped_mm.default, (torch.randn(3, 5, 8), torch.randn(3, 6, 8).transpose(1, 2))),
+        (aten._grouped_mm.default, (torch.randn(3, 5, 8), torch.randn(8, 12),
+                                    torch.tensor([4, 8, 12], dtype=torch.int32))),
+        (aten._grouped_mm.default, (torch.randn(5, 8), torch.randn(8, 4), torch.tensor([4, 8], dtype=torch.int32))),
         (aten.gru.input, (torch.randn(7, 2, 8), torch.zeros(1, 2, 5),
                           [p.detach() for p in nn.GRU(8, 5)._flat_weights], True, 1, 0.0, False, False, False)),
     ]

@@ -1,6 +1,7 @@
-"""The counter core: exact parameters, MACs, flops and bytes of a forward pass.
+"""The counter core: exact parameters, MACs, flops and bytes of a forward pass or any phased workload.
 
-``count(model, inputs) -> Counts`` counts at the dispatch level (a
+``count(model, inputs) -> Counts`` (one forward) and ``Counter(model)`` (phases of any
+workload: prefill/decode, forward/backward/optimizer) count at the dispatch level (a
 TorchDispatchMode), so it sees what really runs, fused kernels included, with a
 formula registry keyed by aten op (see ``registry.py`` and ``formulas_*.py``).
 """
@@ -17,12 +18,14 @@ from . import (  # noqa: F401  (importing registers the formulas)
     formulas_pointwise,
     formulas_pool,
     formulas_rnn,
+    formulas_routing,
     formulas_shape,
 )
 from .api import Counts, count
+from .counter import Counter
 from .registry import FORMULAS, Work, register
 
-__all__ = ["count", "Counts", "register", "Work", "FORMULAS"]
+__all__ = ["count", "Counter", "Counts", "register", "Work", "FORMULAS"]
 
 
 class _CallableModule(types.ModuleType):

@@ -27,8 +27,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .mode import meta_like, reference_cost, shape_key
 from .registry import Tensor, Work, register
+from .support import meta_like, reference_cost, shape_key
 
 aten = torch.ops.aten
 
@@ -63,6 +63,14 @@ def sdpa_flash_cpu(res, q, k, v, dropout_p=0.0, is_causal=False, *args, attn_mas
 @register("_scaled_dot_product_flash_attention")
 def sdpa_flash(res, q, k, v, dropout_p=0.0, is_causal=False, *args, **kw):
     """CUDA flash attention (q, k, v, dropout_p, is_causal, ...): attention_work."""
+    return attention_work(q, k, v, bool(is_causal), dropout_p)
+
+
+@register("_scaled_dot_product_flash_attention.quantized")
+def sdpa_flash_quantized(res, q, k, v, q_descale=None, k_descale=None, v_descale=None, dropout_p=0.0,
+                         is_causal=False, *args, **kw):
+    """Flash attention on fp8 (q, k, v, q_descale, k_descale, v_descale, dropout_p, is_causal, ...): attention_work
+    (the descales fold into the softmax scale and the output write)."""
     return attention_work(q, k, v, bool(is_causal), dropout_p)
 
 
@@ -126,6 +134,18 @@ def efficient_forward(res, q, k, v, bias, cu_seqlens_q, cu_seqlens_k, max_seqlen
         return _varlen_work(q[0], k[0], v[0], cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k, masked,
                             dropout_p)
     return attention_work(q, k, v, masked, dropout_p, layout="blhe")
+
+
+@register("_cudnn_attention_forward")
+def cudnn_forward(res, q, k, v, attn_bias, cum_seq_q, cum_seq_k, max_q, max_k, compute_log_sumexp,
+                  dropout_p=0.0, is_causal=False, *args, **kw):
+    """cuDNN forward (q, k, v, attn_bias, cum_seq_q, cum_seq_k, max_q, max_k, compute_log_sumexp, dropout_p,
+    is_causal, ...): attention_work; layout (batch, heads, length, dim), or varlen (tokens, heads, dim)
+    when cum_seq_q is given."""
+    masked = attn_bias is not None or bool(is_causal)
+    if cum_seq_q is not None:
+        return _varlen_work(q, k, v, cum_seq_q, cum_seq_k, max_q, max_k, masked, dropout_p)
+    return attention_work(q, k, v, masked, dropout_p)
 
 
 # ------------------------------------------------------------ fused kernels

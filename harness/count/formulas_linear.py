@@ -1,4 +1,5 @@
-"""Matmul-class formulas: mm, addmm, bmm, baddbmm, addbmm, mv, dot, outer, matmul, linear, einsum, bilinear.
+"""Matmul-class formulas: mm, addmm, bmm, baddbmm, addbmm, mv, dot, outer, matmul, linear, einsum, bilinear,
+and the grouped matmuls of mixture-of-experts layers (_grouped_mm, _scaled_grouped_mm).
 
 MACs are the multiply-accumulates of the product; the add of a bias / ``self``
 term and alpha/beta scaling are other flops (see ``scale_add_other``).
@@ -7,8 +8,8 @@ from __future__ import annotations
 
 import torch
 
-from .mode import meta_like, reference_cost, shape_key
 from .registry import Work, first, numel, register, scale_add_other
+from .support import meta_like, reference_cost, shape_key
 
 aten = torch.ops.aten
 
@@ -125,3 +126,56 @@ def bilinear(res, x1, x2, weight, bias=None, *args, **kw):
     o, i1, i2 = weight.shape
     n = numel(out) // o if o else 0
     return Work(n * o * i1 * i2 + n * o * i2, numel(out) if bias is not None else 0)
+
+
+# ------------------------------------------------------------ grouped matmul (mixture of experts)
+
+
+def _used(offs, full: int) -> int:
+    """Rows (or columns, or contraction length) the groups cover: the last offset, read on a real device;
+    on meta (values unknown) the full size.  Never more than ``full``."""
+    if offs is None or offs.numel() == 0 or offs.device.type == "meta":
+        return int(full)
+    return min(int(offs[-1].item()), int(full))
+
+
+def grouped_mm_macs(a, b, offs) -> tuple[int, int]:
+    """(MACs, output elements computed) of ``_grouped_mm(a, b, offs)`` in each layout its schema allows.
+
+    * 2D x 3D, a[M, K], b[G, K, N]: groups split a's rows: rows x K x N, rows = offs[-1];
+    * 3D x 2D, a[G, M, K], b[K, N]: groups split b's columns: M x K x cols, cols = offs[-1];
+    * 2D x 2D, a[M, K], b[K, N], out[G, M, N]: groups split K: M x N x offs[-1];
+    * 3D x 3D, a[G, M, K], b[G, K, N] (no offsets, a bmm): G x M x K x N.
+
+    Rows, columns or K beyond the last offset are not computed (PyTorch leaves those output
+    rows unwritten); on the meta device offsets have no values and the full size counts.
+    """
+    if a.dim() == 2 and b.dim() == 3:
+        m, k = a.shape
+        rows = _used(offs, m)
+        return rows * k * b.shape[2], rows * b.shape[2]
+    if a.dim() == 3 and b.dim() == 2:
+        g, m, k = a.shape
+        cols = _used(offs, b.shape[1])
+        return m * k * cols, m * cols
+    if a.dim() == 2 and b.dim() == 2:
+        m, n = a.shape[0], b.shape[1]
+        groups = offs.shape[0] if offs is not None else 1
+        return m * n * _used(offs, a.shape[1]), groups * m * n
+    g, m, k = a.shape
+    return g * m * k * b.shape[2], g * m * b.shape[2]
+
+
+@register("_grouped_mm")
+def grouped_mm(res, a, b, offs=None, bias=None, *args, **kw):
+    """_grouped_mm(a, b, offs, bias): macs by ``grouped_mm_macs``; other = computed outputs with a bias."""
+    macs, outs = grouped_mm_macs(a, b, offs)
+    return Work(macs, outs if bias is not None else 0)
+
+
+@register("_scaled_grouped_mm")
+def scaled_grouped_mm(res, a, b, scale_a, scale_b, offs=None, bias=None, *args, **kw):
+    """_scaled_grouped_mm (fp8 with scales): macs as ``_grouped_mm``; other = 2 per computed output
+    (the scale_a and scale_b multiplies) + 1 with a bias."""
+    macs, outs = grouped_mm_macs(a, b, offs)
+    return Work(macs, outs * (2 + (1 if bias is not None else 0)))

@@ -18,13 +18,14 @@ Why these mechanisms:
 from __future__ import annotations
 
 import threading
-from typing import Any, Callable
+from typing import Any
 
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from .meta import FAST_META
-from .registry import FORMULAS, Tensor, Work, io_bytes
+from ..core.text import short_exc
+from .meta_kernels import FAST_META
+from .registry import PartialCount, Tensor, formula_of
 from .registry import nbytes as _nbytes
 
 aten = torch.ops.aten
@@ -48,7 +49,7 @@ for _prim in ("device", "layout"):
         _IGNORED.add(_p.default)
 
 
-class _OpInfo:
+class OpInfo:
     """Per-OpOverload facts computed once: profiler name, argument spec, composite-ness."""
 
     __slots__ = ("name", "spec", "composite", "formula")
@@ -61,41 +62,17 @@ class _OpInfo:
             self.composite = torch._C._dispatch_has_kernel_for_dispatch_key(func.name(), "CompositeImplicitAutograd")
         except Exception:
             self.composite = False
-        self.formula = FORMULAS.get(func._overloadpacket)
+        self.formula = formula_of(func)
 
 
-_INFO: dict[Any, _OpInfo] = {}
+_INFO: dict[Any, OpInfo] = {}
 
 
-def op_info(func) -> _OpInfo:
+def op_info(func) -> OpInfo:
     info = _INFO.get(func)
     if info is None:
-        info = _INFO[func] = _OpInfo(func)
+        info = _INFO[func] = OpInfo(func)
     return info
-
-
-def _arg_values(info: _OpInfo, args, kwargs):
-    """The values of every schema argument in order (None for defaults not passed)."""
-    n = len(args)
-    out = []
-    for i, (name, kwonly) in enumerate(info.spec):
-        if not kwonly and i < n:
-            out.append(args[i])
-        else:
-            out.append(kwargs.get(name))
-    return out
-
-
-def input_shapes(info: _OpInfo, args, kwargs) -> str:
-    """The profiler's ``input_shapes`` for this call: one entry per schema argument,
-    a tensor's sizes, ``[]`` for anything else (non-tensors, None, tensor lists)."""
-    parts = []
-    for v in _arg_values(info, args, kwargs):
-        if isinstance(v, Tensor) and not v.is_nested:
-            parts.append(str(list(v.shape)))
-        else:
-            parts.append("[]")
-    return "[" + ", ".join(parts) + "]"
 
 
 _DTYPE_NAMES: dict = {}
@@ -108,7 +85,7 @@ def _dtype_name(dt) -> str:
     return name
 
 
-def describe_call(info: _OpInfo, args, kwargs, res) -> tuple[str, str, int]:
+def describe_call(info: OpInfo, args, kwargs, res) -> tuple[str, str, int]:
     """One pass over a call: (profiler input_shapes, dtype, default-rule bytes).
 
     input_shapes: one entry per schema argument, a tensor's sizes, ``[]`` otherwise;
@@ -168,28 +145,6 @@ def describe_call(info: _OpInfo, args, kwargs, res) -> tuple[str, str, int]:
     return "[" + ", ".join(parts) + "]", (_dtype_name(dt) if dt is not None else ""), nbytes_in + out_total
 
 
-def dtype_of(args, kwargs, res) -> str:
-    """dtype of the first floating tensor input; else of the first tensor input; else of the output."""
-    first_any = None
-    for v in list(args) + list(kwargs.values()):
-        ts = (v,) if isinstance(v, Tensor) else (v if isinstance(v, (list, tuple)) else ())
-        for t in ts:
-            if isinstance(t, Tensor):
-                if t.is_floating_point() or t.is_complex():
-                    return _dtype_name(t.dtype)
-                if first_any is None:
-                    first_any = t.dtype
-    if first_any is not None:
-        return _dtype_name(first_any)
-    if isinstance(res, Tensor):
-        return _dtype_name(res.dtype)
-    if isinstance(res, (list, tuple)):
-        for r in res:
-            if isinstance(r, Tensor):
-                return _dtype_name(r.dtype)
-    return ""
-
-
 def shape_repr(obj) -> str:
     """Output shape of a module as a string: ``[1, 1000]``, nested lists for tuples."""
 
@@ -207,18 +162,6 @@ def shape_repr(obj) -> str:
     if obj is None:
         return ""
     return str(conv(obj))
-
-
-class FormulaFailed(Exception):
-    pass
-
-
-class PartialCount(Exception):
-    """Raised by a reference computation that met ops without formulas."""
-
-    def __init__(self, ops):
-        super().__init__(", ".join(sorted(ops)))
-        self.ops = set(ops)
 
 
 def _first_on_meta(args) -> bool:
@@ -243,19 +186,12 @@ def run_op(func, args, kwargs, fast_meta: bool):
     return func(*args, **kwargs)
 
 
-def evaluate(info: _OpInfo, func, args, kwargs, res) -> Work:
-    """Apply the op's formula; bytes None -> default rule."""
-    w = info.formula(res, *args, **kwargs)
-    if w.bytes is None:
-        w = Work(int(w.macs), int(w.other), io_bytes(args, kwargs, res))
-    return w
-
-
 class ModuleTracker:
     """Tracks which module of ``model`` is running, with global forward hooks.
 
-    Every call of a module opens a *frame* (path, parent frame, output shape); the
-    counting mode charges each op to the innermost open frame.
+    Every call of a module opens a *frame* (path, parent frame, output shape, and the
+    index of the phase it opened in, ``phase``, set by the Counter); the counting mode
+    charges each op to the innermost open frame.
     """
 
     def __init__(self, model: torch.nn.Module | None):
@@ -266,6 +202,8 @@ class ModuleTracker:
         self.frame_path: list[str] = []
         self.frame_parent: list[int] = []
         self.frame_out: list[str | None] = []
+        self.frame_phase: list[int] = []
+        self.phase = 0
         self.stack: list[int] = [-1]
         self._thread = threading.get_ident()
         self._handles: list[Any] = []
@@ -288,6 +226,7 @@ class ModuleTracker:
         self.frame_path.append(path)
         self.frame_parent.append(self.stack[-1])
         self.frame_out.append(None)
+        self.frame_phase.append(self.phase)
         self.stack.append(len(self.frame_path) - 1)
         return None
 
@@ -307,12 +246,8 @@ class ModuleTracker:
                 break
         return None
 
-    @property
-    def current(self) -> int:
-        return self.stack[-1]
 
-
-class _OpMode(TorchDispatchMode):
+class OpMode(TorchDispatchMode):
     """Runs each dispatched op and hands it to :meth:`_on_op`.
 
     Ops without a formula that have a composite decomposition are decomposed under the
@@ -342,12 +277,13 @@ class _OpMode(TorchDispatchMode):
         self._on_op(info, func, args, kwargs, res)
         return res
 
-    def _on_op(self, info: _OpInfo, func, args, kwargs, res) -> None:
+    def _on_op(self, info: OpInfo, func, args, kwargs, res) -> None:
         raise NotImplementedError
 
 
-class CountingMode(_OpMode):
-    """Counts every dispatched op into per-call event lists, charged to the tracker's current frame."""
+class CountingMode(OpMode):
+    """Counts every dispatched op into per-call event lists, charged to the tracker's current frame
+    and to the phase index ``phase`` (set by the Counter; 0 when used alone)."""
 
     def __init__(self, tracker: ModuleTracker | None = None, fast_meta: bool = False):
         super().__init__()
@@ -362,9 +298,11 @@ class CountingMode(_OpMode):
         self.ev_bytes: list[int] = []
         self.ev_frame: list[int] = []
         self.ev_counted: list[bool] = []
+        self.ev_phase: list[int] = []
+        self.phase = 0
         self.notes: list[str] = []
 
-    def _on_op(self, info: _OpInfo, func, args, kwargs, res) -> None:
+    def _on_op(self, info: OpInfo, func, args, kwargs, res) -> None:
         shapes, dtype, default_bytes = describe_call(info, args, kwargs, res)
         formula = info.formula
         counted = formula is not None
@@ -381,7 +319,7 @@ class CountingMode(_OpMode):
             except Exception as exc:  # a formula bug must not break the user's run; it is reported
                 counted = False
                 macs = other = nbytes = 0
-                self.notes.append(f"{info.name}: formula failed ({type(exc).__name__}: {exc})")
+                self.notes.append(f"{info.name}: formula failed ({short_exc(exc)})")
         self.ev_op.append(info.name)
         self.ev_shapes.append(shapes)
         self.ev_dtype.append(dtype)
@@ -390,68 +328,4 @@ class CountingMode(_OpMode):
         self.ev_bytes.append(nbytes)
         self.ev_frame.append(self.tracker.stack[-1] if self.tracker is not None else -1)
         self.ev_counted.append(counted)
-
-
-class SumMode(_OpMode):
-    """A lightweight mode that only sums Work; used to evaluate reference decompositions."""
-
-    def __init__(self):
-        super().__init__()
-        self.macs = self.other = self.bytes = 0
-        self.missing: set[str] = set()
-
-    def _on_op(self, info: _OpInfo, func, args, kwargs, res) -> None:
-        if info.formula is None:
-            self.missing.add(info.name)
-        else:
-            w = evaluate(info, func, args, kwargs, res)
-            self.macs += w.macs
-            self.other += w.other
-            self.bytes += w.bytes
-
-
-_REFERENCE_CACHE: dict[Any, Work] = {}
-
-
-def reference_cost(key, setup: Callable[[], Callable[[], Any]]) -> Work:
-    """The total Work of a reference computation on meta tensors; cached by ``key``.
-
-    ``setup()`` builds what the computation needs (modules, meta tensors; not
-    counted) and returns a runner; ``runner()`` runs under a fresh SumMode in
-    inference mode.  Used by formulas that define a fused kernel's cost as the cost
-    of PyTorch's own unfused reference path, so that every dispatch route counts
-    the same.
-    """
-    if key is not None and key in _REFERENCE_CACHE:
-        return _REFERENCE_CACHE[key]
-    with torch.inference_mode(False):
-        runner = setup()
-    mode = SumMode()
-    with torch.inference_mode(), mode:
-        runner()
-    if mode.missing:
-        raise PartialCount(mode.missing)
-    w = Work(mode.macs, mode.other, mode.bytes)
-    if key is not None:
-        _REFERENCE_CACHE[key] = w
-    return w
-
-
-def meta_like(t: Tensor | None) -> Tensor | None:
-    """A meta tensor with the same shape, strides and dtype (None stays None)."""
-    if t is None:
-        return None
-    return torch.empty_strided(tuple(t.shape), tuple(t.stride()), dtype=t.dtype, device="meta")
-
-
-def shape_key(*objs) -> tuple:
-    """A hashable description of tensors (shape, stride, dtype) and plain values, for caches."""
-    out = []
-    for o in objs:
-        if isinstance(o, Tensor):
-            out.append(("T", tuple(o.shape), tuple(o.stride()) if not o.is_nested else None, str(o.dtype)))
-        elif isinstance(o, (list, tuple)):
-            out.append(shape_key(*o))
-        else:
-            out.append(o)
-    return tuple(out)
+        self.ev_phase.append(self.phase)

@@ -2,7 +2,9 @@
 
 Every formula is registered with :func:`register` under one or more aten op names
 (the overload packet, e.g. ``aten::addmm`` covers ``addmm.default`` and
-``addmm.dtype``).  A formula is called as ``formula(res, *args, **kwargs)`` with the
+``addmm.dtype``) or ``name.overload`` keys for one overload (the most specific key
+wins: ``_scaled_dot_product_flash_attention.quantized`` takes descale tensors where
+the default overload takes dropout and causal flags).  A formula is called as ``formula(res, *args, **kwargs)`` with the
 op's output ``res`` and the arguments the dispatcher passed; it reads shapes,
 dtypes and flags only (never tensor values) and returns a :class:`Work`:
 
@@ -45,30 +47,52 @@ class Work(NamedTuple):
 
 ZERO = Work(0, 0, 0)
 
-#: aten OpOverloadPacket -> formula(res, *args, **kwargs) -> Work
+#: aten OpOverloadPacket (every overload) or OpOverload (one overload) -> formula(res, *args, **kwargs) -> Work
 FORMULAS: dict[Any, Callable[..., Work]] = {}
 
 
+def _op_key(name: str):
+    """``"addmm"`` -> the packet ``aten.addmm``; ``"addmm.out"`` -> the overload ``aten.addmm.out``; None if absent."""
+    packet_name, _, overload = name.partition(".")
+    packet = getattr(aten, packet_name, None)
+    if packet is None or not overload:
+        return packet
+    return getattr(packet, overload, None)
+
+
 def register(*names: str) -> Callable[[Callable[..., Work]], Callable[..., Work]]:
-    """Register ``formula`` for the aten ops ``names`` (ops missing from this torch build are skipped)."""
+    """Register ``formula`` for the aten ops ``names`` (ops missing from this torch build are skipped).
+
+    A name is an op (``"addmm"``: every overload) or one overload (``"addmm.out"``,
+    ``"_scaled_dot_product_flash_attention.quantized"``); the most specific key wins, so
+    an overload whose schema differs from the default's gets its own formula.
+    """
 
     def deco(fn: Callable[..., Work]) -> Callable[..., Work]:
         for name in names:
-            packet = getattr(aten, name, None)
-            if packet is None:
+            key = _op_key(name)
+            if key is None:
                 continue
-            if packet in FORMULAS:
+            if key in FORMULAS:
                 raise RuntimeError(f"duplicate formula for aten::{name}")
-            FORMULAS[packet] = fn
+            FORMULAS[key] = fn
         return fn
 
     return deco
 
 
-def formula_for(func) -> Callable[..., Work] | None:
-    """The formula registered for an OpOverload (or packet), or None."""
-    packet = getattr(func, "_overloadpacket", func)
-    return FORMULAS.get(packet)
+def formula_of(func) -> Callable[..., Work] | None:
+    """The formula for an OpOverload: its own if registered, else its op's, else None."""
+    fn = FORMULAS.get(func)
+    return fn if fn is not None else FORMULAS.get(func._overloadpacket)
+
+
+class PartialCount(Exception):
+    """Raised by a formula whose reference computation met ops without formulas."""
+
+    def __init__(self, ops):
+        super().__init__(", ".join(sorted(ops)))
+        self.ops = set(ops)
 
 
 # ---------------------------------------------------------------- helpers

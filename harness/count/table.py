@@ -15,6 +15,9 @@ def _summary(c) -> list[str]:
         f"coverage     {percent(cov.get('share_of_calls', 1.0)):>10}   of {cov.get('calls', 0):,} op calls counted"
         f" on {c.device}{' (training mode)' if c.training else ''}",
     ]
+    if len(c.by_phase) > 1:
+        lines.append("phases       " + "; ".join(
+            f"{r.phase} {si(r.macs, 'MAC')}, {r.calls:,} calls" for r in c.by_phase.itertuples(index=False)))
     if cov.get("uncounted_ops"):
         lines.append("uncounted    " + ", ".join(
             f"{row.op} x{row.calls}" for row in c.uncounted.itertuples(index=False)))
@@ -35,7 +38,7 @@ def _fmt_table(headers: list[str], rows: list[list[str]], align: str) -> list[st
 
 
 def render(c, by: str = "module", depth: int | None = None) -> str:
-    """Summary + a table by module (indented tree, up to ``depth``) or by op (largest first)."""
+    """Summary + a table by module (indented tree, up to ``depth``) or by op (largest first), summed over phases."""
     lines = _summary(c)
     lines.append("")
     total_flops = c.flops + c.other_flops
@@ -50,7 +53,7 @@ def render(c, by: str = "module", depth: int | None = None) -> str:
         lines += _fmt_table(["op", "input shapes", "dtype", "calls", "MACs", "other FLOPs", "bytes", "% FLOPs"],
                             rows, "lllrrrrr")
     else:
-        df = c.by_module
+        df = c.module_totals()
         if depth is not None:
             df = df[df["depth"] <= depth]
         rows = []

@@ -104,8 +104,9 @@ def _achieved(s: dict) -> str:
            f"  → utilization {percent(s.get('utilization'))}")
     if exceeded_names(s, "run"):
         out += " (above the ceiling: see warning)"
-    elif s.get("peak_source") == "derived":
-        out += "   (measure the peak: python -m harness calibrate)"
+    elif s.get("calibrate_hint") or s.get("peak_source") == "derived":
+        hint = s.get("calibrate_hint") or f"python -m harness calibrate --threads {s.get('threads')}"
+        out += f"   (measure the peak: {hint})"
     return out
 
 

@@ -1,172 +1,18 @@
-"""Counting without compute or memory: models and inputs on the meta device.
+"""Fast meta kernels: output-only stand-ins for ops whose meta path is slow or too strict.
 
-``count(model, inputs, device="meta")`` copies the *structure* of a real model to
-the meta device (parameters and buffers become meta tensors of the same shape,
-dtype and requires_grad; no data is copied and the user's model is untouched)
-and converts the inputs to meta tensors of the same shape and dtype.  A model
-built under ``with torch.device("meta"):`` is counted as it is.
-
-Meta tensors dispatch PyTorch's slow (unfused) Python paths where CPU would take
-a fused fast path (``TransformerEncoderLayer``, ``MultiheadAttention``); the
-formulas of the fused kernels are defined as the cost of those unfused paths, so
-the counts agree.
+On the meta device a few ops run slow Python decompositions (batch_norm,
+layer_norm, hardtanh_, linear, scaled_dot_product_attention: milliseconds per
+call).  Counting needs only their outputs' shape, dtype and strides, which these
+functions produce directly, as the CPU kernels would (so that later view/copy
+decisions, and therefore bytes, match a CPU run).  Returning NotImplemented runs
+the real meta kernel.  ``FAST_META`` maps an OpOverload to its stand-in; the
+counting mode uses it only when counting on the meta device.
 """
 from __future__ import annotations
 
-import copy
-from collections import OrderedDict
-from typing import Any
-
 import torch
-from torch import nn
 
-from ..errors import HarnessError
-
-
-def is_meta_model(model: nn.Module) -> bool:
-    """True when the model holds meta tensors (any parameter or buffer)."""
-    for t in model.parameters():
-        return t.device.type == "meta"
-    for t in model.buffers():
-        return t.device.type == "meta"
-    return False
-
-
-def model_device(model: nn.Module) -> torch.device | None:
-    for t in model.parameters():
-        return t.device
-    for t in model.buffers():
-        return t.device
-    return None
-
-
-def _meta_tensor(t: torch.Tensor) -> torch.Tensor:
-    m = torch.empty_strided(tuple(t.shape), tuple(t.stride()), dtype=t.dtype, device="meta")
-    if isinstance(t, nn.Parameter):
-        return nn.Parameter(m, requires_grad=t.requires_grad)
-    return m
-
-
-_REGISTRIES = ("_parameters", "_buffers", "_modules")
-_PLAIN_CONTAINERS = (dict, list, set, OrderedDict)
-_ATOMS = (bool, int, float, str, type(None))
-
-
-def meta_copy(model: nn.Module) -> nn.Module:
-    """A structural copy of ``model`` whose parameters, buffers and tensor attributes are meta tensors.
-
-    Every module is cloned (same class, its attribute dict copied; containers such
-    as dicts, lists and sets one level deep; hook dicts copied), parameters and
-    buffers become meta tensors (tied weights stay tied, shared submodules stay
-    shared), and no tensor data is copied.  The user's model is not modified.
-    Falls back to ``copy.deepcopy`` (with meta tensors pre-seeded) when a module
-    cannot be cloned this way.
-    """
-    try:
-        return _structural_clone(model)
-    except Exception:
-        return _deepcopy_meta(model)
-
-
-def _structural_clone(model: nn.Module) -> nn.Module:
-    tensors: dict[int, torch.Tensor] = {}
-    modules: dict[int, nn.Module] = {}
-
-    def meta_of(t: torch.Tensor) -> torch.Tensor:
-        m = tensors.get(id(t))
-        if m is None:
-            m = tensors[id(t)] = _meta_tensor(t)
-        return m
-
-    def clone(mod: nn.Module) -> nn.Module:
-        done = modules.get(id(mod))
-        if done is not None:
-            return done
-        new = object.__new__(type(mod))
-        modules[id(mod)] = new
-        d = {}
-        for k, v in mod.__dict__.items():
-            t = type(v)
-            if t in _ATOMS or (t is tuple and all(type(e) in _ATOMS for e in v)):
-                d[k] = v
-                continue
-            if k in _REGISTRIES:
-                continue
-            if t in _PLAIN_CONTAINERS:
-                d[k] = v.copy()
-                continue
-            if isinstance(v, torch.Tensor):
-                v = meta_of(v)
-            elif isinstance(v, nn.Module):
-                v = clone(v)
-            elif isinstance(v, (dict, list, set)):
-                v = copy.copy(v)
-            d[k] = v
-        d["_parameters"] = {k: (meta_of(p) if p is not None else None) for k, p in mod._parameters.items()}
-        d["_buffers"] = {k: (meta_of(b) if b is not None else None) for k, b in mod._buffers.items()}
-        d["_modules"] = {k: (clone(c) if c is not None else None) for k, c in mod._modules.items()}
-        new.__dict__.update(d)
-        return new
-
-    return clone(model)
-
-
-def _deepcopy_meta(model: nn.Module) -> nn.Module:
-    memo: dict[int, Any] = {}
-    keep = []
-    for t in list(model.parameters()) + list(model.buffers()):
-        if id(t) not in memo:
-            memo[id(t)] = _meta_tensor(t)
-            keep.append(t)
-    # plain tensor attributes (not registered): meta too, so they mix with meta inputs
-    for mod in model.modules():
-        for value in vars(mod).values():
-            if isinstance(value, torch.Tensor) and id(value) not in memo:
-                memo[id(value)] = _meta_tensor(value)
-                keep.append(value)
-    try:
-        clone = copy.deepcopy(model, memo)
-    except Exception as exc:
-        raise HarnessError(
-            f"cannot copy {type(model).__name__} to the meta device ({type(exc).__name__}: {exc}); "
-            "build the model under `with torch.device('meta'):` and count that instead"
-        ) from exc
-    del keep
-    return clone
-
-
-def to_meta(obj):
-    """Inputs to meta: tensors become meta tensors of the same shape/dtype; containers are rebuilt.
-
-    A PackedSequence keeps its ``batch_sizes`` on the CPU (PyTorch requires it there).
-    """
-    from torch.nn.utils.rnn import PackedSequence
-
-    if isinstance(obj, torch.Tensor):
-        return obj if obj.device.type == "meta" else obj.to("meta")
-    if isinstance(obj, PackedSequence):
-        return PackedSequence(
-            to_meta(obj.data), obj.batch_sizes,
-            to_meta(obj.sorted_indices) if obj.sorted_indices is not None else None,
-            to_meta(obj.unsorted_indices) if obj.unsorted_indices is not None else None,
-        )
-    if isinstance(obj, tuple) and hasattr(obj, "_fields"):  # namedtuple
-        return type(obj)(*(to_meta(x) for x in obj))
-    if isinstance(obj, (list, tuple)):
-        return type(obj)(to_meta(x) for x in obj)
-    if isinstance(obj, dict):
-        return type(obj)((k, to_meta(v)) for k, v in obj.items())
-    return obj
-
-
-# ---------------------------------------------------------------- fast meta kernels
-#
-# On the meta device a few ops run slow Python decompositions (batch_norm,
-# layer_norm, hardtanh_, linear, scaled_dot_product_attention: milliseconds per
-# call).  Counting needs only their outputs' shape, dtype and strides, which these
-# functions produce directly, as the CPU kernels would (so that later view/copy
-# decisions, and therefore bytes, match a CPU run).  Returning NotImplemented runs
-# the real meta kernel.
+from .registry import kernel_dims
 
 aten = torch.ops.aten
 
@@ -306,8 +152,6 @@ def _conv(x, w, bias=None, stride=1, padding=0, dilation=1, groups=1):
     n = x.dim() - 2
     if n < 1 or w.dim() != n + 2 or isinstance(padding, str) or not (x.is_contiguous() and w.is_contiguous()):
         return NotImplemented
-    from .registry import kernel_dims
-
     s, p, d = kernel_dims(stride, n), kernel_dims(padding, n), kernel_dims(dilation, n)
     out = [x.shape[0], w.shape[0]]
     for i in range(n):
@@ -362,6 +206,23 @@ def _rnn_fast(kind: str, packed: bool):
     return fn
 
 
+def _grouped_mm(a, b, offs=None, bias=None, out_dtype=None):
+    """``_grouped_mm`` in float32: PyTorch's meta kernel accepts only bfloat16/float16 (the CUDA kernel's
+    old limits) while the CPU kernel runs float32; this gives the CPU kernel's output (its 16-byte padded
+    row stride) so meta and CPU counts agree.  Other dtypes run the real meta kernel."""
+    if a.dtype != torch.float32 or b.dtype != torch.float32 or a.dim() not in (2, 3) or b.dim() not in (2, 3):
+        return NotImplemented
+    if a.dim() == 2:
+        shape = [offs.shape[0], a.shape[0], b.shape[1]] if b.dim() == 2 else [a.shape[0], b.shape[-1]]
+    else:
+        shape = [a.shape[1], b.shape[1]] if b.dim() == 2 else [a.shape[0], a.shape[1], b.shape[-1]]
+    dtype = out_dtype or a.dtype
+    align = 16 // dtype.itemsize
+    padded = (shape[-1] + align - 1) // align * align
+    stride = [padded, 1] if len(shape) == 2 else [shape[1] * padded, padded, 1]
+    return torch.empty_strided(shape, stride, dtype=dtype, device="meta")
+
+
 FAST_META: dict = {}
 
 
@@ -380,6 +241,7 @@ _fast("layer_norm", "default", _contiguous_out)
 _fast("rms_norm", "default", _contiguous_out)
 _fast("group_norm", "default", _contiguous_out)
 _fast("cat", "default", _cat)
+_fast("_grouped_mm", "default", _grouped_mm)
 for _conv_name in ("conv1d", "conv2d", "conv3d"):
     _fast(_conv_name, "default", _conv)
 for _kind in ("lstm", "gru", "rnn_tanh", "rnn_relu"):
