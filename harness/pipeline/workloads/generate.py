@@ -322,7 +322,8 @@ def render(s: dict) -> str:
                         f"KV written {si(dec['kv_written_bytes_per_step'], 'B')})")
     row("decode rate", f"{si(dec['achieved_bytes_per_s'], 'B/s')} of "
                        + (f"{si(bw, 'B/s')} → MBU {_known(dec['mbu'], percent)}" if bw else
-                          "unknown bandwidth → MBU unknown (measure it: python -m harness calibrate)"))
+                          "unknown bandwidth → MBU unknown (measure it: "
+                          + (s.get("calibrate_hint") or "python -m harness calibrate") + ")"))
     row("KV cache", f"{si(s['kv_cache_bytes'], 'B')} at the end (context {s['prompt_len'] + s['new_tokens']})")
     return "\n".join(lines)
 
