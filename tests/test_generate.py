@@ -84,6 +84,25 @@ def test_prefill_is_the_prompt_forward_and_decode_steps_follow_the_formula():
     assert counts.by_op.groupby("phase")["macs"].sum().to_dict() == {"prefill": plain.macs, "decode": per_step.sum()}
 
 
+def test_per_step_phases_merge_into_exactly_the_two_phase_count():
+    """count() counts each step as its own phase and merges them: the result equals a Counter
+    run with plain prefill/decode phases on the same generation, table for table."""
+    from harness.count import Counter
+
+    prep, wl = prepared("tiny_llama", batch=1, prompt_len=4, new_tokens=3)
+    with wl.grad_mode():
+        merged = wl.count(prep)
+        counter = Counter(prep.model)
+        with counter:
+            wl.generate(prep, counter.phase)
+    plain = counter.result()
+    for table in ("by_op", "by_module", "by_phase"):
+        pd.testing.assert_frame_equal(getattr(merged, table).reset_index(drop=True),
+                                      getattr(plain, table).reset_index(drop=True))
+    pd.testing.assert_frame_equal(merged.events.drop(columns="step"), plain.events)
+    assert (merged.macs, merged.bytes) == (plain.macs, plain.bytes)
+
+
 def test_kv_cache_measured_equals_the_formula_and_the_attention_reads():
     prep, wl = prepared("tiny_llama", batch=2, prompt_len=5, new_tokens=3)
     with wl.grad_mode():
