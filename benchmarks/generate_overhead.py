@@ -67,8 +67,8 @@ def main() -> int:
                 fn = harness_decode_steps if side == "harness" else plain_decode_steps
                 samples[side] += fn(wl, prep, args.iters)
     h, p = statistics.median(samples["harness"]), statistics.median(samples["plain"])
-    print(f"{args.scenario}: prompt {wl.prompt_len}, {wl.new_tokens} decode steps, {torch.get_num_threads()} thread(s), "
-          f"{args.blocks} block pairs x {args.iters} generations")
+    print(f"{args.scenario}: prompt {wl.prompt_len}, {wl.new_tokens} decode steps, "
+          f"{torch.get_num_threads()} thread(s), {args.blocks} block pairs x {args.iters} generations")
     print(f"decode step p50  harness {h * 1e3:.3f} ms   plain loop {p * 1e3:.3f} ms   "
           f"ratio {h / p:.3f} ({len(samples['harness'])} / {len(samples['plain'])} samples)")
     print("within 5 %" if abs(h / p - 1) <= 0.05 else "NOT within 5 %")

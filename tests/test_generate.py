@@ -217,6 +217,24 @@ def test_one_hook_only_and_bad_options_exit_2(tmp_path: Path):
         workloads.get("forward", prompt_len=3)
 
 
+def test_a_state_without_a_cache_gives_unknown_kv_figures(tmp_path: Path):
+    body = (Path(__file__).resolve().parent.parent / "scenarios" / "tiny_llama.py").read_text()
+    p = write_scenario(tmp_path, "nocache", body.replace('"cache"', '"kv"'))
+    prep, wl = prepared(str(p), batch=1, prompt_len=4, new_tokens=2)
+    with wl.grad_mode():
+        timing = time_workload(wl, prep, warmup=0, iters=1)
+        counts = wl.count(prep)
+    assert wl.kv_bytes == [None, None, None]
+    parts = Parts(prep=prep, workload=wl, scenario="nocache", run_id="x", started=None, tag=None, warmup=0, iters=1,
+                  config=None, timing=timing, counts=counts, prof=None, joined=None, env={},
+                  peak=Peak(name="t", dtype="float32", flop_per_s=None, bytes_per_s=None, source="unknown", note=""))
+    s = wl.summary_extra(parts)
+    dec = s["phases"]["decode"]
+    assert s["kv_cache_bytes"] is None and dec["kv_read_bytes_per_step"] is None and dec["mbu"] is None
+    assert dec["macs_per_step"] == (decode_macs(5, 1) + decode_macs(6, 1)) / 2  # the work is still counted
+    assert "MBU unknown" in render({**s, "batch_size": 1, "mem_bandwidth_bytes_per_s": None})
+
+
 @pytest.mark.skipif(importlib.util.find_spec("transformers") is None,
                     reason="transformers is not installed: hf_tiny_llama (interface (a)) cannot be built")
 def test_transformers_llama_counts_like_the_hand_written_one():

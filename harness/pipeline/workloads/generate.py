@@ -176,6 +176,11 @@ def _p50(values: list[float]) -> float | None:
     return sample_stats(values)["p50"] if values else None
 
 
+def _mean_or_none(values: pd.Series) -> float | None:
+    """The mean, or None when any value is unknown (a state without a cache to measure)."""
+    return None if values.isna().any() else float(values.mean())
+
+
 def _rate(work: float | None, seconds_: float | None) -> float | None:
     return work / seconds_ if work is not None and seconds_ else None
 
@@ -240,8 +245,12 @@ class Generate(Workload):
         def scope(phase: str):
             return counter.phase(phase if phase == "prefill" else STEP_PHASE.format(next(steps)))
 
+        def measure(state: Any) -> None:
+            cache = self.driver.cache(state)
+            self.kv_bytes.append(None if cache is None else cache_bytes(cache))
+
         with counter:
-            self.generate(prep, scope, after=lambda s: self.kv_bytes.append(cache_bytes(self.driver.cache(s))))
+            self.generate(prep, scope, after=measure)
         return merge_steps(counter.result())
 
     def config_extra(self) -> dict[str, Any]:
@@ -257,10 +266,11 @@ class Generate(Workload):
         dec = ph[ph.phase == "decode"]
         lat = [_p50(list(dec.loc[dec["index"] == i, "latency_s"])) for i in range(self.new_tokens)]
         kv = self.kv_bytes
+        written = [None if None in (a, b) else b - a for a, b in zip(kv, kv[1:])]
         df = pd.DataFrame({"step": range(self.new_tokens),
                            "context_len": [self.prompt_len + i + 1 for i in range(self.new_tokens)],
                            "latency_s": lat, **{c: work[c].astype("int64").values for c in WORK},
-                           "kv_cache_bytes": kv[1:], "kv_written_bytes": [b - a for a, b in zip(kv, kv[1:])]})
+                           "kv_cache_bytes": kv[1:], "kv_written_bytes": written})
         df["achieved_bytes_per_s"] = [_rate(b, t) for b, t in zip(df["bytes"], df["latency_s"])]
         df["bandwidth_utilization"] = [_ratio(r, parts.peak.bytes_per_s) for r in df["achieved_bytes_per_s"]]
         return df[STEP_COLUMNS]
@@ -285,8 +295,8 @@ class Generate(Workload):
         per_step = {f"{k}_per_step": decode[k] for k in ("macs", "flops", "other_flops", "bytes")}
         rate = _rate(decode["bytes"], decode["time_s"]["p50"])
         return {**per_step, "weights_bytes": weights_bytes(parts.prep.model),
-                "kv_read_bytes_per_step": float(steps.kv_cache_bytes.mean()),
-                "kv_written_bytes_per_step": float(steps.kv_written_bytes.mean()),
+                "kv_read_bytes_per_step": _mean_or_none(steps.kv_cache_bytes),
+                "kv_written_bytes_per_step": _mean_or_none(steps.kv_written_bytes),
                 "achieved_bytes_per_s": rate, "mbu": _ratio(rate, parts.peak.bytes_per_s)}
 
     def summary_extra(self, parts: Any) -> dict[str, Any]:
