@@ -91,6 +91,11 @@ def main(args: argparse.Namespace) -> int:
         sys.stdout.write(to_json(run.summary))
         return 0
     print(render_summary(run.summary))
+    from ..pipeline import workloads
+
+    own = workloads.render(run.summary)
+    if own:
+        print(own)
     if args.top:
         print()
         print(render_top_ops(run.ops, run.summary, top=args.top, sort_by=args.sort_by, all_rows=args.all_rows))

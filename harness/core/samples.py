@@ -30,3 +30,13 @@ def sample_stats(samples_s: Iterable[float]) -> dict[str, float | int]:
         "max": vals[-1] if vals else math.nan,
         "n": n,
     }
+
+
+def rate(work: float | int | None, seconds: float | None) -> float | None:
+    """``work / seconds`` (a per-second rate); None when either is unknown or the time is not positive."""
+    return work / seconds if work is not None and seconds and seconds > 0 else None
+
+
+def ratio(a: float | None, b: float | None) -> float | None:
+    """``a / b``; None when ``a`` is unknown or ``b`` is unknown or zero (a utilization never divides by 0)."""
+    return a / b if a is not None and b else None

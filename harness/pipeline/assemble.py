@@ -15,7 +15,7 @@ import torch
 
 from .. import __version__
 from ..core import schema
-from ..core.samples import sample_stats
+from ..core.samples import rate, ratio, sample_stats
 from ..core.text import utc_iso
 from .measure import Timing
 from .prepare import Prepared, dtype_name
@@ -61,14 +61,6 @@ def weights_bytes(model: torch.nn.Module) -> int:
     return sum(t.numel() * t.element_size() for t in tensors.values())
 
 
-def _rate(work: float | int | None, seconds: float | None) -> float | None:
-    return work / seconds if work is not None and seconds and seconds > 0 else None
-
-
-def _ratio(a: float | None, b: float | None) -> float | None:
-    return a / b if a is not None and b else None
-
-
 def phase_summaries(p: Parts) -> dict[str, dict]:
     """Per phase: un-profiled time, counted work per occurrence, achieved rates."""
     by_phase = getattr(p.counts, "by_phase", None)
@@ -85,11 +77,11 @@ def phase_summaries(p: Parts) -> dict[str, dict]:
             work = {"macs": p.counts.macs, "flops": p.counts.flops, "other_flops": p.counts.other_flops,
                     "bytes": p.counts.bytes}
         t = stats["p50"] if samples else None
-        flop_rate = _rate(work["flops"], t)
+        flop_rate = rate(work["flops"], t)
         out[name] = {"time_s": stats, **{k: int(v) if float(v).is_integer() else v for k, v in work.items()},
-                     "achieved_flop_per_s": flop_rate, "achieved_bytes_per_s": _rate(work["bytes"], t),
-                     "utilization": _ratio(flop_rate, p.peak.flop_per_s),
-                     "bandwidth_utilization": _ratio(_rate(work["bytes"], t), p.peak.bytes_per_s)}
+                     "achieved_flop_per_s": flop_rate, "achieved_bytes_per_s": rate(work["bytes"], t),
+                     "utilization": ratio(flop_rate, p.peak.flop_per_s),
+                     "bandwidth_utilization": ratio(rate(work["bytes"], t), p.peak.bytes_per_s)}
     return out
 
 
@@ -137,18 +129,18 @@ def _keys(p: Parts) -> dict:
 def _work_and_rates(p: Parts, lat: dict) -> dict:
     c, p50 = p.counts, lat["p50"]
     flops, total = int(c.flops), c.flops + c.other_flops
-    achieved = _rate(flops, p50)
+    achieved = rate(flops, p50)
     return {
         "params": int(c.params), "trainable_params": int(c.trainable_params), "buffers": int(c.buffers),
         "macs": int(c.macs), "flops": flops, "other_flops": int(c.other_flops), "bytes": int(c.bytes),
         "latency_s": lat,
-        "throughput_samples_per_s": _rate(p.workload.items_per_iteration(p.prep), p50),
+        "throughput_samples_per_s": rate(p.workload.items_per_iteration(p.prep), p50),
         "achieved_flop_per_s": achieved,
         "peak_flop_per_s": p.peak.flop_per_s, "peak_source": p.peak.source, "peak_note": p.peak.note,
-        "utilization": _ratio(achieved, p.peak.flop_per_s),
+        "utilization": ratio(achieved, p.peak.flop_per_s),
         "mem_bandwidth_bytes_per_s": p.peak.bytes_per_s,
-        "achieved_bytes_per_s": _rate(c.bytes, p50),
-        "arithmetic_intensity": _ratio(total, c.bytes),
+        "achieved_bytes_per_s": rate(c.bytes, p50),
+        "arithmetic_intensity": ratio(total, c.bytes),
     }
 
 

@@ -120,3 +120,11 @@ def op_cells(r: pd.Series | dict, exceeded: bool = False) -> OpCells:
     bps = si(_rate(r, "achieved_bytes_per_s", nbytes, t), "B/s") if timed and nbytes else NONE
     butil = percent(num(g("bandwidth_utilization"))) if bps != NONE else NONE
     return OpCells(_work(flops, "FLOP"), _work(other, "FLOP"), _work(nbytes, "B"), fps, util, bps, butil, alloc)
+
+
+ITERATION_WORDS = {"forward": "forward", "generate": "generation", "train": "training step"}
+
+
+def iteration_word(summary: dict | None) -> str:
+    """What one iteration of the run's workload is called: forward, generation, training step."""
+    return ITERATION_WORDS.get((summary or {}).get("workload") or "forward", "iteration")

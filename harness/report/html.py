@@ -353,7 +353,8 @@ def render_report(summary: dict, ops: pd.DataFrame | None, modules: pd.DataFrame
 {_warnings_html(s)}
 <h2 id="summary">Summary</h2>
 <table class="kv"><thead><tr><th>Quantity (unit)</th><th>Value</th></tr></thead><tbody>{kv}</tbody></table>
-<p class="note">All figures are per forward pass. SI prefixes: K = 10³, M = 10⁶, G = 10⁹, T = 10¹² (B = bytes,
+<p class="note">All figures are per iteration of the workload (one forward pass for <code>forward</code>,
+one generation for <code>generate</code>). SI prefixes: K = 10³, M = 10⁶, G = 10⁹, T = 10¹² (B = bytes,
 1 MB = 10⁶ B). The headline (latency, achieved, utilization) uses the un-profiled p50; the tables and pictures
 below use the profiled op time. Utilization = achieved FLOP/s ÷ peak FLOP/s; n/a where the peak of this device
 is unknown.</p>

@@ -47,7 +47,7 @@ import pandas as pd
 from ..core.fsio import TMP_PREFIX, atomic_write_bytes
 from ..core.schema import config_label, parse_config_key
 from .caveats import warnings
-from .cells import dispatch_level, num
+from .cells import dispatch_level, iteration_word, num
 from .html import markdown_table, modules_table, ops_table, phases_table, summary_rows
 from .phases import phase_table, rows_of_phase
 
@@ -241,7 +241,7 @@ def ops_markdown(ops: pd.DataFrame | None, top: int = TOP, summary: dict | None 
         headers, rows = ops_table(part, top=top, summary=s)
         n = len(dispatch_level(part)) if part is not None else 0
         where = f" in phase {phase}" if phase else ""
-        out.append(f"**Top {len(rows)} of {n} dispatch-level operators{where} by profiled self time per forward** "
+        out.append(f"**Top {len(rows)} of {n} dispatch-level operators{where} by profiled self time per {iteration_word(s)}** "
                    "(FLOPs counted by harness, time by torch.profiler; — = none of that work, "
                    "uncounted = no formula)\n\n" + markdown_table(headers, rows, code_columns=["Operator"]))
     return "\n\n".join(out)
@@ -250,7 +250,8 @@ def ops_markdown(ops: pd.DataFrame | None, top: int = TOP, summary: dict | None 
 def modules_markdown(modules: pd.DataFrame | None, top: int = TOP, summary: dict | None = None) -> str:
     headers, rows = modules_table(modules, top=top, summary=summary)
     n = 0 if modules is None else len(modules)
-    title = f"**Top {len(rows)} of {n} modules by profiled time per forward** (root module excluded)\n\n"
+    title = (f"**Top {len(rows)} of {n} modules by profiled time per {iteration_word(summary)}** "
+             "(root module excluded)\n\n")
     return title + markdown_table(headers, rows, code_columns=["Module"])
 
 

@@ -23,7 +23,7 @@ if TYPE_CHECKING:  # pandas is imported by the callers' DataFrames; the CLI pars
 from ..core.units import percent, seconds, si
 from ..errors import HarnessError
 from .caveats import exceeded_names, timing_noise, warnings
-from .cells import calls_column, dispatch_level, num, op_cells
+from .cells import calls_column, dispatch_level, iteration_word, num, op_cells
 from .phases import PHASE_HEADERS, phase_rows, phase_table, rows_of_phase
 
 # The seeds' key_averages().table(sort_by=...) names, mapped to ops.csv columns.
@@ -115,9 +115,10 @@ def _profiled(s: dict) -> str:
     cov = s.get("coverage") or {}
     op_t = prof.get("op_time_per_forward_s")
     step_t = prof.get("time_per_forward_s")
-    t = (f"op time {seconds(op_t)} per forward (the tables' basis; {seconds(step_t)} with profiler labels)"
-         if op_t is not None else f"{seconds(step_t)} per forward in ops and labels")
-    return (f"{_plural(prof.get('steps'), 'forward')}, {t}"
+    word = iteration_word(s)
+    t = (f"op time {seconds(op_t)} per {word} (the tables' basis; {seconds(step_t)} with profiler labels)"
+         if op_t is not None else f"{seconds(step_t)} per {word} in ops and labels")
+    return (f"{_plural(prof.get('steps'), word)}, {t}"
             f"   · coverage {percent(cov.get('share_of_ops'))} of ops, {percent(cov.get('share_of_time'))} of op time")
 
 
@@ -162,7 +163,7 @@ def _ops_block(ops: pd.DataFrame, s: dict, *, top: int, col: str, sort_by: str, 
              else f"{_plural(len(body), 'operator')} of {len(rows_df)} at dispatch level")
     where = f" in phase {phase}" if phase else ""
     title = (f"Top {shown}{where} by {sort_by.replace('_', ' ')}"
-             f" (per forward; time = profiled self time incl. the kernels the op dispatched)")
+             f" (per {iteration_word(s)}; time = profiled self time incl. the kernels the op dispatched)")
     return "\n".join([title, *_grid(head, body), *_legend(exact, bool(extra), all_rows)])
 
 

@@ -1,17 +1,23 @@
-"""Workloads by name. ``forward`` is built; ``generate`` and ``train`` are planned."""
+"""Workloads by name. ``forward`` and ``generate`` are built; ``train`` is planned."""
 from __future__ import annotations
 
 from ...errors import HarnessError
 from .base import PhaseScope, Workload, no_scope
 from .forward import Forward
+from .generate import Generate
 
-WORKLOADS: dict[str, type[Workload]] = {"forward": Forward}
+WORKLOADS: dict[str, type[Workload]] = {"forward": Forward, "generate": Generate}
 PLANNED = {
-    "generate": "LLM generation (prefill and decode phases)",
     "train": "a training step (forward, backward and optimizer phases)",
 }
 
 __all__ = ["get", "names", "Workload", "PhaseScope", "no_scope", "WORKLOADS"]
+
+
+def render(summary: dict) -> str:
+    """The workload's own terminal lines for a run summary ('' when it has none)."""
+    cls = WORKLOADS.get(summary.get("workload") or "forward")
+    return cls.render(summary) if cls is not None else ""
 
 
 def names() -> list[str]:

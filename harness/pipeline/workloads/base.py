@@ -68,6 +68,11 @@ class Workload:
         """Workload-specific summary.json keys (``parts``: :class:`harness.pipeline.assemble.Parts`)."""
         return {}
 
+    @staticmethod
+    def render(summary: dict) -> str:
+        """Terminal lines for this workload's own summary keys ('' for forward)."""
+        return ""
+
     def tables(self, parts: Any) -> dict[str, Any]:
         """Workload-specific tables, written as ``<name>.csv`` in the run directory."""
         return {}
