@@ -43,6 +43,9 @@ def add_parser(sub) -> None:
     p.add_argument("--gzip", action="store_true", help="write the trace as .pt.trace.json.gz")
     p.add_argument("--with-stack", action="store_true", help="record Python stacks in the trace (bigger)")
     p.add_argument("--with-modules", action="store_true", help="record the module hierarchy in the trace")
+    p.add_argument("--retry-disturbed", type=int, default=0, metavar="N",
+                   help="re-time up to N more times while the timing is disturbed (another process took the "
+                        "CPUs); the least disturbed attempt is kept, every attempt is in samples.csv")
     p.add_argument("--all-rows", action="store_true",
                    help="also list profiler labels and nested kernels, with torch.profiler's own columns")
     p.add_argument("--json", action="store_true", help="print summary.json on stdout (progress goes to stderr)")
@@ -59,6 +62,8 @@ def main(args: argparse.Namespace) -> int:
         raise HarnessError(f"--active must be at least 1, got {args.active}")
     if args.batch_size is not None and args.batch_size < 1:
         raise HarnessError(f"--batch-size must be at least 1, got {args.batch_size}")
+    if args.retry_disturbed < 0:
+        raise HarnessError(f"--retry-disturbed must be 0 or more, got {args.retry_disturbed}")
     if args.iters is not None and args.iters < 1:
         raise HarnessError(f"--iters must be at least 1, got {args.iters}")
     if args.warmup is not None and args.warmup < 0:
@@ -81,7 +86,7 @@ def main(args: argparse.Namespace) -> int:
     run = run_scenario(args.scenario, batch_size=args.batch_size, device=args.device, dtype=args.dtype,
                        warmup=args.warmup, iters=args.iters, logdir=args.logdir, tag=args.tag,
                        threads=args.threads, workload=args.workload, workload_options=workload_options(args),
-                       model_options=options_from_args(args),
+                       model_options=options_from_args(args), retry_disturbed=args.retry_disturbed,
                        profile_config=cfg, progress=progress)
     if interactive:
         print("\r\033[K", end="", file=sys.stderr, flush=True)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import math
 import resource
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import pandas as pd
@@ -49,6 +49,9 @@ class Parts:
     joined: Any
     peak: Any
     env: dict
+    attempts: list = field(default_factory=list)  # every timed attempt: (Timing, contention figures)
+    kept: int = 0  # the attempt the headline uses (the least disturbed)
+    profiled_contention: dict | None = None
 
 
 def ordered(df: pd.DataFrame, first: list[str]) -> pd.DataFrame:
@@ -165,6 +168,7 @@ def summary(p: Parts, trace_bytes: int | None) -> dict:
         "batch_size": p.prep.batch_size, "threads": p.prep.threads, "warmup": p.warmup, "iters": p.iters,
         **_work_and_rates(p, lat), **memory_figures(p),
         "coverage": p.joined.coverage, "profiled": _profiled(p), "phases": phase_summaries(p),
+        "contention": contention(p),
         "trace_files": [p.prof.trace_name] if p.prof.trace_name else [], "trace_bytes": trace_bytes,
         "torch_version": torch.__version__, "harness_version": __version__, "git_commit": p.env["git_commit"],
         **_keys(p), "path": None,
@@ -186,8 +190,21 @@ def tables(p: Parts) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     return ops, by_shape, ordered(modules, ["path", "phase"])
 
 
-def samples_frame(timing: Timing) -> pd.DataFrame:
-    return pd.DataFrame({"iteration": range(len(timing.samples_s)), "latency_s": timing.samples_s})
+def samples_frame(p: Parts) -> pd.DataFrame:
+    """samples.csv: every timed iteration of every attempt; ``kept`` marks the attempt the headline uses."""
+    attempts = p.attempts or [(p.timing, {})]
+    frames = [pd.DataFrame({"iteration": range(len(t.samples_s)), "latency_s": t.samples_s, "attempt": i,
+                            "kept": i == p.kept}) for i, (t, _) in enumerate(attempts)]
+    return pd.concat(frames, ignore_index=True)
+
+
+def contention(p: Parts) -> dict | None:
+    """summary.json's ``contention``: the kept attempt's figures and verdict, how many attempts
+    were timed, and the profiled pass's own figures (``profiled_pass``)."""
+    if not p.attempts:
+        return None
+    return {**p.attempts[p.kept][1], "attempts": len(p.attempts), "kept_attempt": p.kept,
+            "profiled_pass": p.profiled_contention}
 
 
 def warnings(p: Parts, summary: dict) -> list[str]:
@@ -197,6 +214,9 @@ def warnings(p: Parts, summary: dict) -> list[str]:
         out.append("no device time was recorded (is CUPTI available?): per-op times are CPU times")
     if p.prep.device.type == "cuda" and p.warmup == 0:
         out.append("--warmup 0 on CUDA: the first samples include lazy initialization (cuDNN autotuning, allocator)")
+    prof = (summary.get("contention") or {}).get("profiled_pass") or {}
+    if prof.get("disturbed"):
+        out.append(f"the profiled pass was disturbed ({prof.get('reason')}): per-op times are not comparable")
     for x in summary.get("peak_exceeded", [])[:3]:
         out.append(f"{x['what']} {x['name']}: achieved {x['achieved_flop_per_s']:.3g} FLOP/s is above the "
                    f"{x['source']} ceiling {x['ceiling_flop_per_s']:.3g}: the ceiling is wrong, not the result")

@@ -104,9 +104,35 @@ def _open_rundir(root: Path | None, scenario: str, run_id: str) -> fsio.RunDir |
     return fsio.RunDir(root / scenario, run_id)
 
 
-def _measure(stages: "Stages", workload, prep: Prepared, scenario: str, warmup: int, iters: int):
+def _timed_attempt(workload, prep: Prepared, warmup: int, iters: int) -> tuple[Any, dict]:
+    """One timed loop inside a contention probe: (Timing, the probe's figures and verdict)."""
+    from .contention import ContentionProbe
+
+    with ContentionProbe(prep.threads, prep.device.type, iterations=iters) as probe:
+        timing = time_workload(workload, prep, warmup=warmup, iters=iters)
+    return timing, probe.result()
+
+
+def _least_disturbed(attempts: list[tuple[Any, dict]]) -> int:
+    """Index of the attempt to keep: a quiet one first, then the one that waited least for a CPU."""
+    def badness(c: dict) -> tuple:
+        delay = c.get("run_delay_share")
+        return (bool(c.get("disturbed")), delay if delay is not None else 1.0 - (c.get("cpu_share") or 0.0))
+
+    return min(range(len(attempts)), key=lambda i: badness(attempts[i][1]))
+
+
+def _measure(stages: "Stages", workload, prep: Prepared, scenario: str, warmup: int, iters: int,
+             retries: int = 0) -> list[tuple[Any, dict]]:
+    """The timed loop, re-timed up to ``retries`` times while disturbed; every attempt is kept."""
+    def attempts() -> list[tuple[Any, dict]]:
+        out = [_timed_attempt(workload, prep, warmup, iters)]
+        while out[-1][1].get("disturbed") and len(out) <= retries:
+            out.append(_timed_attempt(workload, prep, warmup, iters))
+        return out
+
     try:
-        return stages.run("latency", lambda: time_workload(workload, prep, warmup=warmup, iters=iters))
+        return stages.run("latency", attempts)
     except (HarnessError, KeyboardInterrupt):
         raise
     except Exception as exc:
@@ -120,8 +146,13 @@ def _profile(stages: "Stages", workload, prep: Prepared, cfg: ProfileConfig, run
     staged = rundir.defer(".trace.staged", trace_name) if rundir is not None else None
     if rank is not None:  # one rank of a job: rank 0 gathers the trace and writes the job's directory
         staged = rank.trace_path
-    return stages.run("profile", lambda: run_profiler(workload, prep, config=cfg, staged_trace=staged,
-                                                      trace_name=trace_name))
+    from .contention import ContentionProbe
+
+    probe = ContentionProbe(prep.threads, prep.device.type, iterations=cfg.wait + cfg.warmup + cfg.active)
+    with probe:
+        prof = stages.run("profile", lambda: run_profiler(workload, prep, config=cfg, staged_trace=staged,
+                                                          trace_name=trace_name))
+    return prof, probe.result()
 
 
 def _join(parts_kw: dict, prep: Prepared, prof, counts) -> assemble.Parts:
@@ -147,7 +178,7 @@ def _assemble(parts: assemble.Parts) -> Run:
     summary["warnings"] = assemble.warnings(parts, summary)
     summary.update(parts.workload.summary_extra(parts))
     return Run(summary=summary, ops=ops, ops_by_shape=by_shape, modules=modules,
-               samples=assemble.samples_frame(parts.timing), phase_samples=parts.timing.phases,
+               samples=assemble.samples_frame(parts), phase_samples=parts.timing.phases,
                kernels=parts.joined.kernels, extra_tables=parts.workload.tables(parts),
                counts=parts.counts, env=parts.env, peak=parts.peak)
 
@@ -182,12 +213,14 @@ def execute(
     write_extras: bool = True,
     stage_times: dict | None = None,
     rank: Any = None,
+    retry_disturbed: int = 0,
 ) -> Run:
     """Run every stage on a prepared model. See README's "What a run does".
 
     ``rank`` (:class:`harness.distributed.job.RankRun`, with ``logdir=None``) makes this one
     rank of a multi-rank job: the job's ``run_id`` and ``started``, and the trace written to
-    ``rank.trace_path`` under the worker name ``rank.worker``.
+    ``rank.trace_path`` under the worker name ``rank.worker``. ``retry_disturbed``: re-time up to
+    this many times while the timed loop is disturbed and keep the least disturbed attempt.
     """
     workload = workload or workloads.get("forward")
     warmup = check_positive("--warmup", warmup, minimum=0)
@@ -202,11 +235,13 @@ def execute(
     try:
         workload.setup(prep)
         with workload.grad_mode():
-            timing = _measure(stages, workload, prep, scenario, warmup, iters)
+            attempts = _measure(stages, workload, prep, scenario, warmup, iters, retry_disturbed)
             counts = stages.run("count", lambda: workload.count(prep))
-            prof = _profile(stages, workload, prep, cfg, rundir, started, rank)
+            prof, profiled_contention = _profile(stages, workload, prep, cfg, rundir, started, rank)
+        kept = _least_disturbed(attempts)
         parts_kw = dict(workload=workload, scenario=scenario, run_id=run_id, started=started, tag=tag,
-                        warmup=warmup, iters=iters, config=cfg, timing=timing)
+                        warmup=warmup, iters=iters, config=cfg, timing=attempts[kept][0], attempts=attempts,
+                        kept=kept, profiled_contention=profiled_contention)
         run = _assemble(stages.run("join", lambda: _join(parts_kw, prep, prof, counts)))
         run.summary["finished_at"] = utc_iso()
         if rundir is not None:
@@ -260,6 +295,7 @@ def profile(
     workload: str | None = None,
     workload_options: dict | None = None,
     profile_config: ProfileConfig | None = None,
+    retry_disturbed: int = 0,
 ) -> Run:
     """Measure, profile and count ``model`` on ``inputs``; write a run dir when ``logdir`` is given.
 
@@ -269,8 +305,8 @@ def profile(
     """
     prep = prepare_model(model, inputs, name=name, device=device, dtype=dtype, batch_size=batch_size, threads=threads)
     return execute(prep, scenario=prep.name, workload=workloads.get(workload, **(workload_options or {})),
-                   warmup=warmup, iters=iters,
-                   logdir=logdir, tag=tag, profile_config=profile_config)
+                   warmup=warmup, iters=iters, logdir=logdir, tag=tag, profile_config=profile_config,
+                   retry_disturbed=retry_disturbed)
 
 
 def run_scenario(
@@ -289,6 +325,7 @@ def run_scenario(
     model_options: Any = None,
     profile_config: ProfileConfig | None = None,
     progress: Callable[[str], None] | None = None,
+    retry_disturbed: int = 0,
 ) -> Run:
     """Load a scenario (built-in name, file path or model by name with ``model_options``:
     :class:`harness.models.ModelOptions`), build it, and :func:`execute` it."""
@@ -305,4 +342,5 @@ def run_scenario(
     prep.config_extra = model_config_extra(model_options)
     return execute(prep, scenario=sc.name, workload=wl, warmup=DEFAULT_WARMUP if warmup is None else warmup,
                    iters=DEFAULT_ITERS if iters is None else iters, logdir=logdir, tag=tag,
-                   profile_config=profile_config, progress=progress, stage_times=stages.times)
+                   profile_config=profile_config, progress=progress, stage_times=stages.times,
+                   retry_disturbed=retry_disturbed)

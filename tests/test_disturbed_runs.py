@@ -1,0 +1,74 @@
+"""A run measures its own disturbance, and compare never calls noise a regression.
+
+Real processes only: the hog is one busy Python process per CPU, started here and killed
+by pid; the runs are real `python -m harness run` processes; compare reads their files.
+"""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import ROOT, run_cli
+
+SCEN = ROOT / "benchmarks" / "scenarios"
+
+
+class Hog:
+    """One busy process per CPU while the block runs; killed by pid on the way out."""
+
+    def __enter__(self):
+        self.procs = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(os.cpu_count() or 2)]
+        time.sleep(0.3)  # let them take the CPUs
+        return self
+
+    def __exit__(self, *exc):
+        for p in self.procs:
+            os.kill(p.pid, signal.SIGKILL)
+            p.wait()
+        assert all(p.poll() is not None for p in self.procs)  # none left behind
+
+
+def _run(tmp_path: Path, scenario: str, *extra: str) -> tuple[subprocess.CompletedProcess, dict]:
+    proc = run_cli("run", str(SCEN / f"{scenario}.py"), "--threads", "2", "--iters", "10", "--warmup", "2",
+                   "--top", "0", "--logdir", str(tmp_path / "logs"), *extra, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    run_dir = next(line.split(None, 1)[1].strip().rstrip("/") for line in proc.stdout.splitlines()
+                   if line.strip().startswith("files"))
+    return proc, json.loads((Path(run_dir) / "summary.json").read_text())
+
+
+def test_a_hogged_run_says_so_and_compare_refuses_a_verdict(tmp_path):
+    with Hog():
+        proc, hogged = _run(tmp_path, "linear512_40")
+    c = hogged["contention"]
+    assert c["disturbed"] is True and c["reason"], c
+    assert "timing disturbed" in proc.stdout  # the terminal warning line
+    # the kept attempt's figures are the ones in the summary; samples.csv holds every attempt
+    assert c["attempts"] == 1 and c["kept_attempt"] == 0
+    _, quiet = _run(tmp_path, "linear512_40", "--retry-disturbed", "2")
+    cmp = run_cli("compare", quiet["path"], hogged["path"], cwd=tmp_path)
+    # whatever the quiet run measured, a disturbed side never yields a regression verdict
+    assert cmp.returncode == 0, cmp.stdout + cmp.stderr
+    assert "disturbed" in cmp.stdout
+    strict = run_cli("compare", quiet["path"], hogged["path"], "--strict", cwd=tmp_path)
+    assert strict.returncode == 2, strict.stdout + strict.stderr
+
+
+def test_a_quiet_pair_with_twice_the_work_is_still_a_regression(tmp_path):
+    _, base = _run(tmp_path, "linear512_40", "--retry-disturbed", "3")
+    _, slow = _run(tmp_path, "linear512_80", "--retry-disturbed", "3")
+    if base["contention"]["disturbed"] or slow["contention"]["disturbed"]:
+        pytest.skip("this machine stayed busy through 4 attempts; a verdict needs two quiet runs "
+                    f"({base['contention']['reason']} / {slow['contention']['reason']})")
+    # 80 vs 40 applications of the same 512x512 layer on 64 rows: exactly 2x the MACs
+    assert slow["macs"] == 2 * base["macs"] == 2 * 40 * 64 * 512 * 512
+    cmp = run_cli("compare", base["path"], slow["path"], cwd=tmp_path)
+    assert cmp.returncode == 1, cmp.stdout + cmp.stderr
+    assert "REGRESSION" in cmp.stdout
