@@ -87,7 +87,10 @@ def test_csvs_load_with_documented_columns(cli_run):
     mods = pd.read_csv(run_dir / "modules.csv", keep_default_na=False)
     assert {"path", "type", "depth", "params", "macs", "flops", "time_s", "achieved_flop_per_s", "utilization"} <= set(mods.columns)
     samples = pd.read_csv(run_dir / "samples.csv")
-    assert list(samples.columns) == ["iteration", "latency_s"] and len(samples) == 7
+    assert list(samples.columns) == ["iteration", "latency_s", "attempt", "kept"] and len(samples) == 7
+    assert samples.kept.all() and (samples.attempt == 0).all()  # one attempt, kept
+    phases = pd.read_csv(run_dir / "phase_samples.csv")
+    assert list(phases.columns) == ["iteration", "phase", "index", "latency_s"] and len(phases) == 7
 
 
 def test_join_by_hand_on_known_shapes(cli_run):
