@@ -15,7 +15,7 @@ import json
 from ..errors import HarnessError
 from ..core.units import si
 
-from ..hardware.peak import SHORT
+from ..core.dtypes import SHORT
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
+from ..core import dtypes
+from ..core.dtypes import SHORT
 from ..errors import HarnessError
 from ..core.units import si
 
@@ -10,19 +12,6 @@ from . import specs
 
 SOURCES = ("table", "derived", "calibrated", "unknown")
 LEVELS = ("L1", "L2", "L3", "DRAM")
-
-_DTYPE_ALIASES = {
-    "float64": "float64", "fp64": "float64", "f64": "float64", "double": "float64",
-    "float32": "float32", "fp32": "float32", "f32": "float32", "float": "float32", "single": "float32",
-    "tfloat32": "tfloat32", "tf32": "tfloat32",
-    "bfloat16": "bfloat16", "bf16": "bfloat16",
-    "float16": "float16", "fp16": "float16", "f16": "float16", "half": "float16",
-    "float8": "float8", "fp8": "float8", "float8_e4m3fn": "float8", "float8_e5m2": "float8",
-    "float8_e4m3fnuz": "float8", "float8_e5m2fnuz": "float8", "e4m3": "float8", "e5m2": "float8",
-    "int8": "int8", "qint8": "int8", "quint8": "int8", "uint8": "int8",
-}
-SHORT = {"float64": "fp64", "float32": "fp32", "tfloat32": "tf32", "bfloat16": "bf16",
-         "float16": "fp16", "float8": "fp8", "int8": "int8"}
 
 # aten ops that run on tensor cores as GEMMs (cuBLAS / attention kernels) and as convolutions (cuDNN)
 MATMUL_OPS = frozenset({"mm", "addmm", "bmm", "matmul", "linear", "baddbmm", "addbmm", "_addmm_activation",
@@ -32,12 +21,11 @@ OP_CLASSES = ("matmul", "conv", "other")
 
 def normalize_dtype(dtype) -> str:
     """``torch.bfloat16``, ``"bf16"``, ``"torch.bfloat16"`` -> ``"bfloat16"``; unknown -> HarnessError."""
-    key = str(dtype).strip().lower().removeprefix("torch.")
-    try:
-        return _DTYPE_ALIASES[key]
-    except KeyError:
+    name = dtypes.canonical(dtype)
+    if name is None:
         raise HarnessError(f"unknown dtype {dtype!r} for a peak; expected one of "
-                           f"{', '.join(sorted(set(_DTYPE_ALIASES.values())))}") from None
+                           f"{', '.join(sorted(set(dtypes.ALIASES.values())))}")
+    return name
 
 
 def op_class(op_name: str) -> str:
