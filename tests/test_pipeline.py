@@ -133,3 +133,20 @@ def test_forward_is_one_phase_and_the_phase_is_everywhere():
 def test_workloads_not_built_exit_2(tmp_path, name, message):
     proc = run_cli("run", "two_input", "--workload", name, "--logdir", str(tmp_path), cwd=tmp_path)
     assert proc.returncode == 2 and message in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_bad_arguments_are_refused_before_torch_is_imported():
+    """`run x --batch-size 0` answers at once: the check runs before torch (seconds to import) is loaded."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from harness.cli import main; rc = main(['run', 'vgg16', '--batch-size', '0']); "
+            "print(rc, 'torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.stdout.split() == ["2", "False"], out.stdout + out.stderr
+    assert "--batch-size must be at least 1" in out.stderr
+
+
+def test_workload_options_as_keywords():
+    with pytest.raises(harness.HarnessError, match="--prompt-len does not apply to --workload forward"):
+        harness.profile(MLP(), torch.randn(2, 8), iters=1, warmup=0, prompt_len=4)

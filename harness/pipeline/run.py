@@ -296,15 +296,19 @@ def profile(
     workload_options: dict | None = None,
     profile_config: ProfileConfig | None = None,
     retry_disturbed: int = 0,
+    **options: Any,
 ) -> Run:
     """Measure, profile and count ``model`` on ``inputs``; write a run dir when ``logdir`` is given.
+
+    ``workload`` (default ``forward``) takes its own options as keywords too:
+    ``profile(model, ids, workload="generate", prompt_len=128, new_tokens=64)``.
 
     The caller's model is left as it was: defaults are its own device and dtype; another
     device or dtype runs on a copy; modes and ``requires_grad`` flags are restored.
     ``name`` defaults to the model's class name. Returns a :class:`Run`.
     """
     prep = prepare_model(model, inputs, name=name, device=device, dtype=dtype, batch_size=batch_size, threads=threads)
-    return execute(prep, scenario=prep.name, workload=workloads.get(workload, **(workload_options or {})),
+    return execute(prep, scenario=prep.name, workload=workloads.get(workload, **{**(workload_options or {}), **options}),
                    warmup=warmup, iters=iters, logdir=logdir, tag=tag, profile_config=profile_config,
                    retry_disturbed=retry_disturbed)
 
