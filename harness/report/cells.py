@@ -16,7 +16,8 @@ Cells use three distinct "no number" marks, never a misleading 0:
 The rate of an op with multiply-add FLOPs is FLOP/s = ``flops / self_time_s`` against the peak
 FLOP/s (``utilization``); an op without any is rated by the bytes it moves, B/s =
 ``bytes / self_time_s`` against the memory bandwidth (``bandwidth_utilization``).
-Memory is ``cpu_memory_usage_bytes``: allocated minus freed inside the op and the kernels it
+Memory is ``device_memory_usage_bytes`` on CUDA runs, else ``cpu_memory_usage_bytes``: allocated
+minus freed inside the op and the kernels it
 dispatched (the profiler's figure; negative when the op frees more than it allocates).
 """
 from __future__ import annotations
@@ -107,7 +108,9 @@ def op_cells(r: pd.Series | dict, exceeded: bool = False) -> OpCells:
     op listed in ``summary["peak_exceeded"]`` with ``!``."""
     g = r.get
     kind = str(g("kind") or "op")
-    mem = num(g("cpu_memory_usage_bytes"))
+    # on CUDA runs the device's allocations are the ones that matter (the CPU column would mislead)
+    mem = num(g("device_memory_usage_bytes"))
+    mem = num(g("cpu_memory_usage_bytes")) if mem is None else mem
     alloc = si(mem, "B") if mem is not None else ""
     if kind != "op":
         return OpCells("", "", "", "", "", "", "", alloc if kind == "nested" else "")
