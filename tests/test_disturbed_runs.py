@@ -69,6 +69,6 @@ def test_a_quiet_pair_with_twice_the_work_is_still_a_regression(tmp_path):
                     f"({base['contention']['reason']} / {slow['contention']['reason']})")
     # 80 vs 40 applications of the same 512x512 layer on 64 rows: exactly 2x the MACs
     assert slow["macs"] == 2 * base["macs"] == 2 * 40 * 64 * 512 * 512
-    cmp = run_cli("compare", base["path"], slow["path"], cwd=tmp_path)
+    cmp = run_cli("compare", base["path"], slow["path"], "--force", cwd=tmp_path)  # two files: names differ
     assert cmp.returncode == 1, cmp.stdout + cmp.stderr
     assert "REGRESSION" in cmp.stdout
