@@ -25,6 +25,8 @@ def add_run_options(p: argparse.ArgumentParser) -> None:
     add_model_arguments(p)
     p.add_argument("--prompt-len", type=int, default=None, help="generate: prompt tokens (default: the scenario's)")
     p.add_argument("--new-tokens", type=int, default=None, help="generate: tokens to generate (default: the scenario's)")
+    p.add_argument("--optimizer", default=None, choices=("sgd", "adamw", "none"),
+                   help="train: the optimizer (default: the scenario's make_optimizer, else adamw)")
 
 
 def add_parser(sub) -> None:
@@ -102,5 +104,5 @@ def main(args: argparse.Namespace) -> int:
 
 def workload_options(args: argparse.Namespace) -> dict:
     """The workload's own options given on the command line (unset ones are left to the scenario)."""
-    names = ("prompt_len", "new_tokens")
+    names = ("prompt_len", "new_tokens", "optimizer")
     return {n: getattr(args, n) for n in names if getattr(args, n, None) is not None}

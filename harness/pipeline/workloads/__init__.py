@@ -4,11 +4,11 @@ from __future__ import annotations
 from ...errors import HarnessError
 from .base import PhaseScope, Workload, no_scope
 from .forward import Forward
+from .train import Train
 
-WORKLOADS: dict[str, type[Workload]] = {"forward": Forward}
+WORKLOADS: dict[str, type[Workload]] = {"forward": Forward, "train": Train}
 PLANNED = {
     "generate": "LLM generation (prefill and decode phases)",
-    "train": "a training step (forward, backward and optimizer phases)",
 }
 
 __all__ = ["get", "names", "Workload", "PhaseScope", "no_scope", "WORKLOADS"]
