@@ -33,7 +33,8 @@ Other flops (no MACs), n = elements of the gradient produced unless stated:
 * max-pool backward: numel(grad_output) adds (scatter to the argmax);
   avg-pool backward: numel(grad_output) * prod(kernel) adds + numel(grad_output)
   divides; adaptive avg-pool backward: numel(input) adds + numel(grad_output) divides;
-* dropout backward: n (multiply by mask * scale); nll_loss backward: numel(target);
+* dropout backward: n (multiply by mask * scale); nll_loss forward: 2 numel(target)
+  (gather, negate and reduce), backward: numel(target);
   mse_loss backward: 3n (subtract, scale, multiply by grad).
 
 Bytes follow the default rule (every distinct tensor read once, outputs written once).
@@ -201,6 +202,12 @@ def adaptive_avg_pool_backward(res, grad_out, x, *args, **kw):
 def dropout_backward(res, grad_out, mask, scale, *args, **kw):
     """n: grad * mask * scale."""
     return Work(0, numel(grad_out))
+
+
+@register("nll_loss_forward", "nll_loss2d_forward")
+def nll_loss_forward(res, x, target, *args, **kw):
+    """The loss that starts a backward: numel(target) (gather and negate) + numel(target) (the reduction)."""
+    return Work(0, 2 * numel(target))
 
 
 @register("nll_loss_backward", "nll_loss2d_backward")
