@@ -33,3 +33,21 @@ def test_fallback_join_by_op_and_shapes_keeps_every_flop_and_microsecond():
     mods = j.modules.set_index("path")
     assert abs(mods.loc["", "time_s"] - j.op_time_per_forward_s) <= 1e-12
     assert abs(mods.drop(index="").time_s.sum() - mods.loc["", "time_s"]) <= 1e-12
+
+
+def test_extra_profiled_calls_are_skipped_in_order():
+    """The profiler may record a dispatch-level call the counter never sees (transformers' cache makes an
+    `aten::to` inside a tensor constructor): the counted (op, shapes) sequence is matched as a subsequence,
+    in order, and the extra call keeps its time with no work; never when the counted work is incomplete."""
+    import pandas as pd
+
+    from harness.pipeline.join import _match_step
+
+    got = pd.DataFrame({"name": ["aten::linear", "aten::to", "aten::linear", "aten::relu"],
+                        "input_shapes": ["[[2, 8]]", "[[]]", "[[2, 16]]", "[[2, 4]]"]}, index=[10, 11, 12, 13])
+    want = ["aten::linear", "aten::linear", "aten::relu"]
+    shapes = ["[[2, 8]]", "[[2, 16]]", "[[2, 4]]"]
+    assert _match_step(got, want, shapes) == [10, 12, 13]
+    assert _match_step(got, want, shapes, subsequence=False) is None  # incomplete counts: the fallback join
+    assert _match_step(got, ["aten::linear", "aten::gelu"], ["[[2, 8]]", "[[2, 4]]"]) is None
+    assert _match_step(got, list(got.name), list(got.input_shapes)) == [10, 11, 12, 13]

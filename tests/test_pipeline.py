@@ -129,8 +129,8 @@ def test_forward_is_one_phase_and_the_phase_is_everywhere():
     assert (run.phase_samples.latency_s.values <= run.samples.latency_s.values + 1e-9).all()
 
 
-@pytest.mark.parametrize("name,message", [("train", "not available yet"), ("bogus", "unknown workload")])
-def test_workloads_not_built_exit_2(tmp_path, name, message):
+@pytest.mark.parametrize("name,message", [("bogus", "unknown workload 'bogus'; use one of forward, generate, train")])
+def test_unknown_workloads_exit_2(tmp_path, name, message):
     proc = run_cli("run", "two_input", "--workload", name, "--logdir", str(tmp_path), cwd=tmp_path)
     assert proc.returncode == 2 and message in proc.stderr and "Traceback" not in proc.stderr
 

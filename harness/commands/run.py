@@ -19,12 +19,15 @@ def add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--logdir", default="logs", help="where runs are written (default: logs)")
     p.add_argument("--tag", default=None, help="a label kept in summary.json and history.csv")
     p.add_argument("--workload", default=None, metavar="NAME",
-                   help="how the model is driven: forward (default: the scenario's `workload`, else forward)")
+                   help="how the model is driven: forward, generate or train (default: the scenario's `workload`, "
+                        "else forward)")
     from ..models import add_arguments as add_model_arguments
 
     add_model_arguments(p)
     p.add_argument("--prompt-len", type=int, default=None, help="generate: prompt tokens (default: the scenario's)")
     p.add_argument("--new-tokens", type=int, default=None, help="generate: tokens to generate (default: the scenario's)")
+    p.add_argument("--optimizer", default=None, choices=("sgd", "adamw", "none"),
+                   help="train: the optimizer (default: the scenario's make_optimizer, else adamw)")
 
 
 def add_parser(sub) -> None:
@@ -112,5 +115,5 @@ def main(args: argparse.Namespace) -> int:
 
 def workload_options(args: argparse.Namespace) -> dict:
     """The workload's own options given on the command line (unset ones are left to the scenario)."""
-    names = ("prompt_len", "new_tokens")
+    names = ("prompt_len", "new_tokens", "optimizer")
     return {n: getattr(args, n) for n in names if getattr(args, n, None) is not None}

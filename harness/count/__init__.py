@@ -12,9 +12,11 @@ import types
 
 from . import (  # noqa: F401  (importing registers the formulas)
     formulas_attention,
+    formulas_backward,
     formulas_conv,
     formulas_linear,
     formulas_norm,
+    formulas_optim,
     formulas_pointwise,
     formulas_pool,
     formulas_rnn,

@@ -1,6 +1,8 @@
 """``count(model, inputs) -> Counts``: parameters, MACs, flops, bytes of one forward pass, by op and by module."""
 from __future__ import annotations
 
+import contextlib
+import copy
 from typing import Any
 
 import torch
@@ -17,8 +19,11 @@ __all__ = ["count", "Counts", "Counter", "BY_OP_COLUMNS", "BY_MODULE_COLUMNS", "
            "UNCOUNTED_COLUMNS"]
 
 
-def count(model: nn.Module, inputs: Any = None, *, device: str | torch.device | None = None) -> Counts:
+def count(model: nn.Module, inputs: Any = None, *, device: str | torch.device | None = None, train: bool = False,
+          loss_fn: Any = None, targets: Any = None, optimizer: Any = None) -> Counts:
     """Count parameters, MACs, flops, other flops and bytes of one forward pass of ``model``.
+
+    ``train=True`` counts one training step instead (:func:`count_train_step`).
 
     ``inputs`` follows ``harness.core.calls.split_inputs``: a tuple is the positional
     arguments, a dict the keyword arguments, anything else (a tensor, a list, a
@@ -54,6 +59,8 @@ def count(model: nn.Module, inputs: Any = None, *, device: str | torch.device | 
         raise HarnessError(f"count() needs a torch.nn.Module, got {type(model).__name__}")
     call = split_inputs(inputs)
     run_model, call, on_meta = _placed(model, call, device)
+    if train:
+        return count_train_step(run_model, call, loss_fn=loss_fn, targets=targets, optimizer=optimizer)
     counter = Counter(run_model, default_phase="forward")
     try:
         with torch.random.fork_rng(devices=_cuda_devices(call)), counter, torch.inference_mode():
@@ -66,6 +73,48 @@ def count(model: nn.Module, inputs: Any = None, *, device: str | torch.device | 
             ) from exc
         raise
     return counter.result()
+
+
+def count_train_step(model: nn.Module, call: Call, *, loss_fn: Any = None, targets: Any = None,
+                     optimizer: Any = None) -> Counts:
+    """One training step in train mode, phases ``forward``, ``backward``, ``optimizer`` (``by_phase``).
+
+    ``loss_fn(output, targets)`` defaults to the mean of the output's floating-point tensors;
+    ``optimizer`` is an optimizer over the model's parameters, ``"adamw"`` (the default:
+    ``AdamW(lr=1e-4)``), ``"sgd"`` or ``"none"`` (no optimizer phase). An optimizer without state
+    takes one uncounted step first, so the counted step is a steady-state one. Parameters,
+    their gradients and the optimizer's state are put back afterwards (the step changes them
+    in place); so are modes, buffers and RNG state (the :class:`Counter`).
+    """
+    from ..pipeline.workloads.train import default_loss, make_optimizer, train_step
+
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = make_optimizer(optimizer or "adamw", params) if optimizer is None or isinstance(optimizer, str) else optimizer
+    saved_params = [(p, p.detach().clone(), p.grad) for p in model.parameters()]
+    saved_state = copy.deepcopy(opt.state_dict()) if opt is not None else None
+    training = [(m, m.training) for m in model.modules()]
+    loss_fn = loss_fn or default_loss
+    counter = Counter(model, default_phase="forward")
+    try:
+        model.train()
+        if opt is not None and not opt.state:
+            train_step(model, call, opt, loss_fn, targets, _no_scope)
+        with torch.random.fork_rng(devices=_cuda_devices(call)), counter:
+            train_step(model, call, opt, loss_fn, targets, counter.phase)
+    finally:
+        with torch.no_grad():
+            for p, value, grad in saved_params:
+                p.copy_(value)
+                p.grad = grad
+        if opt is not None:
+            opt.load_state_dict(saved_state)
+        for m, flag in training:
+            m.training = flag
+    return counter.result()
+
+
+def _no_scope(phase: str):
+    return contextlib.nullcontext()
 
 
 def _placed(model: nn.Module, call: Call, device) -> tuple[nn.Module, Call, bool]:

@@ -6,8 +6,12 @@ every module *credited* for it: the module whose call ran it, every module whose
 was open around it (the call tree: a module includes what its forward called), and
 every structural parent of those (path prefixes: an ``nn.ModuleList`` that is never
 called itself still includes its layers, exactly as for params).  Each op is added
-once per module however many of these routes lead to it.  Ops outside any module call
-(a backward pass, an optimizer step) are credited to the root row ``""`` only.
+once per module however many of these routes lead to it.  A backward op runs outside
+any module call: it is charged to the module call whose forward created the autograd
+node it runs for (:meth:`ModuleTracker.frame_of_op`), so a module's backward row holds
+the gradient kernels of its own forward ops.  Ops outside any module call and any
+node (the loss's seed gradient, ``AccumulateGrad``, an optimizer step) are credited to
+the root row ``""`` only.
 """
 from __future__ import annotations
 

@@ -150,6 +150,13 @@ class Counter:
                             device=device, training=bool(self._training))
 
 
+    def recomputed(self) -> list[int]:
+        """``seq`` of the events that re-ran forward work inside a backward: an op dispatched while
+        the autograd engine runs a node with grad mode on (activation checkpointing recomputes so;
+        a plain backward runs with grad mode off). Assumes ``backward()`` without ``create_graph``."""
+        return list(self._mode.recomputed)
+
+
 def _check_phase_name(name, what: str) -> None:
     if not isinstance(name, str) or not name:
         raise HarnessError(f"{what} must be a non-empty string, got {name!r}")

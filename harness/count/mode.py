@@ -30,6 +30,9 @@ from .registry import nbytes as _nbytes
 
 aten = torch.ops.aten
 
+#: the sequence number of autograd nodes that have none (AccumulateGrad): UINT64_MAX
+_NO_SEQUENCE_NR = 2**64 - 1
+
 #: metadata queries that are not ops worth recording (they reach the mode only for subclasses)
 _IGNORED = set()
 for _name, _ov in [
@@ -47,6 +50,12 @@ for _prim in ("device", "layout"):
     _p = getattr(torch.ops.prim, _prim, None)
     if _p is not None:
         _IGNORED.add(_p.default)
+# record_function markers (every optimizer.step() and zero_grad() opens one): not work, and the
+# profiler shows them as ranges, not ops, so counting them would misalign the join
+for _name in ("_record_function_enter", "_record_function_enter_new", "_record_function_exit"):
+    _p = getattr(torch.ops.profiler, _name, None)
+    if _p is not None:
+        _IGNORED.update(getattr(_p, o) for o in _p.overloads())
 
 
 class OpInfo:
@@ -192,6 +201,14 @@ class ModuleTracker:
     Every call of a module opens a *frame* (path, parent frame, output shape, and the
     index of the phase it opened in, ``phase``, set by the Counter); the counting mode
     charges each op to the innermost open frame.
+
+    Backward ops run outside any module call. While tracking, an autograd node-creation
+    hook (``torch.autograd.graph.node_creation_hook``) records the frame open when each
+    autograd node was created (``node_frame``: the node's sequence number -> frame), so
+    an op that the autograd engine runs for that node is charged to the module call whose
+    forward created it (:meth:`frame_of_op`), as the profiler's forward/backward
+    correlation does with sequence numbers.  ``AccumulateGrad`` nodes (one per leaf, no
+    sequence number) are not recorded: their ops go to the root.
     """
 
     def __init__(self, model: torch.nn.Module | None):
@@ -205,19 +222,41 @@ class ModuleTracker:
         self.frame_phase: list[int] = []
         self.phase = 0
         self.stack: list[int] = [-1]
+        self.node_frame: dict[int, int] = {}
         self._thread = threading.get_ident()
         self._handles: list[Any] = []
+        self._node_hook: Any = None
 
     def __enter__(self):
         mm = torch.nn.modules.module
         self._handles.append(mm.register_module_forward_pre_hook(self._pre))
         self._handles.append(mm.register_module_forward_hook(self._post, always_call=True))
+        self._node_hook = torch.autograd.graph.node_creation_hook(self._on_node)
+        self._node_hook.__enter__()
         return self
 
     def __exit__(self, *exc):
         while self._handles:
             self._handles.pop().remove()
+        if self._node_hook is not None:
+            self._node_hook, hook = None, self._node_hook
+            hook.__exit__(None, None, None)
         return False
+
+    def _on_node(self, node) -> None:
+        seq = node._sequence_nr()
+        if seq != _NO_SEQUENCE_NR:
+            self.node_frame[seq] = self.stack[-1]
+
+    def frame_of_op(self) -> int:
+        """The frame to charge an op to: the innermost open module call; outside any call, the
+        call whose forward created the autograd node being run (backward); else -1 (the root)."""
+        frame = self.stack[-1]
+        if frame < 0:
+            node = torch._C._current_autograd_node()
+            if node is not None:
+                return self.node_frame.get(node._sequence_nr(), -1)
+        return frame
 
     def _pre(self, module, args):
         path = self.paths.get(id(module))
@@ -301,6 +340,7 @@ class CountingMode(OpMode):
         self.ev_phase: list[int] = []
         self.phase = 0
         self.notes: list[str] = []
+        self.recomputed: list[int] = []  # event indices of forward ops re-run inside backward (see _on_op)
 
     def _on_op(self, info: OpInfo, func, args, kwargs, res) -> None:
         shapes, dtype, default_bytes = describe_call(info, args, kwargs, res)
@@ -326,6 +366,11 @@ class CountingMode(OpMode):
         self.ev_macs.append(macs)
         self.ev_other.append(other)
         self.ev_bytes.append(nbytes)
-        self.ev_frame.append(self.tracker.stack[-1] if self.tracker is not None else -1)
+        self.ev_frame.append(self.tracker.frame_of_op() if self.tracker is not None else -1)
+        # the autograd engine runs backward nodes with grad mode off (no create_graph); an op
+        # dispatched while it runs a node with grad mode on is a forward re-run inside backward
+        # (activation checkpointing's recomputation, reentrant or not)
+        if torch.is_grad_enabled() and torch._C._current_autograd_node() is not None:
+            self.recomputed.append(len(self.ev_op) - 1)
         self.ev_counted.append(counted)
         self.ev_phase.append(self.phase)

@@ -116,47 +116,83 @@ def _kernel_table(kernels: list[dict], calls: pd.DataFrame, steps: int) -> pd.Da
     return t.sort_values("device_time_s", ascending=False, kind="stable").reset_index(drop=True)[KERNEL_COLUMNS]
 
 
-def _align(calls: pd.DataFrame, cevents: pd.DataFrame, steps: int) -> bool:
-    """Copy per-call work and module onto dispatch-level rows when sequences match."""
+def _match_step(got: pd.DataFrame, want_names: list[str], want_shapes: list[str],
+                subsequence: bool = True) -> list[int] | None:
+    """Rows of one profiled iteration that the counted calls match, in order: all of them when the
+    op sequences are equal, else the counted (op, shapes) sequence as a subsequence of the profiled
+    one (the profiler saw extra calls, e.g. an ``aten::to`` a library makes inside a tensor
+    constructor); None when neither holds."""
+    names, shapes = list(got.name), list(got.input_shapes)
+    if names == want_names:
+        return list(got.index)
+    if not subsequence:
+        return None
+    out, j = [], 0
+    for n, sh in zip(want_names, want_shapes):
+        while j < len(names) and (names[j] != n or shapes[j] != sh):
+            j += 1
+        if j == len(names):
+            return None
+        out.append(got.index[j])
+        j += 1
+    return out
+
+
+def _align(calls: pd.DataFrame, cevents: pd.DataFrame, steps: int, complete: bool = True) -> bool:
+    """Copy per-call work and module onto the dispatch-level rows the counted calls match, one to one
+    in order (:func:`_match_step`); extra profiled calls keep their time and get no work. Only when
+    the counted calls hold all the counted work (``complete``) may the profiler have seen extra calls."""
     ops = calls[calls.kind == "op"]
-    want = list(cevents.op)
+    want_names, want_shapes = list(cevents.op), [str(x) for x in cevents.input_shapes]
+    idx: list[int] = []
     for s in range(steps):
-        got = list(ops[ops.step == s].name)
-        if got != want:
+        matched = _match_step(ops[ops.step == s], want_names, want_shapes, subsequence=complete)
+        if matched is None:
             return False
-    n = len(cevents)
-    idx = ops.index
+        idx += matched
     for col in WORK:
         calls.loc[idx, col] = list(cevents[col]) * steps
     calls.loc[idx, "module"] = list(cevents.module) * steps
+    counted = set(cevents.loc[cevents.counted.astype(bool), "op"])
+    calls.loc[ops.index, "counted"] = ops.name.isin(counted)
     calls.loc[idx, "counted"] = list(cevents.counted) * steps
-    return n > 0 or len(ops) == 0
+    calls["matched"] = False
+    calls.loc[idx, "matched"] = True
+    return len(cevents) > 0 or len(ops) == 0
 
 
-def _key_join(calls: pd.DataFrame, by_op: pd.DataFrame, cevents: pd.DataFrame, steps: int) -> pd.DataFrame:
-    """Fallback: put each (op, shapes) group's work on its profiled calls.
+def _by_key(by_op: pd.DataFrame, phases: tuple[str, ...]) -> pd.DataFrame:
+    """The counter's work per (phase, op, input shapes); a count without phases gets the run's one phase."""
+    df = by_op if "phase" in by_op else by_op.assign(phase=phases[0] if len(phases) == 1 else "")
+    return df.groupby(["phase", "op", "input_shapes"], as_index=False)[WORK + ["calls"]].sum()
 
-    When the profiler shows calls with the same op and shapes, the group's work goes
-    whole onto the first of them (its (op, shapes) row then holds exactly the counted
-    integers); when only the op name matches, it is spread over that op's calls by
-    their time. Work of a group the profiler never showed goes to a row marked ``UNSEEN``.
+
+def _key_join(calls: pd.DataFrame, by_op: pd.DataFrame, cevents: pd.DataFrame, steps: int,
+              phases: tuple[str, ...] = ("forward",)) -> pd.DataFrame:
+    """Fallback: put each (phase, op, shapes) group's work on its profiled calls of that phase.
+
+    When the profiler shows calls with the same op and shapes in the phase, the group's work
+    goes whole onto the first of them (its row then holds exactly the counted integers); when
+    only the op name matches, it is spread over that op's calls in the phase by their time.
+    Work of a group the profiler never showed goes to a row marked ``UNSEEN``.
     """
     counted_ops = set(cevents.loc[cevents.counted, "op"])
     calls["counted"] = calls["name"].isin(counted_ops)
-    per_key = by_op.groupby(["op", "input_shapes"], as_index=False)[WORK + ["calls"]].sum()
     ops = calls[calls.kind == "op"]
     extra_rows = []
-    for _, k in per_key.iterrows():
-        sel = ops[(ops.name == k.op) & (ops.input_shapes == k.input_shapes)]
+    for _, k in _by_key(by_op, phases).iterrows():
+        in_phase = ops[(ops.phase == k.phase) & (ops.name == k.op)] if k.phase else ops[ops.name == k.op]
+        sel = in_phase[in_phase.input_shapes == k.input_shapes]
         if not sel.empty:
             first = sel.index[0]
             for c in WORK:
                 calls.loc[first, c] = calls.loc[first, c] + k[c] * steps
             continue
-        sel = ops[ops.name == k.op]
+        sel = in_phase
         if sel.empty:
-            extra_rows.append({"step": -1, "name": k.op, "input_shapes": UNSEEN, "kind": "op", "self_time_s": 0.0,
-                               **{c: float(k[c]) * steps for c in WORK}, "counted": k.op in counted_ops, "module": None})
+            extra_rows.append({"step": -1, "phase": k.phase, "name": k.op, "input_shapes": UNSEEN, "kind": "op",
+                               "self_time_s": 0.0, **{c: float(k[c]) * steps for c in WORK},
+                               "counted": k.op in counted_ops, "module": None})
             continue
         weights = sel.self_time_s if sel.self_time_s.sum() > 0 else pd.Series(1.0, index=sel.index)
         share = weights / weights.sum()
@@ -249,11 +285,13 @@ def _attributed_calls(profile: Profile, counts: Any, cevents: pd.DataFrame) -> t
         calls[c] = 0.0
     calls["module"] = None
     calls["counted"] = False
-    aligned = _align(calls, cevents, steps)
+    complete = all(abs(float(cevents[c].sum()) - float(getattr(counts, c))) <= 1e-6 * max(1.0, abs(float(getattr(counts, c))))
+                   for c in WORK)
+    aligned = _align(calls, cevents, steps, complete)
     if not aligned:
         for c in WORK:
             calls[c] = 0.0
-        calls = _key_join(calls, counts.by_op, cevents, steps)
+        calls = _key_join(calls, counts.by_op, cevents, steps, profile.phases)
         calls["phase"] = calls["phase"].fillna(profile.phases[0] if len(profile.phases) == 1 else "")
     calls[WORK] = calls[WORK].fillna(0.0)
     return calls, aligned, kernels
@@ -297,18 +335,20 @@ def _module_times(calls: pd.DataFrame, counts: Any, aligned: bool, steps: int) -
         for (phase, m), t in op_calls.groupby([op_calls["phase"], op_calls["module"].fillna("")])["self_time_s"].sum().items():
             add(phase, m, t / steps)
         return out
-    by_op = counts.by_op
-    phase = op_calls["phase"].iloc[0] if len(op_calls) else ""
-    key_time = op_calls.groupby(["name", "input_shapes"])["self_time_s"].sum() / steps
-    name_time = op_calls.groupby("name")["self_time_s"].sum() / steps
-    key_calls = by_op.groupby(["op", "input_shapes"])["calls"].sum()
+    phases = tuple(dict.fromkeys(op_calls["phase"])) or ("",)
+    by_key = _by_key(counts.by_op, phases)
+    by_op = counts.by_op if "phase" in counts.by_op else counts.by_op.assign(phase=phases[0])
+    key_time = op_calls.groupby(["phase", "name", "input_shapes"])["self_time_s"].sum() / steps
+    name_time = op_calls.groupby(["phase", "name"])["self_time_s"].sum() / steps
+    key_calls = by_key.set_index(["phase", "op", "input_shapes"])["calls"]
+    name_calls = by_key.groupby(["phase", "op"])["calls"].sum()
     for _, r in by_op.iterrows():
-        key = (r.op, r.input_shapes)
+        key = (r.phase, r.op, r.input_shapes)
         if key in key_time.index:
             t = key_time[key] * r.calls / key_calls[key]
-        else:  # shapes did not match: share the name's time by calls
-            t = name_time.get(r.op, 0.0) * r.calls / max(by_op.loc[by_op.op == r.op, "calls"].sum(), 1)
-        add(phase, r.module or "", t)
+        else:  # shapes did not match: share the name's time in the phase by calls
+            t = name_time.get((r.phase, r.op), 0.0) * r.calls / max(name_calls.get((r.phase, r.op), 1), 1)
+        add(r.phase, r.module or "", t)
     return out
 
 
@@ -339,6 +379,9 @@ def _coverage(calls: pd.DataFrame, counts: Any, aligned: bool, steps: int, op_ti
             {"op": n, "calls": float(r["count"]) / steps, "time_s": float(r["sum"]) / steps} for n, r in top_unc.iterrows()
         ],
         "calls_aligned": aligned,
+        # dispatch-level calls the profiler saw but the counter did not (aligned runs; per iteration)
+        "extra_profiled_calls": (float((~op_calls["matched"]).sum()) / steps
+                                 if aligned and "matched" in op_calls else 0.0),
     }
 
 

@@ -1,15 +1,13 @@
-"""Workloads by name. ``forward`` and ``generate`` are built; ``train`` is planned."""
+"""Workloads by name: ``forward``, ``generate`` (prefill, decode) and ``train`` (forward, backward, optimizer)."""
 from __future__ import annotations
 
 from ...errors import HarnessError
 from .base import PhaseScope, Workload, no_scope
 from .forward import Forward
 from .generate import Generate
+from .train import Train
 
-WORKLOADS: dict[str, type[Workload]] = {"forward": Forward, "generate": Generate}
-PLANNED = {
-    "train": "a training step (forward, backward and optimizer phases)",
-}
+WORKLOADS: dict[str, type[Workload]] = {"forward": Forward, "generate": Generate, "train": Train}
 
 __all__ = ["get", "names", "Workload", "PhaseScope", "no_scope", "WORKLOADS"]
 
@@ -25,10 +23,8 @@ def names() -> list[str]:
 
 
 def get(name: str | None, **options) -> Workload:
-    """The workload called ``name`` (default ``forward``); exit 2 for unknown or unbuilt ones."""
+    """The workload called ``name`` (default ``forward``); exit 2 for an unknown one."""
     key = (name or "forward").strip().lower()
     if key in WORKLOADS:
         return WORKLOADS[key](**options)
-    if key in PLANNED:
-        raise HarnessError(f"--workload {key} ({PLANNED[key]}) is not available yet; use --workload forward")
     raise HarnessError(f"unknown workload '{name}'; use one of {', '.join(WORKLOADS)}")

@@ -1,0 +1,295 @@
+"""``train``: one training step per iteration, in phases ``forward``, ``backward``, ``optimizer``.
+
+One step is ``zero_grad``; ``forward`` (the model's call and the loss); ``backward``
+(``loss.backward()``); ``optimizer`` (``opt.step()``; absent with ``--optimizer none``).
+Each phase is counted by its own dispatched ops (backward is not assumed to be 2 x
+forward) and timed on its own.
+
+A scenario file may define (all optional):
+
+* ``make_optimizer(params) -> torch.optim.Optimizer`` (else ``--optimizer``: ``adamw``, the
+  default, ``AdamW(lr=1e-4)`` with torch's ``foreach`` default; ``sgd``, ``SGD(lr=1e-2,
+  momentum=0.9)``; ``none``). An explicit ``--optimizer`` wins over the scenario's.
+* ``make_targets(batch_size, device)`` and ``loss_fn(output, targets) -> Tensor``; else the
+  loss is :func:`default_loss` (the mean of the output's floating-point tensors).
+* ``tokens_per_sample``: tokens in one sample, for ``tokens_per_s`` and the 6N estimate.
+
+Recomputation (activation checkpointing): an op dispatched while the autograd engine runs
+a backward node with grad mode on is a forward re-run inside backward
+(:meth:`harness.count.Counter.recomputed`). ``hardware_flops`` is every counted FLOP;
+``model_flops`` leaves out that recomputed forward and the scores QK^T that a fused
+attention backward recomputes (:func:`harness.count.formulas_backward.attention_recompute_macs`).
+
+Parameters: the timed, counted and profiled iterations are real steps, so they update
+the parameters in place (the counter restores buffers, not parameters).
+"""
+from __future__ import annotations
+
+import ast
+import dataclasses
+from typing import Any, Callable
+
+import torch
+
+from ...errors import HarnessError
+from .base import PhaseScope, Workload
+
+OPTIMIZERS = ("adamw", "sgd", "none")
+PHASES = ("forward", "backward", "optimizer")
+
+
+def default_loss(output: Any, targets: Any = None) -> torch.Tensor:
+    """A scalar to differentiate: ``output.loss`` when the output carries one (Hugging Face), else the
+    sum of ``t.float().mean()`` over the output's floating-point tensors (tuples, lists, dicts and
+    dataclasses walked in order)."""
+    loss = getattr(output, "loss", None)
+    if isinstance(loss, torch.Tensor):
+        return loss
+    tensors = [t for t in _tensors(output) if t.is_floating_point() and t.requires_grad]
+    if not tensors:
+        raise HarnessError("--workload train: the model's output has no floating-point tensor that requires grad; "
+                           "define loss_fn(output, targets) in the scenario")
+    total = tensors[0].float().mean()
+    for t in tensors[1:]:
+        total = total + t.float().mean()
+    return total
+
+
+def _tensors(obj: Any):
+    if isinstance(obj, torch.Tensor):
+        yield obj
+    elif isinstance(obj, (list, tuple)):
+        for x in obj:
+            yield from _tensors(x)
+    elif isinstance(obj, dict):
+        for x in obj.values():
+            yield from _tensors(x)
+    elif dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        for f in dataclasses.fields(obj):
+            yield from _tensors(getattr(obj, f.name))
+
+
+def make_optimizer(name: str, params: list) -> torch.optim.Optimizer | None:
+    """The ``--optimizer`` choices: ``adamw`` (lr 1e-4), ``sgd`` (lr 1e-2, momentum 0.9), ``none``."""
+    if name == "none" or not params:
+        return None
+    if name == "sgd":
+        return torch.optim.SGD(params, lr=1e-2, momentum=0.9)
+    return torch.optim.AdamW(params, lr=1e-4)
+
+
+def train_step(model: torch.nn.Module, call: Callable, optimizer: Any, loss_fn: Callable, targets: Any,
+               scope: PhaseScope) -> None:
+    """One step: zero_grad; forward + loss; backward; optimizer step, each phase in ``scope(name)``."""
+    if optimizer is not None:
+        optimizer.zero_grad(set_to_none=True)
+    else:
+        model.zero_grad(set_to_none=True)
+    with scope("forward"):
+        loss = loss_fn(call(model), targets)
+    with scope("backward"):
+        loss.backward()
+    if optimizer is not None:
+        with scope("optimizer"):
+            optimizer.step()
+
+
+class Train(Workload):
+    render = staticmethod(lambda summary: render(summary))
+    name = "train"
+    phases = PHASES
+    label = "train_step"
+    option_names = ("optimizer",)
+
+    def __init__(self, **options: Any):
+        super().__init__(**options)
+        given = options.get("optimizer")
+        self.optimizer_flag = str(given).strip().lower() if given is not None else None
+        if self.optimizer_flag is not None and self.optimizer_flag not in OPTIMIZERS:
+            raise HarnessError(f"unknown --optimizer '{given}'; use one of {', '.join(OPTIMIZERS)}")
+        self.optimizer: torch.optim.Optimizer | None = None
+        self.optimizer_name = self.optimizer_flag or "adamw"
+        self.loss_fn: Callable = default_loss
+        self.targets: Any = None
+        self.recomputed: list[int] = []
+        self.memory: dict[str, int | None] = {}
+        if self.optimizer_flag == "none":
+            self.phases = PHASES[:2]
+
+    # ------------------------------------------------------------ the step
+
+    def setup(self, prep: Any) -> None:
+        """Train mode; optimizer, targets and loss; one untimed step (so optimizer state exists), its
+        saved activations measured."""
+        prep.model.train()
+        module = prep.module
+        params = [p for p in prep.model.parameters() if p.requires_grad]
+        if self.optimizer_flag is None and callable(getattr(module, "make_optimizer", None)):
+            self.optimizer = module.make_optimizer(params)
+            self.optimizer_name = type(self.optimizer).__name__.lower() if self.optimizer is not None else "none"
+        else:
+            self.optimizer = make_optimizer(self.optimizer_name, params)
+        if self.optimizer is None:
+            self.phases = PHASES[:2]
+        if callable(getattr(module, "make_targets", None)):
+            self.targets = module.make_targets(prep.batch_size, prep.device)
+        if callable(getattr(module, "loss_fn", None)):
+            self.loss_fn = module.loss_fn
+        saved = SavedBytes(prep.model)
+        with torch.autograd.graph.saved_tensors_hooks(saved.pack, saved.unpack):
+            self.iteration(prep, _first_phase_only(saved))
+        self.memory = memory_split(prep.model, self.optimizer, saved.bytes)
+
+    def grad_mode(self):
+        import contextlib
+
+        return contextlib.nullcontext()
+
+    def iteration(self, prep: Any, scope: PhaseScope) -> None:
+        train_step(prep.model, prep.call, self.optimizer, self.loss_fn, self.targets, scope)
+
+    def count(self, prep: Any) -> Any:
+        from ...count import Counter
+
+        counter = Counter(prep.model, default_phase="forward")
+        with counter:
+            self.iteration(prep, counter.phase)
+        self.recomputed = counter.recomputed()
+        return counter.result()
+
+    def config_extra(self) -> dict[str, Any]:
+        return {"workload": self.name, "optimizer": self.optimizer_name}
+
+    # ------------------------------------------------------------ the summary
+
+    def summary_extra(self, parts: Any) -> dict[str, Any]:
+        from ...core.samples import sample_stats
+        from ..assemble import phase_summaries
+
+        step = sample_stats(parts.timing.samples_s)
+        work = split_work(parts.counts, self.recomputed)
+        peak = parts.peak.flop_per_s
+        p50 = step["p50"]
+        phases = phase_summaries(parts)
+        for ph in phases.values():
+            ph["time_s_p50"] = ph["time_s"]["p50"] if ph["time_s"] else None
+        samples_per_s = parts.prep.batch_size / p50 if p50 else None
+        out = {
+            "workload": self.name, "optimizer": self.optimizer_name, "step_s": step, "phases": phases,
+            "flops": int(parts.counts.flops), **work,
+            "mfu": _ratio(work["model_flops"], p50, peak), "hfu": _ratio(work["hardware_flops"], p50, peak),
+            "samples_per_s": samples_per_s, "memory": {**self.memory,
+                                                       "peak_activation_bytes": parts.prof.peak_activation_bytes},
+        }
+        tokens = getattr(parts.prep.module, "tokens_per_sample", None)
+        if tokens:
+            out["tokens_per_s"] = samples_per_s * int(tokens) if samples_per_s else None
+            out["estimate_6n"] = estimate_6n(parts.counts.trainable_params, int(tokens) * parts.prep.batch_size,
+                                             work["model_flops"])
+        return out
+
+
+def _ratio(flops: int, seconds: float | None, peak: float | None) -> float | None:
+    return flops / seconds / peak if seconds and peak else None
+
+
+def _first_phase_only(saved: "SavedBytes") -> PhaseScope:
+    """A scope that measures saved activations during the forward phase only."""
+    import contextlib
+
+    @contextlib.contextmanager
+    def scope(phase: str):
+        saved.active = phase == "forward"
+        try:
+            yield
+        finally:
+            saved.active = False
+
+    return scope
+
+
+class SavedBytes:
+    """Bytes of the distinct tensors autograd saves for backward during a forward (activations), parameters
+    excluded: a pack hook for ``torch.autograd.graph.saved_tensors_hooks``."""
+
+    def __init__(self, model: torch.nn.Module):
+        self._params = {p.untyped_storage().data_ptr() for p in model.parameters() if p.device.type != "meta"}
+        self._seen: set = set()
+        self.bytes = 0
+        self.active = False
+
+    def pack(self, t: torch.Tensor) -> torch.Tensor:
+        if self.active and t.device.type != "meta":
+            storage = t.untyped_storage()
+            key = storage.data_ptr()
+            if key not in self._params and key not in self._seen:
+                self._seen.add(key)
+                self.bytes += storage.nbytes()
+        return t
+
+    @staticmethod
+    def unpack(t: torch.Tensor) -> torch.Tensor:
+        return t
+
+
+def memory_split(model: torch.nn.Module, optimizer: Any, activations_bytes: int) -> dict[str, int]:
+    """Bytes of weights (parameters), gradients (``p.grad``), optimizer state (its tensors) and the
+    activations a forward saves for backward, measured after a step."""
+    params = list(model.parameters())
+    state = 0
+    if optimizer is not None:
+        for st in optimizer.state.values():
+            state += sum(v.numel() * v.element_size() for v in st.values() if isinstance(v, torch.Tensor))
+    return {
+        "weights_bytes": sum(p.numel() * p.element_size() for p in params),
+        "gradients_bytes": sum(p.grad.numel() * p.grad.element_size() for p in params if p.grad is not None),
+        "optimizer_state_bytes": state,
+        "activations_bytes": int(activations_bytes),
+    }
+
+
+def split_work(counts: Any, recomputed: list[int]) -> dict[str, int]:
+    """``hardware_flops`` (every counted FLOP: what executes), ``recomputed_flops`` (the forward re-run
+    inside backward, plus the scores fused attention backward recomputes) and ``model_flops`` (the rest)."""
+    from ...count.formulas_backward import RECOMPUTING_ATTENTION, attention_recompute_macs
+
+    ev = counts.events
+    rerun = int(ev.loc[ev.seq.isin(recomputed), "macs"].sum()) if recomputed else 0
+    attention = 0
+    for op, shapes in ev.loc[ev.op.isin(RECOMPUTING_ATTENTION), ["op", "input_shapes"]].itertuples(index=False):
+        attention += attention_recompute_macs(op, ast.literal_eval(shapes))
+    recomputed_flops = 2 * (rerun + attention)
+    return {"model_flops": int(counts.flops) - recomputed_flops, "hardware_flops": int(counts.flops),
+            "recomputed_flops": recomputed_flops}
+
+
+def estimate_6n(params: int, tokens: int, model_flops: int) -> dict[str, Any]:
+    """The ``6 N`` per token estimate (N = trainable parameters) beside the counted model FLOPs."""
+    flops = 6 * params * tokens
+    return {"params": params, "tokens": tokens, "flops": flops,
+            "counted_over_estimate": model_flops / flops if flops else None}
+
+
+def render(summary: dict) -> str:
+    """The terminal lines of a train run: step time, phases, MFU/HFU, memory split."""
+    from ...core.units import percent, seconds, si
+
+    s = summary
+    lines = [f"train step   {seconds(s['step_s']['p50'])} p50 ({s['step_s']['n']} steps)   "
+             f"{si(s.get('samples_per_s'), 'samples/s')}"
+             + (f"   {si(s['tokens_per_s'], 'tokens/s')}" if s.get("tokens_per_s") else "")
+             + f"   optimizer {s.get('optimizer')}"]
+    for name, ph in s["phases"].items():
+        lines.append(f"  {name:<10} {seconds(ph.get('time_s_p50')):>10}   {si(ph['flops'], 'FLOP'):>12}   "
+                     f"{si(ph['other_flops'], 'FLOP'):>12} other   {si(ph['bytes'], 'B'):>10}   "
+                     f"{si(ph.get('achieved_flop_per_s'), 'FLOP/s'):>14}")
+    lines.append(f"  model {si(s['model_flops'], 'FLOP')}  hardware {si(s['hardware_flops'], 'FLOP')}  "
+                 f"(recomputed {si(s['recomputed_flops'], 'FLOP')})   MFU {percent(s.get('mfu'))}  "
+                 f"HFU {percent(s.get('hfu'))}")
+    m = s.get("memory", {})
+    lines.append("  memory  " + "  ".join(f"{k.replace('_bytes', '')} {si(v, 'B')}" for k, v in m.items()
+                                          if v is not None))
+    est = s.get("estimate_6n")
+    if est:
+        lines.append(f"  6N estimate {si(est['flops'], 'FLOP')} per step; counted/6N = {est['counted_over_estimate']:.3f}")
+    return "\n".join(lines)
