@@ -150,3 +150,13 @@ def test_bad_arguments_are_refused_before_torch_is_imported():
 def test_workload_options_as_keywords():
     with pytest.raises(harness.HarnessError, match="--prompt-len does not apply to --workload forward"):
         harness.profile(MLP(), torch.randn(2, 8), iters=1, warmup=0, prompt_len=4)
+
+
+def test_training_through_the_api_leaves_the_callers_weights():
+    torch.manual_seed(0)
+    m = MLP().train()
+    before = _state(m)
+    run = harness.profile(m, torch.randn(4, 8), iters=2, warmup=1, workload="train", optimizer="sgd")
+    assert run.summary["workload"] == "train" and set(run.summary["phases"]) == {"forward", "backward", "optimizer"}
+    assert _same(before, _state(m))  # the steps trained it; teardown put every weight back
+    assert all(p.grad is None for p in m.parameters())

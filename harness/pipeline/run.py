@@ -253,6 +253,7 @@ def execute(
             rundir.abort()
         raise
     finally:
+        workload.teardown(prep)
         prep.restore()
 
 

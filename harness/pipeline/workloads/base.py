@@ -45,6 +45,9 @@ class Workload:
         """Put the model in the mode this workload needs (eval for inference)."""
         prep.model.eval()
 
+    def teardown(self, prep: Any) -> None:
+        """Undo what the iterations did to a model the caller owns (nothing for inference)."""
+
     def grad_mode(self) -> ContextManager:
         """The autograd mode every stage runs the iteration in."""
         import torch

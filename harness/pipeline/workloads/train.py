@@ -94,6 +94,13 @@ def train_step(model: torch.nn.Module, call: Callable, optimizer: Any, loss_fn: 
             optimizer.step()
 
 
+def _snapshot(model: torch.nn.Module) -> tuple[dict, dict]:
+    """Copies of the model's state (weights, buffers) and of its gradients."""
+    state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    grads = {n: p.grad.detach().clone() for n, p in model.named_parameters() if p.grad is not None}
+    return state, grads
+
+
 class Train(Workload):
     render = staticmethod(lambda summary: render(summary))
     name = "train"
@@ -121,6 +128,7 @@ class Train(Workload):
     def setup(self, prep: Any) -> None:
         """Train mode; optimizer, targets and loss; one untimed step (so optimizer state exists), its
         saved activations measured."""
+        self._kept = _snapshot(prep.model) if prep.saved is not None else None  # the caller's own model
         prep.model.train()
         module = prep.module
         params = [p for p in prep.model.parameters() if p.requires_grad]
@@ -139,6 +147,16 @@ class Train(Workload):
         with torch.autograd.graph.saved_tensors_hooks(saved.pack, saved.unpack):
             self.iteration(prep, _first_phase_only(saved))
         self.memory = memory_split(prep.model, self.optimizer, saved.bytes)
+
+    def teardown(self, prep: Any) -> None:
+        """A caller's model gets back its weights, buffers and gradients (the steps trained it)."""
+        if getattr(self, "_kept", None) is not None:
+            state, grads = self._kept
+            with torch.no_grad():
+                prep.model.load_state_dict(state)
+            for name, p in prep.model.named_parameters():
+                p.grad = grads.get(name)
+            self._kept = None
 
     def grad_mode(self):
         import contextlib
