@@ -17,6 +17,7 @@ from .. import __version__
 from ..core import schema
 from ..core.samples import rate, ratio, sample_stats
 from ..core.text import utc_iso
+from ..core.units import si
 from .measure import Timing
 from .prepare import Prepared, dtype_name
 from .workloads import no_scope
@@ -83,7 +84,8 @@ def phase_summaries(p: Parts) -> dict[str, dict]:
         flop_rate = rate(work["flops"], t)
         out[name] = {"time_s": stats, **{k: int(v) if float(v).is_integer() else v for k, v in work.items()},
                      "achieved_flop_per_s": flop_rate, "achieved_bytes_per_s": rate(work["bytes"], t),
-                     "utilization": ratio(flop_rate, p.peak.flop_per_s),
+                     # FLOP/s utilization is about multiply-add work: none (None) where there is none
+                     "utilization": ratio(flop_rate, p.peak.flop_per_s) if work["flops"] else None,
                      "bandwidth_utilization": ratio(rate(work["bytes"], t), p.peak.bytes_per_s)}
     return out
 
@@ -218,6 +220,6 @@ def warnings(p: Parts, summary: dict) -> list[str]:
     if prof.get("disturbed"):
         out.append(f"the profiled pass was disturbed ({prof.get('reason')}): per-op times are not comparable")
     for x in summary.get("peak_exceeded", [])[:3]:
-        out.append(f"{x['what']} {x['name']}: achieved {x['achieved_flop_per_s']:.3g} FLOP/s is above the "
-                   f"{x['source']} ceiling {x['ceiling_flop_per_s']:.3g}: the ceiling is wrong, not the result")
+        out.append(f"{x['what']} {x['name']}: achieved {si(x['achieved_flop_per_s'], 'FLOP/s')} is above the "
+                   f"{x['source']} ceiling {si(x['ceiling_flop_per_s'], 'FLOP/s')}: the ceiling is wrong, not the result")
     return out
