@@ -15,6 +15,7 @@ import fnmatch
 import os
 from pathlib import Path
 
+from ..core.text import first_line
 from ..errors import HarnessError
 from .common import NamedModel, build_error, check_kwargs, disk_name, require, seeded, unknown
 from .hf_inputs import input_maker, kind_of
@@ -85,7 +86,7 @@ def _base_config(transformers, ident: str, qualified: str):
             return transformers.AutoConfig.from_pretrained(str(path), local_files_only=True), str(path)
         except (OSError, ValueError) as exc:
             raise HarnessError(f"{qualified}: {path} holds no readable transformers config.json "
-                               f"({str(exc).splitlines()[0][:200]})") from None
+                               f"({first_line(exc)[:200]})") from None
     try:
         return transformers.AutoConfig.from_pretrained(ident, local_files_only=True), "the local Hugging Face cache"
     except (OSError, ValueError):
@@ -140,7 +141,7 @@ def load(ident: str, options) -> NamedModel:
                 return cls._from_config(copy.deepcopy(config), dtype=torch.float32, **attn)
         except OSError as exc:
             raise HarnessError(f"{qualified}: --weights found no weights on disk for it (nothing is downloaded; "
-                               f"run without --weights for random weights): {str(exc).splitlines()[0][:200]}") from None
+                               f"run without --weights for random weights): {first_line(exc)[:200]}") from None
         except Exception as exc:
             raise build_error(qualified, exc) from exc
 
