@@ -196,3 +196,15 @@ def test_png_size_rejects_non_png():
     assert tbw.png_size(png_bytes(7, 5)) == (7, 5)
     with pytest.raises(ValueError):
         tbw.png_size(b"GIF89a" + b"\0" * 30)
+
+
+def test_phase_trend_scalars():
+    from harness.report.tensorboard import phase_scalars
+
+    s = {"phases": {"prefill": {"time_s": {"p50": 0.002}, "achieved_flop_per_s": 3.0e10},
+                    "decode": {"time_s": {"p50": 0.0005}, "achieved_bytes_per_s": 4.0e9}}}
+    got = dict(phase_scalars(s))
+    # 2 ms, 30 GFLOP/s; 0.5 ms, 4 GB/s
+    assert got == pytest.approx({"phase/prefill/p50_ms": 2.0, "phase/prefill/achieved_GFLOP_per_s": 30.0,
+                                 "phase/decode/p50_ms": 0.5, "phase/decode/achieved_GB_per_s": 4.0})
+    assert phase_scalars({"phases": {"forward": {"time_s": {"p50": 0.01}}}}) == []  # one phase: the run's own trend

@@ -255,6 +255,22 @@ def modules_markdown(modules: pd.DataFrame | None, top: int = TOP, summary: dict
     return title + markdown_table(headers, rows, code_columns=["Module"])
 
 
+def phase_scalars(s: dict) -> list[tuple[str, float]]:
+    """``phase/<name>/p50_ms`` and ``phase/<name>/achieved_GFLOP_per_s`` (and ``.../achieved_GB_per_s``)
+    for runs with several phases (prefill/decode, forward/backward/optimizer)."""
+    phases = s.get("phases") or {}
+    if len(phases) < 2:
+        return []
+    out = []
+    for name, ph in phases.items():
+        p50 = num((ph.get("time_s") or {}).get("p50"))
+        for tag, v, scale in (("p50_ms", p50, 1e3), ("achieved_GFLOP_per_s", num(ph.get("achieved_flop_per_s")), 1e-9),
+                              ("achieved_GB_per_s", num(ph.get("achieved_bytes_per_s")), 1e-9)):
+            if v is not None:
+                out.append((f"phase/{name}/{tag}", v * scale))
+    return out
+
+
 def write_run_summaries(run_dir: Path, summary: dict, ops: pd.DataFrame, modules: pd.DataFrame,
                         images: dict[str, Path], *, trend_dir: Path, step: int,
                         defer: Callable[[str, str], Path] | None = None) -> list[Path]:
@@ -303,6 +319,7 @@ def write_run_summaries(run_dir: Path, summary: dict, ops: pd.DataFrame, modules
 
     # the config's trend: SCALARS at step = run index
     trend_values = [_scalar_value(tag, v) for tag, get in TREND_SCALARS if (v := get(s)) is not None]
+    trend_values += [_scalar_value(tag, v) for tag, v in phase_scalars(s)]
     trend_values.append(_text_value(TEXT_TREND_RUN, f"step {step}: run `{run_id}` started {s.get('started_at') or 'n/a'}"
                                                     f" (`{config_label(s.get('config_key') or '')}`)"))
     trend_path = (trend_dir / event_file_name(step, run_id)).absolute()
