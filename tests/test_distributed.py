@@ -113,6 +113,42 @@ def test_two_ranks_one_job(tmp_path: Path):
     assert hist.config_key[0].endswith("|world_size=2|backend=gloo")
 
 
+PLAIN_MLP = '''
+import torch
+from torch import nn
+
+batch_size = 4
+
+
+def build_model():
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Linear(64, 128), nn.ReLU(), nn.Linear(128, 8))
+
+
+def make_inputs(batch_size, device):
+    return torch.randn(batch_size, 64, device=device)
+'''
+
+
+def test_two_ranks_train_with_ddp(tmp_path: Path):
+    """train on 2 ranks: each replica is wrapped in DistributedDataParallel, so backward all-reduces the
+    gradients (the model itself has no collective: comm_share > 0 comes from DDP alone)."""
+    sc = write_scenario(tmp_path, "mlp", PLAIN_MLP)
+    logdir = tmp_path / "logs"
+    r = run_cli("run", str(sc), "--workload", "train", "--optimizer", "sgd", "--nproc-per-node", "2",
+                "--logdir", str(logdir), *QUICK)
+    assert r.returncode == 0, r.stderr[-3000:]
+    (job,) = [p for p in (logdir / "mlp").iterdir() if p.name != "trends"]
+    s = json.loads((job / "summary.json").read_text())
+    assert s["world_size"] == 2 and s["workload"] == "train"
+    for row in s["ranks"]:
+        assert 0 < row["comm_time_s"] and 0 < row["comm_share"] < 1
+    rank0 = json.loads((job / "rank0" / "summary.json").read_text())
+    assert set(rank0["phases"]) == {"forward", "backward", "optimizer"}
+    # batch 4 per rank: forward 4*(64*128 + 128*8) = 36,864 MACs; each rank counts its own replica
+    assert rank0["phases"]["forward"]["macs"] == 4 * (64 * 128 + 128 * 8)
+
+
 def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)

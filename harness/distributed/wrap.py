@@ -2,10 +2,11 @@
 
 A scenario file may define ``wrap(model, process_group) -> nn.Module`` (any parallel
 wrapper: tensor-parallel layers, an all-gather of outputs, FSDP ...): every rank applies it
-to its replica, for every workload. A scenario may instead declare ``distributed = "ddp"``:
-workloads that compute gradients (``train``, when it lands) wrap the model in
-``DistributedDataParallel``; inference has nothing to synchronize, so ``forward`` runs the
-replica as is (same forward on every rank, each on its own inputs).
+to its replica, for every workload. Otherwise workloads that compute gradients (``train``)
+wrap the model in ``DistributedDataParallel``, so backward includes the gradient all-reduce
+(``distributed = "ddp"`` says so explicitly); inference has nothing to synchronize, so
+``forward`` and ``generate`` run the replica as is (same work on every rank, each on its own
+inputs).
 """
 from __future__ import annotations
 
@@ -24,7 +25,7 @@ def wrap_model(module: Any, model, process_group, workload) -> Any:
     kind = getattr(module, "distributed", None)
     if kind is not None and kind not in KINDS:
         raise HarnessError(f"scenario declares distributed = {kind!r}; use one of {', '.join(KINDS)} or define wrap()")
-    if kind == "ddp" and getattr(workload, "computes_gradients", False):
+    if getattr(workload, "computes_gradients", False):
         from torch.nn.parallel import DistributedDataParallel
 
         return DistributedDataParallel(model, process_group=process_group)

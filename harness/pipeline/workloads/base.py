@@ -31,6 +31,7 @@ class Workload:
     phases: tuple[str, ...] = ("forward",)
     label: str = "model_inference"  # record_function range around each profiled iteration
     option_names: tuple[str, ...] = ()  # options this workload takes (``--prompt-len`` -> ``prompt_len``)
+    computes_gradients: bool = False  # multi-rank runs wrap the model in DistributedDataParallel when True
 
     def __init__(self, **options: Any):
         unknown = sorted(set(options) - set(self.option_names))

@@ -106,6 +106,7 @@ class Train(Workload):
     name = "train"
     phases = PHASES
     label = "train_step"
+    computes_gradients = True
     option_names = ("optimizer",)
 
     def __init__(self, **options: Any):
