@@ -236,9 +236,13 @@ def test_a_quiet_pair_with_doubled_latency_is_still_a_regression(tmp_path: Path)
     assert proc.returncode == 1 and "REGRESSION in latency" in proc.stdout, proc.stdout + proc.stderr
 
 
-def test_a_lower_cpu_share_widens_the_interval(tmp_path: Path):
-    assert cmp.disturbance_sd(None) == 0 and cmp.disturbance_sd(1.02) == 0
-    assert cmp.disturbance_sd(0.9) == pytest.approx(math.log(1 / 0.9))  # 0.105: as much as a whole run's noise
+def test_waiting_for_a_cpu_widens_the_interval(tmp_path: Path):
+    assert cmp.disturbance_sd(None) == 0 and cmp.disturbance_sd(0.0) == 0
+    assert cmp.disturbance_sd(0.1) == pytest.approx(math.log(1 / 0.9))  # 0.105: as much as a whole run's noise
+    # the probe's run-queue delay decides; 1 - cpu_share only where the kernel gives no schedstat
+    assert cmp.waiting_share({"contention": {"run_delay_share": 0.02, "cpu_share": 0.3}}) == 0.02
+    assert cmp.waiting_share({"contention": {"cpu_share": 0.9}}) == pytest.approx(0.1)
+    assert cmp.waiting_share({}) is None
     a = make_run(tmp_path, 1, 0.50, contention={"cpu_share": 1.0, "disturbed": False}, record=False)
     b = make_run(tmp_path, 2, 0.50, contention={"cpu_share": 1.0, "disturbed": False}, record=False)
     c = make_run(tmp_path, 3, 0.50, contention={"cpu_share": 0.9, "disturbed": False}, record=False)

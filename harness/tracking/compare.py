@@ -69,12 +69,23 @@ def contention_of(summary: dict) -> tuple[float | None, bool]:
     return (float(share) if _num(share) else None), bool(c.get("disturbed"))
 
 
-def disturbance_sd(cpu_share: float | None) -> float:
-    """Extra log-SD of one run's median for a run that had its cores a share ``s`` of the time:
-    ``ln(1/s)`` (its iterations may be stretched by up to ``1/s``); 0 when ``s >= 1`` or unknown."""
-    if cpu_share is None or cpu_share >= 1:
+def waiting_share(summary: dict) -> float | None:
+    """The share of its CPU time a run's threads were kept waiting for a CPU: ``contention.run_delay_share``
+    (run-queue delay, the probe's measure of contention), else ``1 - cpu_share`` where the kernel gives no
+    schedstat; None when not measured. A low CPU share alone is not contention: OpenMP workers of a
+    small model sleep (README, "Disturbed runs")."""
+    c = summary.get("contention") or {}
+    if _num(c.get("run_delay_share")):
+        return float(c["run_delay_share"])
+    return 1.0 - float(c["cpu_share"]) if _num(c.get("cpu_share")) else None
+
+
+def disturbance_sd(waiting: float | None) -> float:
+    """Extra log-SD of one run's median for a run whose threads waited for a CPU a share ``w`` of the
+    time: ``ln(1/(1-w))`` (its iterations may be stretched by up to ``1/(1-w)``); 0 when unknown."""
+    if waiting is None or waiting <= 0:
         return 0.0
-    return -math.log(max(cpu_share, 1e-3))
+    return -math.log(max(1.0 - waiting, 1e-3))
 
 
 @dataclass
@@ -344,7 +355,7 @@ def _latency_estimate(baseline: LoadedRun, candidate: LoadedRun, sd: float, leve
                                 within.method, within.n)
     else:
         within = stats.Estimate(r, r, r, level, "summary", 1)
-    eb, ec = disturbance_sd(contention_of(b)[0]), disturbance_sd(contention_of(c)[0])
+    eb, ec = disturbance_sd(waiting_share(b)), disturbance_sd(waiting_share(c))
     extra = math.sqrt(2 * sd ** 2 + eb ** 2 + ec ** 2)
     return stats.widen(within, extra, "within-run bootstrap + between-run noise")
 
