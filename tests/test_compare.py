@@ -50,7 +50,10 @@ def test_no_history_uses_the_measured_default(tmp_path: Path):
     a = make_run(tmp_path, 1, 0.50)
     b = make_run(tmp_path, 2, 0.55)  # +10 %: within what separate runs on this machine do
     r = cmp.compare_runs(cmp.load_run_dir(a), cmp.load_run_dir(b), logdir=tmp_path)
-    assert r.noise_sd == cmp.DEFAULT_BETWEEN_RUN_SD and "default" in r.noise_source
+    # 2 CPU threads: the threaded default (a whole-run slow mode of the shared host, measured)
+    assert r.noise_sd == cmp.DEFAULT_BETWEEN_RUN_SD_THREADED == 0.22 and "default" in r.noise_source
+    assert cmp.default_sd({"device": "cpu", "threads": 1}) == cmp.DEFAULT_BETWEEN_RUN_SD == 0.10
+    assert cmp.default_sd({"device": "cuda", "threads": 8}) == 0.10
     lat = r.metrics[0]
     assert lat.name == "latency" and lat.change == pytest.approx(0.10)
     assert lat.verdict == "inconclusive" and not lat.regression and r.exit_code == 0
@@ -59,12 +62,15 @@ def test_no_history_uses_the_measured_default(tmp_path: Path):
 
 def test_far_beyond_the_noise_is_a_regression(tmp_path: Path):
     a = make_run(tmp_path, 1, 0.50)
-    b = make_run(tmp_path, 2, 1.00)  # 2x
+    b = make_run(tmp_path, 2, 1.50)  # 3x: beyond x/÷ exp(2.33 * sqrt(2) * 0.22) = 2.06
     r = cmp.compare_runs(cmp.load_run_dir(a), cmp.load_run_dir(b), logdir=tmp_path)
     assert r.metrics[0].verdict == "slower" and r.exit_code == 1
     assert r.metrics[0].low > 0
     t = next(m for m in r.metrics if m.name == "throughput")
-    assert t.verdict == "slower" and t.change == pytest.approx(-0.5)
+    assert t.verdict == "slower" and t.change == pytest.approx(-2 / 3)
+    # 2x with the same work is within what two separate 2-thread runs on this host can do: inconclusive
+    c = make_run(tmp_path, 3, 1.00)
+    assert cmp.compare_runs(cmp.load_run_dir(a), cmp.load_run_dir(c), logdir=tmp_path).metrics[0].verdict == "inconclusive"
 
 
 def test_clear_improvement(tmp_path: Path):
@@ -99,7 +105,9 @@ def test_different_work_is_flagged_but_the_verdict_stands(tmp_path: Path):
     b = make_run(tmp_path, 2, 1.00, flops=2 * 30940528640, macs=2 * 15470264320)
     r = cmp.compare_runs(cmp.load_run_dir(a), cmp.load_run_dir(b), logdir=tmp_path)
     assert set(r.work_diff) == {"flops", "macs"}
-    assert r.metrics[0].verdict == "slower" and r.exit_code == 1
+    # counted work doubled (exact) and latency doubled: slower, though 2x alone is inside the noise
+    assert r.metrics[0].verdict == "slower (counted work +100%)" and r.exit_code == 1
+    assert cmp.work_change(fake_summary(1), {**fake_summary(2), "flops": 2 * 30940528640}) == pytest.approx(1.0)
     proc = run_cli("compare", str(a), str(b), "--logdir", str(tmp_path))
     assert proc.returncode == 1
     assert proc.stdout.startswith("!! WORK DIFFERS: flops 30.9 G -> 61.9 G (+100.0%)")
@@ -107,7 +115,7 @@ def test_different_work_is_flagged_but_the_verdict_stands(tmp_path: Path):
 
 def test_cli_exit_codes_and_json(tmp_path: Path):
     a = make_run(tmp_path, 1, 0.50)
-    b = make_run(tmp_path, 2, 1.00)
+    b = make_run(tmp_path, 2, 1.50)
     c = make_run(tmp_path, 3, 0.52)
     proc = run_cli("compare", str(a), str(b), "--logdir", str(tmp_path))
     assert proc.returncode == 1, proc.stderr
@@ -117,7 +125,7 @@ def test_cli_exit_codes_and_json(tmp_path: Path):
     out = json.loads(proc.stdout)
     assert out["regression"] is False and out["exit_code"] == 0
     assert out["metrics"][0]["name"] == "latency" and out["metrics"][0]["verdict"] == "inconclusive"
-    assert out["between_run_noise"]["sd_log"] == cmp.DEFAULT_BETWEEN_RUN_SD
+    assert out["between_run_noise"]["sd_log"] == cmp.DEFAULT_BETWEEN_RUN_SD_THREADED
     proc = run_cli("compare", str(a), str(c), "--logdir", str(tmp_path))
     assert proc.returncode == 0 and "harness ab" in proc.stdout  # points to the trustworthy verdict
     # --scenario: the latest against the one before it with the same config
@@ -229,9 +237,10 @@ def test_a_disturbed_run_gets_no_timed_verdict(tmp_path: Path):
     assert proc.returncode == 1 and "REGRESSION in memory" in proc.stdout
 
 
-def test_a_quiet_pair_with_doubled_latency_is_still_a_regression(tmp_path: Path):
+def test_a_quiet_pair_with_doubled_work_is_still_a_regression(tmp_path: Path):
     a = make_run(tmp_path, 1, 0.00977, contention=QUIET)
-    b = make_run(tmp_path, 2, 2 * 0.00977, contention={"cpu_share": 0.99, "disturbed": False})
+    b = make_run(tmp_path, 2, 2 * 0.00977, contention={"cpu_share": 0.99, "disturbed": False},
+                 flops=2 * 30940528640, macs=2 * 15470264320)
     proc = run_cli("compare", str(a), str(b), "--logdir", str(tmp_path))
     assert proc.returncode == 1 and "REGRESSION in latency" in proc.stdout, proc.stdout + proc.stderr
 
@@ -270,7 +279,7 @@ def test_history_noise_leaves_out_disturbed_runs(tmp_path: Path):
 def test_scenario_pair_of_different_networks_exits_2(tmp_path: Path):
     """Every API run used to be named "model": the latest two runs may be two different networks."""
     make_run(tmp_path, 1, 0.50, scenario="model")
-    make_run(tmp_path, 2, 0.90, scenario="model", params=25_557_032, macs=4_089_184_256)
+    make_run(tmp_path, 2, 1.50, scenario="model", params=25_557_032, macs=4_089_184_256)
     proc = run_cli("compare", "--scenario", "model", "--logdir", str(tmp_path))
     assert proc.returncode == 2 and proc.stderr.count("\n") == 1, proc.stdout + proc.stderr
     assert "different networks (params 138 M vs 25.6 M, macs 15.5 G vs 4.09 G)" in proc.stderr
