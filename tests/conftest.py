@@ -12,6 +12,10 @@ import torch
 
 ROOT = Path(__file__).resolve().parent.parent
 
+# Hermetic peaks: a calibration this machine's user made (~/.cache/harness) must not change what the
+# tests see; each test session (and every CLI process it starts) gets its own empty cache.
+os.environ["HARNESS_CACHE_DIR"] = __import__("tempfile").mkdtemp(prefix="harness-test-cache-")
+
 TINY_SCENARIO = '''
 """A tiny conv + linear model for fast end-to-end tests."""
 import torch
