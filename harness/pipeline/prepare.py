@@ -69,9 +69,10 @@ def model_dtype(model: torch.nn.Module) -> torch.dtype:
 
 
 def model_device(model: torch.nn.Module) -> torch.device:
-    for t in list(model.parameters()) + list(model.buffers()):
-        return t.device
-    return torch.device("cpu")
+    """Where the model's first parameter (else buffer) lives; the CPU for a model with neither."""
+    from ..count.meta_model import model_device as first_tensor_device
+
+    return first_tensor_device(model) or torch.device("cpu")
 
 
 def cast_inputs(inputs: Any, device: torch.device, dtype: torch.dtype) -> Any:
