@@ -9,12 +9,11 @@ import pandas as pd
 import pytest
 
 from harness.distributed import commtime, merge
-from harness.distributed.executors import LocalExecutor, PointResult, ScenarioJob, make_executor
+from harness.distributed.executors import LocalExecutor, make_executor
 from harness.distributed.histories import merge_histories
 from harness.distributed.launch import root_cause
 from harness.errors import HarnessError
 from harness.tracking import history
-from harness.tracking.sweep import Point
 
 
 def _rank_summary(p50: float, flops: int, peak: float, host: str = "h") -> dict:

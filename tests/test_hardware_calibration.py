@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from harness.hardware import calibration, cpu_info, peak_for
+from harness.hardware import cpu_info, peak_for
 from harness.hardware.calibration import build_kernel, calibrate, load_calibration, measure
 
 

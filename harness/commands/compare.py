@@ -91,7 +91,7 @@ def _pct(v) -> str:
 
 
 def render(r) -> str:
-    b, c = r.baseline.summary, r.candidate.summary
+    c = r.candidate.summary
     out = []
     if r.work_diff:
         diffs = "; ".join(f"{k} {si(a)} -> {si(z)} ({(z / a - 1) * 100:+.1f}%)" if a else f"{k} {a} -> {z}"

@@ -73,7 +73,7 @@ class Prepared:
     def __init__(self, spec: SideSpec, with_counts: bool = True):
         import torch
 
-        from ...pipeline import prepare, scenario
+        from ...pipeline import prepare
         from ...pipeline.measure import synchronizer
 
         self.spec = spec
