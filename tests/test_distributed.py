@@ -111,6 +111,14 @@ def test_two_ranks_one_job(tmp_path: Path):
     hist = pd.read_csv(logdir / "history.csv")
     assert len(hist) == 1 and hist.run_id[0] == s["run_id"]
     assert hist.config_key[0].endswith("|world_size=2|backend=gloo")
+    # the torch-tb-profiler plugin, over real HTTP: one run, one worker per rank
+    from tbserver import PROFILER, TensorBoardServer
+
+    with TensorBoardServer(logdir) as tb:
+        run = tb.wait_for(lambda: [r for r in tb.profiler_runs() if job.name in r], what="the job's run")[0]
+        workers = tb.wait_for(lambda: tb.json(PROFILER + "/workers", {"run": run, "view": "Overview"}),
+                              what="the job's workers")
+        assert sorted(workers) == ["rank0", "rank1"]
 
 
 PLAIN_MLP = '''
