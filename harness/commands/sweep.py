@@ -6,6 +6,7 @@ import sys
 
 from ..errors import HarnessError
 from ..core.units import percent, seconds, si
+from .history import machine_cell
 
 
 def add_parser(sub) -> None:
@@ -68,11 +69,6 @@ def main(args: argparse.Namespace) -> int:
     return 0
 
 
-def _machine(r: dict) -> str:
-    share = percent(r["cpu_share"], 0) if r.get("cpu_share") is not None else "-"
-    return f"{share} DISTURBED" if r.get("disturbed") else share
-
-
 def render(result) -> str:
     head = ["batch", "dtype", "threads", "status", "p50", "throughput", "achieved", "util", "cpu share", "run / reason"]
     rows = []
@@ -84,7 +80,7 @@ def render(result) -> str:
                      si(r["throughput_samples_per_s"], "/s") if ok and r["throughput_samples_per_s"] else "",
                      si(r["achieved_flop_per_s"], "FLOP/s") if ok else "",
                      percent(r["utilization"]) if ok and r["utilization"] is not None else "",
-                     _machine(r) if ok else "",
+                     machine_cell(r) if ok else "",
                      (r["run_id"] or "") if ok else (r["reason"] or "")])
     widths = [max(len(h), *(len(x[i]) for x in rows)) for i, h in enumerate(head)]
     fmt = lambda cells: "  ".join(c.rjust(w) if i in (0, 4, 5, 6, 7, 8) else c.ljust(w)  # noqa: E731

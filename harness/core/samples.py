@@ -14,6 +14,11 @@ def quantile(sorted_vals: list[float], q: float) -> float:
     return sorted_vals[lo] + (sorted_vals[hi] - sorted_vals[lo]) * (pos - lo)
 
 
+def median(values: Iterable[float]) -> float:
+    """The median (linear interpolation, as :func:`quantile`); NaN when empty."""
+    return quantile(sorted(values), 0.5)
+
+
 def sample_stats(samples_s: Iterable[float]) -> dict[str, float | int]:
     """``p50, p90, p99, mean, std, min, max, n`` of the samples, in seconds (std: sample, ddof=1)."""
     vals = sorted(float(s) for s in samples_s)

@@ -8,8 +8,6 @@ Analysis, and the usual report.html, pictures and TensorBoard summaries of rank 
 """
 from __future__ import annotations
 
-import os
-import shutil
 from pathlib import Path
 
 import pandas as pd
@@ -56,7 +54,8 @@ def commit_job(spec, payloads: list[dict], backend: str) -> dict:
         fsio.atomic_write_json(rundir.path / "summary.json", job)
         fsio.fault_point("commit")
         final = rundir.commit()
-        _link_for_hta(final, job["trace_files"])
+        for k, name in enumerate(job["trace_files"]):  # rank<k>.<span>.pt.trace.json, in rank order
+            write.link_for_hta(final, name, int(name.split(".", 1)[0].removeprefix("rank")))
         history.append(root, job)
         return job
     except BaseException:
@@ -76,19 +75,3 @@ def _write_rank(rundir: fsio.RunDir, payload: dict, run) -> None:
     # the trace takes its plugin-visible name only when the job's directory is complete
     staged = rundir.defer(f".trace.rank{k}.staged", payload["trace_name"])
     fsio.atomic_write_bytes(staged, payload["trace"])
-
-
-def _link_for_hta(run_dir: Path, traces: list[str]) -> None:
-    """``hta/rank<k>.trace.json[.gz]``: HTA's ``trace_dir`` must hold traces alone (see write.link_for_hta)."""
-    d = run_dir / "hta"
-    try:
-        d.mkdir(exist_ok=True)
-        for name in traces:
-            rank = name.split(".", 1)[0]  # rank<k>
-            dst = d / (f"{rank}.trace.json" + (".gz" if name.endswith(".gz") else ""))
-            try:
-                os.link(run_dir / name, dst)
-            except OSError:
-                shutil.copyfile(run_dir / name, dst)
-    except OSError:
-        pass  # a convenience; the job is complete without it

@@ -19,6 +19,7 @@ from __future__ import annotations
 import copy
 
 from ..core import schema
+from ..core.samples import rate, ratio
 
 SUMMED = ("macs", "flops", "other_flops", "bytes")
 
@@ -66,7 +67,7 @@ def job_summary(summaries: list[dict], comms: list[dict], hosts: list[str], loca
         job[key] = sum(int(s.get(key) or 0) for s in summaries)
     t = p50[slowest]
     peak = _sum_or_none(s.get("peak_flop_per_s") for s in summaries)
-    achieved = job["flops"] / t if t else None
+    achieved = rate(job["flops"], t)
     comm_time = _sum_or_none(c.get("comm_time_s") for c in comms)
     iter_time = _sum_or_none(c.get("iteration_time_s") for c in comms)
     bandwidth = _bandwidth(rows, summaries)
@@ -78,9 +79,9 @@ def job_summary(summaries: list[dict], comms: list[dict], hosts: list[str], loca
         "latency_s": copy.deepcopy(summaries[slowest]["latency_s"]),
         "throughput_samples_per_s": sum(s.get("batch_size") or 0 for s in summaries) / t if t else None,
         "achieved_flop_per_s": achieved, "peak_flop_per_s": peak,
-        "utilization": achieved / peak if achieved is not None and peak else None,
+        "utilization": ratio(achieved, peak),
         "mem_bandwidth_bytes_per_s": bandwidth,
-        "achieved_bytes_per_s": job["bytes"] / t if t else None,
+        "achieved_bytes_per_s": rate(job["bytes"], t),
         "peak_memory_bytes": max((s.get("peak_memory_bytes") or 0) for s in summaries),
         "trace_files": [r["trace_file"] for r in rows if r["trace_file"]],
         "trace_bytes": _sum_or_none(s.get("trace_bytes") for s in summaries),

@@ -59,8 +59,8 @@ def extras(run, rundir: fsio.RunDir, root: Path, step: int) -> None:
     write_report(d / "report.html", run.summary, run.ops, run.modules, images)
 
 
-def link_for_hta(run_dir: Path, trace_name: str | None) -> None:
-    """``<run>/hta/rank0.trace.json[.gz]``: a hard link to the trace (no extra space).
+def link_for_hta(run_dir: Path, trace_name: str | None, rank: int = 0) -> None:
+    """``<run>/hta/rank<rank>.trace.json[.gz]``: a hard link to the trace (no extra space).
 
     Holistic Trace Analysis reads every ``*.json`` of its ``trace_dir`` as a trace, so
     ``TraceAnalysis(trace_dir=<run>)`` could pick summary.json; ``trace_dir=<run>/hta``
@@ -73,7 +73,7 @@ def link_for_hta(run_dir: Path, trace_name: str | None) -> None:
     dst_dir = run_dir / "hta"
     try:
         dst_dir.mkdir(exist_ok=True)
-        dst = dst_dir / ("rank0.trace.json" + (".gz" if trace_name.endswith(".gz") else ""))
+        dst = dst_dir / (f"rank{rank}.trace.json" + (".gz" if trace_name.endswith(".gz") else ""))
         try:
             import os
 

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ...core.samples import quantile
+from ...core.samples import median, quantile
 from ...errors import EXIT_OK, EXIT_REGRESSION
 from .state import AbConfig, Blocks
 
@@ -43,8 +43,9 @@ def block_value(v: list[float], q: float | None = None) -> float:
     return quantile(sorted(v), BLOCK_QUANTILE if q is None else q)
 
 
-def _median(v: list[float]) -> float | None:
-    return quantile(sorted(v), 0.5) if v else None
+
+def _median_or_none(v: list[float]) -> float | None:
+    return median(v) if v else None
 
 
 def is_disturbed(share: float | None) -> bool:
@@ -58,8 +59,8 @@ def contention(blocks: Blocks) -> dict:
     share = n_bad / len(measured) if measured else None
     return {
         "source": "process CPU time (user + system, as getrusage) of the timed iterations / (wall x threads), per block",
-        "baseline_cpu_share": _median([b for b, _ in measured if b is not None]),
-        "candidate_cpu_share": _median([c for _, c in measured if c is not None]),
+        "baseline_cpu_share": _median_or_none([b for b, _ in measured if b is not None]),
+        "candidate_cpu_share": _median_or_none([c for _, c in measured if c is not None]),
         "pairs_measured": len(measured),
         "disturbed_pairs": n_bad,
         "disturbed_blocks": {"baseline": sum(is_disturbed(b) for b, _ in measured),
@@ -168,7 +169,7 @@ def _describe_sides(bdesc: dict, cdesc: dict, blocks: Blocks, cont: dict) -> tup
     bdesc, cdesc = dict(bdesc), dict(cdesc)
     for d, side in ((bdesc, "baseline"), (cdesc, "candidate")):
         vals = [x[5] for x in blocks.samples if x[0] == side]
-        d["median_s"] = _median(vals)
+        d["median_s"] = _median_or_none(vals)
         d["samples"] = len(vals)
         d["throughput_samples_per_s"] = d["batch_size"] / d["median_s"] if d["median_s"] else None
         d["cpu_share"] = cont[f"{side}_cpu_share"]
@@ -187,7 +188,7 @@ def _typical_block(blocks: Blocks) -> int:
     for x in blocks.samples:
         if x[0] == "baseline":
             per_block[(x[1], x[2])] = per_block.get((x[1], x[2]), 0) + 1
-    return int(_median(list(per_block.values()))) if per_block else blocks.k
+    return int(median(per_block.values())) if per_block else blocks.k
 
 
 def analyze(bdesc: dict, cdesc: dict, blocks: Blocks, config: AbConfig | None = None, *, run_id: str = "",

@@ -16,7 +16,7 @@ import sys
 import time
 from dataclasses import dataclass
 
-from ...core.samples import quantile
+from ...core.samples import median
 from ...core.text import short_exc
 from ...errors import HarnessError, forward_error
 from .sides import SideSpec
@@ -130,4 +130,4 @@ class Prepared:
             times += self.block(1).samples
             if len(times) > 10_000:
                 break
-        return quantile(sorted(times[len(times) // 2:]), 0.5)
+        return median(times[len(times) // 2:])

@@ -29,7 +29,7 @@ import random
 import time
 from typing import Callable
 
-from ...core.samples import quantile
+from ...core.samples import median
 from .analysis import block_value
 from .inprocess import BlockTiming, Prepared
 from .sides import SideSpec
@@ -50,9 +50,6 @@ def block_plan(tA: float, tB: float, block_s: float) -> tuple[int, int]:
     k = int(min(max(round(block_s / t), 1), 1000))
     return k, 1 if t < DISCARD_BELOW_S else 0
 
-
-def _median(v: list[float]) -> float:
-    return quantile(sorted(v), 0.5)
 
 
 def _one_pair(block_a: BlockFn, block_b: BlockFn, blocks: Blocks, k: int, discard: int, generation: int) -> None:
@@ -82,7 +79,7 @@ def alternate(block_a: BlockFn, block_b: BlockFn, blocks: Blocks, cfg: AbConfig,
     last_report, recent = t0, []
     while True:
         if len(recent) >= 2 * REPLAN_PAIRS:  # re-plan the block length as the machine's load changes
-            k, discard = block_plan(_median(recent[0::2]), _median(recent[1::2]), cfg.block_s)
+            k, discard = block_plan(median(recent[0::2]), median(recent[1::2]), cfg.block_s)
             recent.clear()
         _one_pair(block_a, block_b, blocks, k, discard, generation)
         recent += [blocks.pairs[-1][3], blocks.pairs[-1][4]]
@@ -141,7 +138,7 @@ def _first_generation(run: AbRun, A: Worker, B: Worker, ia: dict, ib: dict) -> N
     for side, info in (("baseline", ia), ("candidate", ib)):
         run.sides[side] = {k: v for k, v in info.items() if k not in ("ready", "iter_s", "pid")}
     for _ in range(2):
-        ta, tb = _median(A.block(3, 1).samples), _median(B.block(3, 1).samples)
+        ta, tb = median(A.block(3, 1).samples), median(B.block(3, 1).samples)
     run.blocks.k, run.blocks.discard = block_plan(ta, tb, run.config.block_s)
 
 
