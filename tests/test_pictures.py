@@ -166,3 +166,12 @@ def test_roofline_with_caches_phases_and_an_exceeded_peak(tmp_path):
                        {"total_flops": 3e9, "flops": 3e9, "bytes": 1e8, "time_s": 0.01}, "t", phases=phases,
                        exceeded=ex)
     assert out.read_bytes().startswith(PNG_MAGIC)
+
+
+def test_a_gpu_table_bandwidth_is_not_a_calibrated_cache_level():
+    from harness.hardware import peak_for
+    from harness.report.pictures import _bandwidths
+
+    # A100-SXM4-40GB: 1,555 GB/s HBM2 from its datasheet; no cache level measured
+    levels, calibrated = _bandwidths(peak_for("cuda", "bfloat16", device_name="NVIDIA A100-SXM4-40GB"))
+    assert levels == [("DRAM", 1.555e12)] and calibrated is False

@@ -2,7 +2,7 @@
 
 One entry point for the rest of the harness::
 
-    from . import peak_for
+    from harness.hardware import peak_for
     peak = peak_for("cuda", "bfloat16")          # table, by torch.cuda.get_device_name
     peak = peak_for("cpu", "float32")            # calibrated if cached, else derived
     summary.update(peak.summary_fields())        # peak_flop_per_s, peak_source, ...

@@ -205,7 +205,7 @@ def _bandwidths(peak: "Peak | None") -> tuple[list[tuple[str, float]], bool]:
     if peak is None:
         return [], False
     levels = {str(k): float(v) for k, v in (getattr(peak, "cache_bytes_per_s", None) or {}).items() if v}
-    if levels:
+    if set(levels) - {"DRAM"}:  # a GPU's table bandwidth alone (DRAM) is no calibrated cache level
         if "DRAM" not in levels and peak.bytes_per_s:
             levels["DRAM"] = float(peak.bytes_per_s)
         return sorted(levels.items(), key=lambda kv: -kv[1]), True

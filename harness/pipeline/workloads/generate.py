@@ -182,8 +182,8 @@ def _mean_or_none(values: pd.Series) -> float | None:
 
 
 class Generate(Workload):
-    render = staticmethod(lambda summary: render(summary))
     """Prefill and ``new_tokens`` decode steps per iteration (module docstring)."""
+    render = staticmethod(lambda summary: render(summary))
 
     name = "generate"
     phases = ("prefill", "decode")
