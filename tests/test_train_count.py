@@ -190,3 +190,16 @@ def test_attention_backward_counts_recomputed_scores():
     work = split_work(c, counter.recomputed())
     assert work["recomputed_flops"] == 2 * per_matmul
     assert work["model_flops"] == 2 * (2 + 4) * per_matmul  # backward = 2 x forward once the recompute is out
+
+
+def test_counting_a_step_leaves_buffers_and_rng_as_found():
+    """The uncounted warm-up step (an optimizer without state) must not move BatchNorm's running
+    statistics or the caller's random stream either."""
+    torch.manual_seed(0)
+    m = nn.Sequential(nn.Linear(8, 16), nn.BatchNorm1d(16), nn.Dropout(0.5), nn.Linear(16, 4))
+    x = torch.randn(4, 8)
+    buffers = {k: v.clone() for k, v in m.state_dict().items()}
+    rng = torch.get_rng_state()
+    harness.count(m, x, train=True)
+    assert all(torch.equal(buffers[k], v) for k, v in m.state_dict().items())  # weights, running stats, count
+    assert torch.equal(torch.get_rng_state(), rng)

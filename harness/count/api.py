@@ -91,21 +91,25 @@ def count_train_step(model: nn.Module, call: Call, *, loss_fn: Any = None, targe
     params = [p for p in model.parameters() if p.requires_grad]
     opt = make_optimizer(optimizer or "adamw", params) if optimizer is None or isinstance(optimizer, str) else optimizer
     saved_params = [(p, p.detach().clone(), p.grad) for p in model.parameters()]
+    saved_buffers = [(b, b.detach().clone()) for b in model.buffers()]  # the warm-up step moves BatchNorm's
     saved_state = copy.deepcopy(opt.state_dict()) if opt is not None else None
     training = [(m, m.training) for m in model.modules()]
     loss_fn = loss_fn or default_loss
     counter = Counter(model, default_phase="forward")
     try:
         model.train()
-        if opt is not None and not opt.state:
-            train_step(model, call, opt, loss_fn, targets, _no_scope)
-        with torch.random.fork_rng(devices=_cuda_devices(call)), counter:
-            train_step(model, call, opt, loss_fn, targets, counter.phase)
+        with torch.random.fork_rng(devices=_cuda_devices(call)):  # the warm-up's dropout draws too
+            if opt is not None and not opt.state:
+                train_step(model, call, opt, loss_fn, targets, _no_scope)
+            with counter:
+                train_step(model, call, opt, loss_fn, targets, counter.phase)
     finally:
         with torch.no_grad():
             for p, value, grad in saved_params:
                 p.copy_(value)
                 p.grad = grad
+            for b, value in saved_buffers:
+                b.copy_(value)
         if opt is not None:
             opt.load_state_dict(saved_state)
         for m, flag in training:
