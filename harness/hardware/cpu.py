@@ -229,8 +229,8 @@ def cache_levels(sys_root: str = "/sys") -> dict[str, dict]:
     return dict(sorted(out.items()))
 
 
-def _llc_bytes(sys_root: str) -> int | None:
-    levels = cache_levels(sys_root)
+def _llc_bytes(levels: dict) -> int | None:
+    """The last level's size, of :func:`cache_levels`' result."""
     return levels[max(levels)]["size_bytes"] if levels else None
 
 
@@ -294,8 +294,8 @@ def cpu_info(cpuinfo_text: str | None = None, sys_root: str = "/sys") -> dict:
         "clock_hz": clock_hz,
         "clock_source": clock_source,
         "cpu_mhz_now": max(mhz_now) if mhz_now else None,
-        "llc_bytes": _llc_bytes(sys_root),
-        "caches": cache_levels(sys_root),
+        "llc_bytes": _llc_bytes(caches := cache_levels(sys_root)),  # sysfs read once
+        "caches": caches,
         "isa": tp.isa,
         "flop_per_cycle_per_core": dict(tp.flop_per_cycle),
         "fastest_paths": dict(tp.paths),

@@ -5,6 +5,7 @@ same values as a written run.
 """
 from __future__ import annotations
 
+import functools
 import math
 import resource
 from dataclasses import dataclass, field
@@ -53,6 +54,11 @@ class Parts:
     attempts: list = field(default_factory=list)  # every timed attempt: (Timing, contention figures)
     kept: int = 0  # the attempt the headline uses (the least disturbed)
     profiled_contention: dict | None = None
+
+    @functools.cached_property
+    def phases(self) -> dict[str, dict]:
+        """:func:`phase_summaries`, computed once (the summary and a workload's own keys share it)."""
+        return phase_summaries(self)
 
 
 def ordered(df: pd.DataFrame, first: list[str]) -> pd.DataFrame:
@@ -169,7 +175,7 @@ def summary(p: Parts, trace_bytes: int | None) -> dict:
         "device": p.prep.device.type, "device_name": p.env["device_name"], "dtype": dtype_name(p.prep.dtype),
         "batch_size": p.prep.batch_size, "threads": p.prep.threads, "warmup": p.warmup, "iters": p.iters,
         **_work_and_rates(p, lat), **memory_figures(p),
-        "coverage": p.joined.coverage, "profiled": _profiled(p), "phases": phase_summaries(p),
+        "coverage": p.joined.coverage, "profiled": _profiled(p), "phases": p.phases,
         "contention": contention(p),
         "trace_files": [p.prof.trace_name] if p.prof.trace_name else [], "trace_bytes": trace_bytes,
         "torch_version": torch.__version__, "harness_version": __version__, "git_commit": p.env["git_commit"],

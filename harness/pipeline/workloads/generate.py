@@ -294,9 +294,7 @@ class Generate(Workload):
 
     def summary_extra(self, parts: Any) -> dict[str, Any]:
         """The generate keys of summary.json (README's "LLM generation"), ``phases`` extended."""
-        from ..assemble import phase_summaries
-
-        phases = phase_summaries(parts)
+        phases = parts.phases
         prefill, decode = phases["prefill"], phases["decode"]
         prefill["mfu"] = prefill["utilization"]
         decode.update(self._decode_keys(decode, parts, self.step_table(parts)))

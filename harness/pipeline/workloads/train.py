@@ -183,13 +183,12 @@ class Train(Workload):
 
     def summary_extra(self, parts: Any) -> dict[str, Any]:
         from ...core.samples import sample_stats
-        from ..assemble import phase_summaries
 
         step = sample_stats(parts.timing.samples_s)
         work = split_work(parts.counts, self.recomputed)
         peak = parts.peak.flop_per_s
         p50 = step["p50"]
-        phases = phase_summaries(parts)
+        phases = parts.phases
         for ph in phases.values():
             ph["time_s_p50"] = ph["time_s"]["p50"] if ph["time_s"] else None
         samples_per_s = parts.prep.batch_size / p50 if p50 else None
