@@ -127,7 +127,10 @@ def test_mbu_is_bytes_per_step_over_step_p50_over_bandwidth():
     parts = Parts(prep=prep, workload=wl, scenario="tiny_llama", run_id="x", started=None, tag=None, warmup=1, iters=3,
                   config=None, timing=timing, counts=counts, prof=None, joined=None, peak=peak, env={})
     s = wl.summary_extra(parts)
-    dec, pre = s["phases"]["decode"], s["phases"]["prefill"]
+    own = wl.phase_extra(parts)  # the keys the workload adds to the generic phase figures
+    assert "phases" not in s and not set(own["decode"]) & set(parts.phases["decode"])
+    dec = {**parts.phases["decode"], **own["decode"]}
+    pre = {**parts.phases["prefill"], **own["prefill"]}
     steps = wl.tables(parts)["steps"]
     step_p50 = timing.phases.loc[timing.phases.phase == "decode", "latency_s"].median()
     assert dec["time_s"]["p50"] == pytest.approx(step_p50)
@@ -145,7 +148,8 @@ def test_mbu_is_bytes_per_step_over_step_p50_over_bandwidth():
     assert s["e2e_tokens_per_s"] == pytest.approx(4 / pd.Series(timing.samples_s).median())
     assert list(steps.context_len) == [5, 6, 7] and list(steps.macs) == [decode_macs(c, 1) for c in (5, 6, 7)]
     assert steps.bandwidth_utilization.tolist() == pytest.approx((steps.bytes / steps.latency_s / 100e9).tolist())
-    lines = render({**s, "batch_size": 1, "mem_bandwidth_bytes_per_s": 100e9})
+    lines = render({**s, "phases": {"decode": dec, "prefill": pre}, "batch_size": 1,
+                    "mem_bandwidth_bytes_per_s": 100e9})
     assert "MBU" in lines and "unknown" not in lines.split("decode rate")[1].splitlines()[0]
 
 

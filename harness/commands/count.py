@@ -1,9 +1,11 @@
-"""``python -m harness count SCENARIO|FILE``: parameters, MACs, FLOPs and bytes of one forward pass.
+"""``python -m harness count SCENARIO|FILE``: parameters, MACs, FLOPs and bytes of one iteration.
 
-Counts what PyTorch actually runs (fused kernels included) in eval mode, in the
-scenario's dtype or ``--dtype``, without timing anything.  ``--device meta`` counts
-without running the math or holding the weights (any model size).  Prints a table
-with SI units, or JSON with ``--json``.
+Counts what PyTorch actually runs (fused kernels included) for one iteration of the
+workload (``--workload``, else the scenario's: a forward in eval mode, a whole generation,
+a training step), in the scenario's dtype or ``--dtype``, without timing anything.
+``--device meta`` counts without running the math or holding the weights (any model size;
+a generation reads token values, so it is counted on a real device). Prints a table with SI
+units and, for several phases, the work of each; or JSON with ``--json``.
 """
 from __future__ import annotations
 
@@ -35,8 +37,12 @@ def add_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--depth", type=int, default=None, metavar="N", help="module table: show modules up to this depth")
     p.add_argument("--device", default=None,
                    help="device to count on (default: the scenario's); 'meta' counts without compute or memory")
+    p.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
+    p.add_argument("--channels-last", action="store_true", help="channels_last memory format for the model and inputs")
+    from .options import add_workload_options
     from ..models import add_arguments
 
+    add_workload_options(p)
     add_arguments(p)
     p.set_defaults(func=main)
     return p
@@ -52,27 +58,87 @@ def _dtype_arg(text: str) -> str:
 
 def main(args: argparse.Namespace) -> int:
     from ..pipeline import scenario as scenarios
+    from ..pipeline import workloads
+    from .options import spec_from_args
 
-    if args.batch_size is not None and args.batch_size < 1:
-        raise HarnessError(f"--batch-size must be a positive integer, got {args.batch_size} (see `{HELP}`)")
     if args.depth is not None and args.depth < 0:
         raise HarnessError(f"--depth must be 0 or more, got {args.depth} (see `{HELP}`)")
-    from ..models import options_from_args
-
-    sc = scenarios.load(args.scenario, options_from_args(args))
-    batch = args.batch_size or sc.batch_size
-    dtype = args.dtype or canonical(sc.dtype)
+    try:
+        spec = spec_from_args(args, logdir=None)
+    except HarnessError as exc:
+        raise HarnessError(f"{exc.message} (see `{HELP}`)") from None
+    sc = scenarios.load(spec.target, spec.model_options())
+    wl = workloads.get(spec.workload or sc.workload, **spec.workload_options)
+    batch = spec.batch_size or sc.batch_size
+    dtype = spec.dtype or canonical(sc.dtype)
     if dtype not in RUN_DTYPES:
         raise HarnessError(f"scenario '{sc.name}' asks for dtype {sc.dtype!r}; pass --dtype "
                            f"{', '.join(RUN_DTYPES)} (see `{HELP}`)")
-    counts = _count(sc, batch, dtype, args.device or sc.device)
+    device = args.device or sc.device
+    counts = _count(sc, batch, dtype, device) if wl.name == "forward" and not spec.channels_last \
+        else _count_workload(sc, wl, spec.replace(batch_size=batch, dtype=dtype, device=device))
     if args.json:
-        out = {"scenario": sc.name, "batch_size": batch, "dtype": dtype, **counts.to_dict()}
+        out = {"scenario": sc.name, "workload": wl.name, "batch_size": batch, "dtype": dtype, **counts.to_dict()}
         print(json.dumps(out, indent=2))
         return 0
-    print(f"{sc.name}: batch {batch}, {dtype}, eval, counted on {counts.device}")
+    mode = {"forward": "eval"}.get(wl.name, wl.word)
+    print(f"{sc.name}: batch {batch}, {dtype}, {mode}, one {wl.word}, counted on {counts.device}")
     print(counts.table(by=args.by, depth=args.depth))
+    if len(counts.by_phase) > 1:
+        print()
+        print(_phase_lines(counts))
     return 0
+
+
+def _phase_lines(counts) -> str:
+    """One line per phase: its MACs, FLOPs, other FLOPs and bytes."""
+    from ..core.units import si
+
+    lines = ["by phase:"]
+    for r in counts.by_phase.itertuples(index=False):
+        lines.append(f"  {r.phase:<10} {si(r.macs, 'MAC'):>12}  {si(r.flops, 'FLOP'):>12}  "
+                     f"{si(r.other_flops, 'FLOP'):>12} other  {si(r.bytes, 'B'):>10} moved")
+    return "\n".join(lines)
+
+
+def _count_workload(sc, wl, spec):
+    """One iteration of a workload other than a plain forward: the run's own counting code
+    (:meth:`harness.pipeline.workloads.Workload.count`) on the prepared scenario; a training
+    step on meta goes through :func:`harness.count.count` (``train=True``)."""
+    import torch
+
+    from ..count import count
+
+    if str(spec.device) == "meta":
+        if wl.name != "train":
+            raise HarnessError(f"--workload {wl.name} cannot be counted on the meta device (it reads tensor values); "
+                               f"count on cpu (see `{HELP}`)")
+        from ..pipeline import scenario as scenarios
+        from ..pipeline.prepare import cast_inputs
+
+        with torch.device("meta"):
+            model = scenarios.build(sc).to(getattr(torch, spec.dtype))
+        inputs = cast_inputs(scenarios.inputs(sc, spec.batch_size, torch.device("cpu")), torch.device("cpu"),
+                             getattr(torch, spec.dtype))
+        mod = sc.module
+        return count(model, inputs, device="meta", train=True, optimizer=wl.option("optimizer", None, None),
+                     loss_fn=getattr(mod, "loss_fn", None),
+                     targets=mod.make_targets(spec.batch_size, torch.device("cpu")) if callable(
+                         getattr(mod, "make_targets", None)) else None)
+    from ..pipeline.run import build
+
+    _, wl, prep = build(spec)
+    try:
+        wl.setup(prep)
+        with wl.grad_mode():
+            return wl.count(prep)
+    except HarnessError:
+        raise
+    except Exception as exc:
+        raise HarnessError(f"scenario '{sc.name}' raised during the counted {wl.word}: {short_exc(exc)}") from exc
+    finally:
+        wl.teardown(prep)
+        prep.restore()
 
 
 def _count(sc, batch: int, dtype: str, device: str):

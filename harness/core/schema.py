@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any, TypedDict
 
-SUMMARY_SCHEMA_VERSION = 2
+SUMMARY_SCHEMA_VERSION = 3
 
 
 class LatencyStats(TypedDict):
@@ -37,7 +37,40 @@ class PhaseSummary(TypedDict, total=False):
     achieved_flop_per_s: float | None
     achieved_bytes_per_s: float | None
     utilization: float | None
+    bandwidth_utilization: float | None
     profiled_time_s: float        # profiled op time of the phase, per iteration
+    # train: each phase's p50 beside its statistics
+    time_s_p50: float | None
+    # generate: prefill
+    mfu: float | None
+    # generate: decode (means over steps)
+    macs_per_step: float
+    flops_per_step: float
+    other_flops_per_step: float
+    bytes_per_step: float
+    weights_bytes: int            # parameters and buffers, each once (as the top-level key)
+    kv_read_bytes_per_step: float | None
+    kv_written_bytes_per_step: float | None
+    mbu: float | None
+
+
+class TrainMemory(TypedDict, total=False):
+    """A train run's memory split (bytes, measured after a step)."""
+
+    weights_bytes: int            # parameters and buffers, each once (schema <= 2: parameters only)
+    parameters_bytes: int
+    buffers_bytes: int
+    gradients_bytes: int
+    optimizer_state_bytes: int
+    activations_bytes: int        # distinct tensors saved for backward in a forward
+    peak_activation_bytes: int | None
+
+
+class Estimate6N(TypedDict):
+    params: int                   # trainable
+    tokens: int                   # per step
+    flops: int                    # 6 N T
+    counted_over_estimate: float | None
 
 
 class Summary(TypedDict, total=False):
@@ -95,6 +128,28 @@ class Summary(TypedDict, total=False):
     env_key: str
     stage_times_s: dict[str, float]
     path: str | None
+    model_options: dict           # a model by name: its ModelOptions fields ({} for defaults)
+    # generate (README "LLM generation")
+    prompt_len: int
+    new_tokens: int
+    generated_tokens: int
+    ttft_s: LatencyStats
+    decode_step_s: LatencyStats
+    decode_tokens_per_s: float | None
+    e2e_tokens_per_s: float | None
+    kv_cache_bytes: int | None
+    # train (README "Training step")
+    optimizer: str
+    step_s: LatencyStats
+    model_flops: int
+    hardware_flops: int
+    recomputed_flops: int
+    mfu: float | None
+    hfu: float | None
+    samples_per_s: float | None
+    tokens_per_s: float | None
+    memory: TrainMemory
+    estimate_6n: Estimate6N
     # multi-rank jobs only (harness.distributed)
     world_size: int
     backend: str

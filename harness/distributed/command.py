@@ -7,7 +7,6 @@ job; under torchrun rank 0 prints it and the other ranks print nothing.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import shlex
 import sys
 from typing import TYPE_CHECKING
@@ -17,6 +16,7 @@ from ..errors import HarnessError
 from . import ranks
 
 if TYPE_CHECKING:
+    from ..pipeline.spec import RunSpec
     from .job import JobSpec
 
 DEFAULT_RANK_TIMEOUT_S = 300.0
@@ -36,33 +36,29 @@ def wanted(args: argparse.Namespace) -> bool:
     return args.nproc_per_node is not None or ranks.is_rank_process()
 
 
-def spec_from_args(args: argparse.Namespace, profile_config) -> "JobSpec":
-    from ..commands.run import workload_options
+def job_spec(args: argparse.Namespace, spec: "RunSpec") -> "JobSpec":
+    """The job's spec: the run spec every rank runs, plus the job's own fields."""
     from .job import JobSpec
 
     if not args.rank_timeout_s > 0:
         raise HarnessError(f"--rank-timeout-s must be above 0, got {args.rank_timeout_s}")
-    return JobSpec(scenario=str(args.scenario), batch_size=args.batch_size, device=args.device, dtype=args.dtype,
-                   warmup=args.warmup, iters=args.iters, threads=args.threads, logdir=str(args.logdir), tag=args.tag,
-                   workload=args.workload, workload_options=workload_options(args),
-                   profile=dataclasses.asdict(profile_config), backend=args.backend,
-                   rank_timeout_s=float(args.rank_timeout_s))
+    return JobSpec(run=spec, backend=args.backend, rank_timeout_s=float(args.rank_timeout_s))
 
 
-def main(args: argparse.Namespace, profile_config) -> int:
+def main(args: argparse.Namespace, spec: "RunSpec") -> int:
     from .job import run_rank
     from .launch import launch
 
-    spec = spec_from_args(args, profile_config)
+    job = job_spec(args, spec)
     if ranks.is_rank_process():
         if args.nproc_per_node is not None:
             raise HarnessError("this process is already a rank of a torchrun job (RANK and WORLD_SIZE are set); "
                                "drop --nproc-per-node")
-        summary = run_rank(spec)
+        summary = run_rank(job)
         if summary is None:
             return 0
     else:
-        summary = launch(spec, args.nproc_per_node)
+        summary = launch(job, args.nproc_per_node)
     print_job(args, summary)
     return 0
 
@@ -73,7 +69,7 @@ def print_job(args: argparse.Namespace, s: dict) -> None:
 
         sys.stdout.write(to_json(s))
         return
-    from ..commands.run import render_summary
+    from ..report.terminal import render_summary
 
     print(render_summary(s))
     print()

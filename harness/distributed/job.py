@@ -19,13 +19,14 @@ import signal
 import sys
 import tempfile
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
 from ..core import fsio
 from ..core.text import short_exc
 from ..errors import HarnessError
+from ..pipeline.spec import RunSpec
 from . import ranks
 from .comm import Group, PeerFailed
 
@@ -34,30 +35,30 @@ BARRIER_STAGES = ("latency", "profile")  # ranks start these stages together
 
 @dataclass
 class JobSpec:
-    """What every rank runs: ``python -m harness run``'s options, as JSON for the workers."""
+    """What every rank runs: the run spec (every option of ``run``, model and workload options
+    included) plus the job's own fields, as JSON for the workers."""
 
-    scenario: str
-    batch_size: int | None = None
-    device: str | None = None
-    dtype: str | None = None
-    warmup: int | None = None
-    iters: int | None = None
-    threads: int | None = None
-    logdir: str = "logs"
-    tag: str | None = None
-    workload: str | None = None
-    workload_options: dict = field(default_factory=dict)
-    profile: dict = field(default_factory=dict)  # ProfileConfig fields
+    run: RunSpec
     backend: str | None = None
     rank_timeout_s: float = 300.0
     run_id: str | None = None  # chosen by the launcher; under plain torchrun rank 0 chooses
 
+    @property
+    def scenario(self) -> str:
+        return self.run.target
+
+    @property
+    def logdir(self) -> str:
+        return self.run.logdir or "logs"
+
     def to_json(self) -> str:
-        return json.dumps(asdict(self))
+        return json.dumps({"run": self.run.to_dict(), "backend": self.backend, "rank_timeout_s": self.rank_timeout_s,
+                           "run_id": self.run_id})
 
     @classmethod
     def from_json(cls, text: str) -> "JobSpec":
-        return cls(**json.loads(text))
+        data = json.loads(text)
+        return cls(run=RunSpec.from_dict(data.pop("run")), **data)
 
 
 @dataclass
@@ -82,7 +83,7 @@ def run_rank(spec: JobSpec) -> dict | None:
     env = ranks.from_env()
     signal.signal(signal.SIGTERM, _terminate_as_exit)
     try:
-        device = ranks.rank_device(spec.device, env)
+        device = ranks.rank_device(spec.run.device, env)
         backend = ranks.backend_for(device, spec.backend)
         group = Group(backend, spec.rank_timeout_s)
     except BaseException as exc:
@@ -110,29 +111,21 @@ def _job_id(spec: JobSpec) -> tuple[datetime, str]:
 
 def _replica(spec: JobSpec, env: ranks.RankEnv, group: Group, device: str, hook: RankRun) -> dict:
     """Run every stage on this rank's replica; returns what rank 0 needs to write the job."""
-    from ..pipeline import scenario as scenario_mod
-    from ..pipeline import workloads
-    from ..pipeline.prepare import prepare_scenario
-    from ..pipeline.profiling import ProfileConfig
-    from ..pipeline.run import DEFAULT_ITERS, DEFAULT_WARMUP, execute
+    from ..pipeline.run import build, execute
     from .commtime import comm_figures
     from .wrap import wrap_model
 
-    sc = scenario_mod.load(spec.scenario)
-    wl = workloads.get(spec.workload or sc.workload, **spec.workload_options)
-    threads = spec.threads or ranks.default_threads(env.local_world_size)
-    prep = prepare_scenario(sc, batch_size=spec.batch_size, device=device, dtype=spec.dtype, threads=threads)
+    threads = spec.run.threads or ranks.default_threads(env.local_world_size)
+    rank_spec = spec.run.replace(device=device, threads=threads, logdir=None)  # rank 0 writes the job's directory
+    sc, wl, prep = build(rank_spec)
     prep.model = wrap_model(sc.module, prep.model, group.default, wl)
-    cfg = ProfileConfig(**spec.profile)
+    cfg = rank_spec.profile
 
     def barrier(stage: str) -> None:
         if stage in BARRIER_STAGES:
             group.barrier(stage)
 
-    run = execute(prep, scenario=sc.name, workload=wl,
-                  warmup=DEFAULT_WARMUP if spec.warmup is None else spec.warmup,
-                  iters=DEFAULT_ITERS if spec.iters is None else spec.iters, logdir=None, tag=spec.tag,
-                  profile_config=cfg, progress=barrier, rank=hook)
+    run = execute(prep, rank_spec, scenario=sc.name, workload=wl, progress=barrier, rank=hook)
     data = hook.trace_path.read_bytes()
     comm = comm_figures(json.loads(gzip.decompress(data) if cfg.gzip else data), wl.label)
     run.counts = None  # the tables carry the counted work; the counter's objects stay here

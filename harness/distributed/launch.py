@@ -61,7 +61,7 @@ def root_cause(failures: dict, world_size: int) -> str:
 def _job_dir(spec: JobSpec) -> Path:
     from ..pipeline import scenario as scenario_mod
 
-    return Path(spec.logdir) / scenario_mod.load(spec.scenario).name
+    return Path(spec.logdir) / scenario_mod.load(spec.scenario, spec.run.model_options()).name
 
 
 def _remove_staging(spec: JobSpec) -> None:

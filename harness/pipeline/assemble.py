@@ -54,6 +54,9 @@ class Parts:
     attempts: list = field(default_factory=list)  # every timed attempt: (Timing, contention figures)
     kept: int = 0  # the attempt the headline uses (the least disturbed)
     profiled_contention: dict | None = None
+    finished_at: str | None = None
+    path: str | None = None  # the run directory it will be renamed to (None without a logdir)
+    model_options: dict = field(default_factory=dict)
 
     @functools.cached_property
     def phases(self) -> dict[str, dict]:
@@ -67,8 +70,10 @@ def ordered(df: pd.DataFrame, first: list[str]) -> pd.DataFrame:
 
 
 def weights_bytes(model: torch.nn.Module) -> int:
-    tensors = {id(t): t for t in list(model.parameters()) + list(model.buffers())}
-    return sum(t.numel() * t.element_size() for t in tensors.values())
+    """Parameters and buffers, each once (:func:`harness.core.tensors.distinct_bytes`)."""
+    from ..core.tensors import distinct_bytes
+
+    return distinct_bytes(model)
 
 
 def phase_summaries(p: Parts) -> dict[str, dict]:
@@ -160,17 +165,21 @@ def _profiled(p: Parts) -> dict:
     source = "cuda" if cuda and p.prof.device_time_recorded else "cpu"
     if cuda and not p.prof.device_time_recorded:
         source = "cpu (no device time was recorded: CUPTI unavailable?)"
+    per_iter, op_per_iter = p.joined.time_per_forward_s, p.joined.op_time_per_forward_s
     return {"steps": p.prof.steps, "wait": p.config.wait, "warmup": p.config.warmup, "active": p.config.active,
-            "time_per_forward_s": p.joined.time_per_forward_s, "op_time_per_forward_s": p.joined.op_time_per_forward_s,
+            "time_per_iteration_s": per_iter, "op_time_per_iteration_s": op_per_iter,
+            # the schema-2 names, readable for one more schema version
+            "time_per_forward_s": per_iter, "op_time_per_forward_s": op_per_iter,
             "time_source": source}
 
 
 def summary(p: Parts, trace_bytes: int | None) -> dict:
-    """The summary dict (schema in :mod:`harness.core.schema`); ``finished_at`` is set by the caller."""
+    """The generic keys of the summary (schema in :mod:`harness.core.schema`)."""
     lat = sample_stats(p.timing.samples_s)
     s: dict = {
         "schema_version": schema.SUMMARY_SCHEMA_VERSION, "scenario": p.scenario, "run_id": p.run_id,
-        "started_at": utc_iso(p.started), "finished_at": None, "tag": p.tag,
+        "started_at": utc_iso(p.started), "finished_at": p.finished_at, "tag": p.tag,
+        "model_options": dict(p.model_options),
         "workload": p.workload.name, "phase_names": list(p.workload.phases),
         "device": p.prep.device.type, "device_name": p.env["device_name"], "dtype": dtype_name(p.prep.dtype),
         "batch_size": p.prep.batch_size, "threads": p.prep.threads, "warmup": p.warmup, "iters": p.iters,
@@ -179,9 +188,37 @@ def summary(p: Parts, trace_bytes: int | None) -> dict:
         "contention": contention(p),
         "trace_files": [p.prof.trace_name] if p.prof.trace_name else [], "trace_bytes": trace_bytes,
         "torch_version": torch.__version__, "harness_version": __version__, "git_commit": p.env["git_commit"],
-        **_keys(p), "path": None,
+        **_keys(p), "path": p.path,
     }
     return s
+
+
+def _phases(p: Parts) -> dict[str, dict]:
+    """``phases`` with the workload's own phase keys added (new keys only)."""
+    extra = p.workload.phase_extra(p)
+    out = {}
+    for name, ph in p.phases.items():
+        own = extra.get(name, {})
+        clash = sorted(set(own) & set(ph))
+        if clash:
+            raise RuntimeError(f"workload {p.workload.name} would replace phases.{name}.{clash[0]}")
+        out[name] = {**ph, **own}
+    return out
+
+
+def record(p: Parts, trace_bytes: int | None, ops: pd.DataFrame, modules: pd.DataFrame) -> schema.Summary:
+    """The run record, built once: the generic keys, the workload's own keys (which may not replace
+    a generic one), then what is judged from all of them (ceilings exceeded, warnings)."""
+    base = summary(p, trace_bytes)
+    own = p.workload.summary_extra(p)
+    clash = sorted(set(own) & set(base))
+    if clash:
+        raise RuntimeError(f"workload {p.workload.name} would replace the generic summary key {clash[0]!r}")
+    peak_fields = {k: v for k, v in p.peak.summary_fields().items() if k not in base and k not in own}
+    s = {**base, **own, **peak_fields, "phases": _phases(p), "calibrate_hint": p.peak.calibrate_hint()}
+    exceeded = peak_exceeded(s, ops, modules, p.peak)
+    judged = {**s, "peak_exceeded": exceeded}
+    return {**judged, "warnings": warnings(p, judged)}  # type: ignore[return-value]
 
 
 def tables(p: Parts) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:

@@ -178,8 +178,18 @@ def prepare_model(model: torch.nn.Module, inputs: Any, *, name: str | None = Non
     return Prepared(name or type(model).__name__, model, call, dev, dt, bs, n_threads, moved, saved)
 
 
+def to_channels_last(model: torch.nn.Module, call: Call) -> tuple[torch.nn.Module, Call]:
+    """The model and the call's 4-d tensors in channels_last memory format (``--channels-last``)."""
+    model = model.to(memory_format=torch.channels_last)
+
+    def conv(x: torch.Tensor) -> torch.Tensor:
+        return x.contiguous(memory_format=torch.channels_last) if x.dim() == 4 else x
+
+    return model, call.map(conv)
+
+
 def prepare_scenario(sc: scenario_mod.Scenario, *, batch_size: int | None = None, device: Any = None,
-                     dtype: Any = None, threads: int | None = None) -> Prepared:
+                     dtype: Any = None, threads: int | None = None, channels_last: bool = False) -> Prepared:
     """Build the scenario's model and inputs on the resolved device and dtype.
 
     Arguments left as ``None`` take the scenario file's defaults.
@@ -191,4 +201,6 @@ def prepare_scenario(sc: scenario_mod.Scenario, *, batch_size: int | None = None
     raw = scenario_mod.inputs(sc, bs, dev)
     prep = prepare_model(model, raw, name=sc.name, device=dev, dtype=dt, batch_size=bs, threads=threads, owned=True)
     prep.module = sc.module
+    if channels_last:
+        prep.model, prep.call = to_channels_last(prep.model, prep.call)
     return prep

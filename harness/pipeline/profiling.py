@@ -29,24 +29,11 @@ import torch
 from torch.profiler import ProfilerActivity, profile, record_function, schedule
 
 from .measure import synchronizer
+from .spec import ProfileConfig  # noqa: F401 - re-exported (defined with the run spec)
 from .workloads import Workload
 
 MODEL_LABEL = "model_inference"
 US = 1e-6  # the profiler reports microseconds
-
-
-@dataclass
-class ProfileConfig:
-    """Profiler options. ``active`` forwards are recorded after ``wait`` + ``warmup`` steps."""
-
-    wait: int = 1
-    warmup: int = 1
-    active: int = 3
-    record_shapes: bool = True
-    profile_memory: bool = True
-    with_stack: bool = False
-    with_modules: bool = False
-    gzip: bool = False
 
 
 @dataclass

@@ -26,11 +26,12 @@ from . import scenario as scenario_mod
 from . import workloads
 from .environment import environment
 from .measure import time_workload
-from .prepare import Prepared, check_positive, dtype_name, prepare_model, prepare_scenario
-from .profiling import ProfileConfig, run_profiler, trace_file_name
+from .prepare import Prepared, dtype_name, prepare_model, prepare_scenario
+from .profiling import run_profiler, trace_file_name
+from .spec import DEFAULT_ITERS, DEFAULT_WARMUP, ProfileConfig, RunSpec, model_config_extra
 
-DEFAULT_WARMUP = 5
-DEFAULT_ITERS = 20
+__all__ = ["Run", "execute", "profile", "run_scenario", "run_spec", "RunSpec", "ProfileConfig", "DEFAULT_WARMUP",
+           "DEFAULT_ITERS", "model_config_extra"]
 
 
 @dataclass
@@ -164,19 +165,16 @@ def _join(parts_kw: dict, prep: Prepared, prof, counts) -> assemble.Parts:
     peak = peak_for(prep.device.type, dtype_name(prep.dtype), device_name=env["device_name"], threads=prep.threads,
                     cuda_flags=flags)
     joined = join(prof, counts, peak=peak)
-    return assemble.Parts(prep=prep, prof=prof, counts=counts, joined=joined, peak=peak, env=env, **parts_kw)
+    return assemble.Parts(prep=prep, prof=prof, counts=counts, joined=joined, peak=peak, env=env,
+                          finished_at=utc_iso(), **parts_kw)
 
 
 def _assemble(parts: assemble.Parts) -> Run:
+    """The run record and tables, built once (:func:`harness.pipeline.assemble.record`)."""
     trace = parts.prof.trace_tmp
     trace_bytes = trace.stat().st_size if trace is not None and trace.exists() else None
-    summary = assemble.summary(parts, trace_bytes)
     ops, by_shape, modules = assemble.tables(parts)
-    summary["peak_exceeded"] = assemble.peak_exceeded(summary, ops, modules, parts.peak)
-    summary.update({k: v for k, v in parts.peak.summary_fields().items() if k not in summary})
-    summary["calibrate_hint"] = parts.peak.calibrate_hint()
-    summary["warnings"] = assemble.warnings(parts, summary)
-    summary.update(parts.workload.summary_extra(parts))
+    summary = assemble.record(parts, trace_bytes, ops, modules)
     return Run(summary=summary, ops=ops, ops_by_shape=by_shape, modules=modules,
                samples=assemble.samples_frame(parts), phase_samples=parts.timing.phases,
                kernels=parts.joined.kernels, extra_tables=parts.workload.tables(parts),
@@ -185,12 +183,13 @@ def _assemble(parts: assemble.Parts) -> Run:
 
 def _commit(run: Run, rundir: fsio.RunDir, root: Path, stages: "Stages", write_extras: bool) -> None:
     """Write everything into the hidden run dir, rename it into place, add the history row."""
-    run.summary["path"] = str(rundir.final)
+    from ..core import record
+
     stages.run("write", lambda: write.tables(run, rundir.path))
     if write_extras:
         write.extras(run, rundir, root, run_index(root, run.summary["config_key"]))
-    run.summary["stage_times_s"] = dict(stages.times)
-    fsio.atomic_write_json(rundir.path / "summary.json", run.summary)
+    run.summary = record.finalize(run.summary, stage_times_s=dict(stages.times))
+    record.dump(rundir.path / "summary.json", run.summary)
     fsio.fault_point("commit")
     run.path = rundir.commit()
     write.link_for_hta(run.path, run.summary["trace_files"][0] if run.summary["trace_files"] else None)
@@ -199,54 +198,41 @@ def _commit(run: Run, rundir: fsio.RunDir, root: Path, stages: "Stages", write_e
     append(root, run.summary)
 
 
-def execute(
-    prep: Prepared,
-    *,
-    scenario: str,
-    workload: workloads.Workload | None = None,
-    warmup: int = DEFAULT_WARMUP,
-    iters: int = DEFAULT_ITERS,
-    logdir: str | os.PathLike | None = None,
-    tag: str | None = None,
-    profile_config: ProfileConfig | None = None,
-    progress: Callable[[str], None] | None = None,
-    write_extras: bool = True,
-    stage_times: dict | None = None,
-    rank: Any = None,
-    retry_disturbed: int = 0,
-) -> Run:
-    """Run every stage on a prepared model. See README's "What a run does".
+def execute(prep: Prepared, spec: RunSpec, *, scenario: str, workload: workloads.Workload | None = None,
+            progress: Callable[[str], None] | None = None, write_extras: bool = True,
+            stage_times: dict | None = None, rank: Any = None) -> Run:
+    """Run every stage of ``spec`` on a prepared model. See README's "What a run does".
 
-    ``rank`` (:class:`harness.distributed.job.RankRun`, with ``logdir=None``) makes this one
-    rank of a multi-rank job: the job's ``run_id`` and ``started``, and the trace written to
-    ``rank.trace_path`` under the worker name ``rank.worker``. ``retry_disturbed``: re-time up to
-    this many times while the timed loop is disturbed and keep the least disturbed attempt.
+    ``workload`` defaults to the spec's. ``rank`` (:class:`harness.distributed.job.RankRun`, with
+    ``spec.logdir=None``) makes this one rank of a multi-rank job: the job's ``run_id`` and
+    ``started``, and the trace written to ``rank.trace_path`` under the worker name ``rank.worker``.
     """
-    workload = workload or workloads.get("forward")
-    warmup = check_positive("--warmup", warmup, minimum=0)
-    iters = check_positive("--iters", iters, minimum=1)
-    cfg = profile_config or ProfileConfig()
+    workload = workload or workloads.get(spec.workload, **spec.workload_options)
+    warmup, iters, cfg = spec.warmup_or_default, spec.iters_or_default, spec.profile
     stages = Stages(progress)
     stages.times.update(stage_times or {})
-    root = check_logdir(Path(logdir)) if logdir is not None else None
+    root = check_logdir(Path(spec.logdir)) if spec.logdir is not None else None
     started = rank.started if rank is not None else datetime.now(timezone.utc)
     run_id = rank.run_id if rank is not None else fsio.new_run_id(started)
     rundir = _open_rundir(root, scenario, run_id)
     try:
         workload.setup(prep)
         with workload.grad_mode():
-            attempts = _measure(stages, workload, prep, scenario, warmup, iters, retry_disturbed)
+            attempts = _measure(stages, workload, prep, scenario, warmup, iters, spec.retry_disturbed)
             counts = stages.run("count", lambda: workload.count(prep))
             prof, profiled_contention = _profile(stages, workload, prep, cfg, rundir, started, rank)
         kept = _least_disturbed(attempts)
-        parts_kw = dict(workload=workload, scenario=scenario, run_id=run_id, started=started, tag=tag,
+        parts_kw = dict(workload=workload, scenario=scenario, run_id=run_id, started=started, tag=spec.tag,
                         warmup=warmup, iters=iters, config=cfg, timing=attempts[kept][0], attempts=attempts,
-                        kept=kept, profiled_contention=profiled_contention)
+                        kept=kept, profiled_contention=profiled_contention, model_options=dict(spec.model),
+                        path=str(rundir.final) if rundir is not None else None)
         run = _assemble(stages.run("join", lambda: _join(parts_kw, prep, prof, counts)))
-        run.summary["finished_at"] = utc_iso()
         if rundir is not None:
             _commit(run, rundir, root, stages, write_extras)
-        run.summary["stage_times_s"] = dict(stages.times)
+        else:
+            from ..core.record import finalize
+
+            run.summary = finalize(run.summary, stage_times_s=dict(stages.times))
         return run
     except BaseException:
         if rundir is not None:
@@ -255,21 +241,6 @@ def execute(
     finally:
         workload.teardown(prep)
         prep.restore()
-
-
-def model_config_extra(options: Any) -> dict:
-    """``{"model": <hash>}`` when a named model was built with non-default options (``--model-kwargs``,
-    ``--input-size``, ...), so that two configurations of ``hf:llama`` are two configs in history."""
-    if options is None:
-        return {}
-    import dataclasses
-    import hashlib
-    import json
-
-    values = dataclasses.asdict(options)
-    if values == dataclasses.asdict(type(options)()):
-        return {}
-    return {"model": hashlib.sha1(json.dumps(values, sort_keys=True, default=str).encode()).hexdigest()[:8]}
 
 
 def run_index(root: Path, config_key: str) -> int:
@@ -308,10 +279,13 @@ def profile(
     device or dtype runs on a copy; modes and ``requires_grad`` flags are restored.
     ``name`` defaults to the model's class name. Returns a :class:`Run`.
     """
+    spec = RunSpec(target=name or type(model).__name__, workload=workload,
+                   workload_options={**(workload_options or {}), **options}, batch_size=batch_size,
+                   threads=threads, warmup=warmup, iters=iters, retry_disturbed=retry_disturbed,
+                   profile=profile_config or ProfileConfig(), logdir=None if logdir is None else str(logdir), tag=tag)
+    wl = workloads.get(spec.workload, **spec.workload_options)  # bad options fail before the model is touched
     prep = prepare_model(model, inputs, name=name, device=device, dtype=dtype, batch_size=batch_size, threads=threads)
-    return execute(prep, scenario=prep.name, workload=workloads.get(workload, **{**(workload_options or {}), **options}),
-                   warmup=warmup, iters=iters, logdir=logdir, tag=tag, profile_config=profile_config,
-                   retry_disturbed=retry_disturbed)
+    return execute(prep, spec, scenario=prep.name, workload=wl)
 
 
 def run_scenario(
@@ -333,19 +307,35 @@ def run_scenario(
     retry_disturbed: int = 0,
 ) -> Run:
     """Load a scenario (built-in name, file path or model by name with ``model_options``:
-    :class:`harness.models.ModelOptions`), build it, and :func:`execute` it."""
+    :class:`harness.models.ModelOptions`), build it, and run it (:func:`run_spec`)."""
+    import dataclasses
+
+    model = dataclasses.asdict(model_options) if dataclasses.is_dataclass(model_options) else dict(model_options or {})
+    spec = RunSpec(target=str(name_or_path), workload=workload, workload_options=workload_options or {},
+                   model=model, batch_size=batch_size, device=None if device is None else str(device),
+                   dtype=None if dtype is None else dtype_name(dtype) if isinstance(dtype, torch.dtype) else str(dtype),
+                   threads=threads, warmup=warmup, iters=iters, retry_disturbed=retry_disturbed,
+                   profile=profile_config or ProfileConfig(), logdir=None if logdir is None else str(logdir), tag=tag)
+    return run_spec(spec, progress=progress)
+
+
+def build(spec: RunSpec, stages: Stages | None = None) -> tuple[Any, workloads.Workload, Prepared]:
+    """The spec's scenario loaded, its workload made (options checked) and its model prepared:
+    ``(scenario, workload, prepared)``. ``channels_last`` puts the model and its 4-d inputs in that format."""
+    stages = stages or Stages(None)
+    sc = stages.run("load", lambda: scenario_mod.load(spec.target, spec.model_options()))
+    wl = workloads.get(spec.workload or sc.workload, **spec.workload_options)
+    if spec.logdir is not None:
+        check_logdir(Path(spec.logdir))
+    prep = stages.run("build", lambda: prepare_scenario(sc, batch_size=spec.batch_size, device=spec.device,
+                                                        dtype=spec.dtype, threads=spec.threads,
+                                                        channels_last=spec.channels_last))
+    prep.config_extra = {**model_config_extra(spec.model), **({"channels_last": 1} if spec.channels_last else {})}
+    return sc, wl, prep
+
+
+def run_spec(spec: RunSpec, progress: Callable[[str], None] | None = None) -> Run:
+    """Run one :class:`RunSpec` (a scenario, a file or a model by name) through every stage."""
     stages = Stages(progress)
-    sc = stages.run("load", lambda: scenario_mod.load(name_or_path, model_options))
-    wl = workloads.get(workload or sc.workload, **(workload_options or {}))
-    if logdir is not None:
-        check_logdir(Path(logdir))
-    if warmup is not None:
-        check_positive("--warmup", warmup, minimum=0)
-    if iters is not None:
-        check_positive("--iters", iters, minimum=1)
-    prep = stages.run("build", lambda: prepare_scenario(sc, batch_size=batch_size, device=device, dtype=dtype, threads=threads))
-    prep.config_extra = model_config_extra(model_options)
-    return execute(prep, scenario=sc.name, workload=wl, warmup=DEFAULT_WARMUP if warmup is None else warmup,
-                   iters=DEFAULT_ITERS if iters is None else iters, logdir=logdir, tag=tag,
-                   profile_config=profile_config, progress=progress, stage_times=stages.times,
-                   retry_disturbed=retry_disturbed)
+    sc, wl, prep = build(spec, stages)
+    return execute(prep, spec, scenario=sc.name, workload=wl, progress=progress, stage_times=stages.times)

@@ -125,9 +125,9 @@ def op_cells(r: pd.Series | dict, exceeded: bool = False) -> OpCells:
     return OpCells(_work(flops, "FLOP"), _work(other, "FLOP"), _work(nbytes, "B"), fps, util, bps, butil, alloc)
 
 
-ITERATION_WORDS = {"forward": "forward", "generate": "generation", "train": "training step"}
+def iteration_word(summary: dict | None, plural: bool = False) -> str:
+    """What one iteration of the run's workload is called: forward, generation, training step
+    (the workload's own ``word``, :func:`harness.pipeline.workloads.word`)."""
+    from ..pipeline.workloads import word
 
-
-def iteration_word(summary: dict | None) -> str:
-    """What one iteration of the run's workload is called: forward, generation, training step."""
-    return ITERATION_WORDS.get((summary or {}).get("workload") or "forward", "iteration")
+    return word(summary, plural)

@@ -84,6 +84,9 @@ def render_summary(summary: dict) -> str:
     if cov.get("top_uncounted_by_time"):
         row("uncounted", ", ".join(f"{u['op']} ({seconds(u['time_s'])})" for u in cov["top_uncounted_by_time"][:3]))
     row("files", f"{s.get('path')}/")
+    from ..pipeline.workloads import figures
+
+    lines += [f"  {f.label:<14}{f.text}" for f in figures(s)]
     lines += [f"warning: {w}" for w in warnings(s)]
     if phase_table(s):
         lines += ["", "Phases (time: un-profiled p50 of each phase)", *_grid(PHASE_HEADERS, phase_rows(s))]
@@ -124,21 +127,31 @@ def _profiled(s: dict) -> str:
 
 # -------------------------------------------------------------- operators --
 
-def render_top_ops(ops: pd.DataFrame, summary: dict, *, top: int, sort_by: str, all_rows: bool = False) -> str:
-    """The top ``top`` operators by ``sort_by`` (a :data:`SORT_KEYS` name), per forward.
+def render_top_ops(ops: pd.DataFrame, summary: dict, *, top: int, sort_by: str, all_rows: bool = False,
+                   phase: str | None = None) -> str:
+    """The top ``top`` operators by ``sort_by`` (a :data:`SORT_KEYS` name), per iteration.
 
     Default: dispatch-level ops (``kind == "op"``); ``all_rows``: labels and nested rows too,
     with a kind column and the profiler's own time and memory columns (which count nested calls).
-    With more than one phase (a ``phase`` column and ``summary["phases"]``), one table per phase.
+    With more than one phase (a ``phase`` column and ``summary["phases"]``), one table per phase;
+    ``phase`` picks one (exit 2 for a phase the run does not have).
     """
     col = SORT_KEYS[sort_by]
     if col not in ops.columns:
         raise HarnessError(f"--sort-by {sort_by} is not available on {summary['device']} runs")
     phases = list(phase_table(summary)) if "phase" in ops.columns else []
+    if phase is not None:
+        names = list(summary.get("phase_names") or phases)
+        if phase not in names:
+            raise HarnessError(f"--phase {phase}: this run's phases are {', '.join(names)}")
+        phases = [phase] if phases else []
     if not phases:
         return _ops_block(ops, summary, top=top, col=col, sort_by=sort_by, all_rows=all_rows, phase=None)
     return "\n\n".join(_ops_block(rows_of_phase(ops, p), summary, top=top, col=col, sort_by=sort_by,
                                   all_rows=all_rows, phase=p) for p in phases)
+
+
+render_phase_ops = render_top_ops
 
 
 def _ops_block(ops: pd.DataFrame, s: dict, *, top: int, col: str, sort_by: str, all_rows: bool,

@@ -1,30 +1,89 @@
-"""Workloads by name: ``forward``, ``generate`` (prefill, decode) and ``train`` (forward, backward, optimizer)."""
+"""Workloads by name: ``forward``, ``generate`` (prefill, decode) and ``train`` (forward, backward, optimizer).
+
+A workload is one file and one :func:`register` line (README "Adding a workload"). The
+registry is read by the command line (each workload's :class:`Option` s become flags of every
+verb that runs a scenario), by the stages (:func:`get`) and by every output (:func:`word`,
+:func:`figures`). Importing it loads neither torch nor pandas.
+"""
 from __future__ import annotations
 
 from ...errors import HarnessError
-from .base import PhaseScope, Workload, no_scope
+from .base import Figure, Option, PhaseScope, Workload, no_scope
 from .forward import Forward
 from .generate import Generate
 from .train import Train
 
-WORKLOADS: dict[str, type[Workload]] = {"forward": Forward, "generate": Generate, "train": Train}
+WORKLOADS: dict[str, type[Workload]] = {}
 
-__all__ = ["get", "names", "Workload", "PhaseScope", "no_scope", "WORKLOADS"]
+__all__ = ["get", "names", "register", "unregister", "cls_for", "declared_options", "word", "figures", "Workload",
+           "Option", "Figure", "PhaseScope", "no_scope", "WORKLOADS"]
 
 
-def render(summary: dict) -> str:
-    """The workload's own terminal lines for a run summary ('' when it has none)."""
-    cls = WORKLOADS.get(summary.get("workload") or "forward")
-    return cls.render(summary) if cls is not None else ""
+def register(cls: type[Workload]) -> type[Workload]:
+    """Add a workload class (usable as a decorator). Its options must agree with every other
+    workload's option of the same name (one flag, one meaning)."""
+    if not cls.name or not cls.phases:
+        raise ValueError(f"{cls.__name__}: a workload needs a name and at least one phase")
+    if cls.name in WORKLOADS and WORKLOADS[cls.name] is not cls:
+        raise ValueError(f"a workload named {cls.name!r} is already registered ({WORKLOADS[cls.name].__name__})")
+    shared = declared_options()
+    for opt in cls.options_declared:
+        other = shared.get(opt.name)
+        if other is not None and (other.type, other.choices, other.plural) != (opt.type, opt.choices, opt.plural):
+            raise ValueError(f"{cls.__name__}: option {opt.flag} differs from the one another workload declares")
+    WORKLOADS[cls.name] = cls
+    return cls
+
+
+def unregister(name: str) -> None:
+    """Remove a workload added with :func:`register` (tests)."""
+    WORKLOADS.pop(name, None)
 
 
 def names() -> list[str]:
     return list(WORKLOADS)
 
 
+def cls_for(name: str | None) -> type[Workload] | None:
+    """The registered class of a workload name (None for an unknown one: an old run's)."""
+    return WORKLOADS.get((name or "forward").strip().lower())
+
+
 def get(name: str | None, **options) -> Workload:
-    """The workload called ``name`` (default ``forward``); exit 2 for an unknown one."""
-    key = (name or "forward").strip().lower()
-    if key in WORKLOADS:
-        return WORKLOADS[key](**options)
-    raise HarnessError(f"unknown workload '{name}'; use one of {', '.join(WORKLOADS)}")
+    """The workload called ``name`` (default ``forward``) with its options; exit 2 for an unknown one."""
+    cls = cls_for(name)
+    if cls is None:
+        raise HarnessError(f"unknown workload '{name}'; use one of {', '.join(WORKLOADS)}")
+    return cls(**options)
+
+
+def declared_options() -> dict[str, Option]:
+    """Every registered workload's options by name (the flags of every verb that runs a scenario)."""
+    out: dict[str, Option] = {}
+    for cls in WORKLOADS.values():
+        for opt in cls.options_declared:
+            out.setdefault(opt.name, opt)
+    return out
+
+
+for _cls in (Forward, Generate, Train):
+    register(_cls)
+
+
+def word(summary: dict | None, plural: bool = False) -> str:
+    """What one iteration of a run's workload is called: forward, generation, training step."""
+    cls = cls_for((summary or {}).get("workload"))
+    if cls is None:
+        return "iterations" if plural else "iteration"
+    return cls.plural if plural else cls.word
+
+
+def figures(summary: dict) -> list[Figure]:
+    """The workload's own rows for a run summary ([] when it has none or is not registered)."""
+    cls = cls_for(summary.get("workload"))
+    return cls.figures(summary) if cls is not None else []
+
+
+def render(summary: dict) -> str:
+    """The workload's own terminal lines for a run summary ('' when it has none)."""
+    return "\n".join(f"  {f.label:<14}{f.text}" for f in figures(summary))

@@ -1,4 +1,4 @@
-"""What a workload is: how the model is driven, in named phases.
+"""What a workload is: how the model is driven, in named phases, with its own options and figures.
 
 A workload's :meth:`Workload.iteration` runs one iteration (one forward; one generation;
 one training step) and wraps each phase in ``scope(phase_name)``. Every stage passes its
@@ -8,13 +8,23 @@ own scope, so the timed, profiled and counted iterations are the same code:
 - profile: ``torch.profiler.record_function(phase)`` inside the iteration's label;
 - count: the counter's ``phase(name)``, which tags every dispatched op with the phase.
 
-To add a workload, copy ``forward.py``, name its phases, and register it in
-``workloads/__init__.py``.
+**Adding a workload** is one file and one registry line (``workloads.register(MyWorkload)``):
+the class declares its ``name``, ``phases``, ``word`` (what one iteration is called in every
+output), its :class:`Option` s (which become flags of every verb that runs a scenario and
+keys of the run spec's ``workload_options``), and may add summary keys
+(:meth:`Workload.summary_extra`, :meth:`Workload.phase_extra`), terminal/report rows
+(:meth:`Workload.figures`), tables (:meth:`Workload.tables`), history columns
+(:meth:`Workload.history_columns`) and config-key parts (:meth:`Workload.config_extra`).
+``tests/test_workload_plugin.py`` is the recipe, end to end.
+
+Workload modules import torch and pandas inside their methods: the command line reads the
+declarations (options, words) before anything heavy is loaded.
 """
 from __future__ import annotations
 
 import contextlib
-from typing import Any, Callable, ContextManager
+from dataclasses import dataclass
+from typing import Any, Callable, ContextManager, NamedTuple
 
 PhaseScope = Callable[[str], ContextManager]
 
@@ -24,23 +34,97 @@ def no_scope(phase: str) -> ContextManager:
     return contextlib.nullcontext()
 
 
+@dataclass(frozen=True)
+class Option:
+    """One option of a workload: ``prompt_len`` is the flag ``--prompt-len`` of every verb that runs a
+    scenario, and the key ``prompt_len`` of the run spec's ``workload_options``.
+
+    ``type``: ``int`` (at least ``minimum``) or ``str`` (one of ``choices`` when given);
+    ``plural``: the sweep flag that takes a comma-separated list of values (``--prompt-lens``);
+    None when the option cannot be swept."""
+
+    name: str
+    type: type = int
+    help: str = ""
+    choices: tuple[str, ...] | None = None
+    minimum: int = 1
+    plural: str | None = None
+
+    @property
+    def flag(self) -> str:
+        return "--" + self.name.replace("_", "-")
+
+    @property
+    def plural_flag(self) -> str | None:
+        return "--" + self.plural.replace("_", "-") if self.plural else None
+
+    def parse(self, value: Any) -> Any:
+        """The checked value (HarnessError, exit 2, with the flag's name otherwise)."""
+        from ...errors import HarnessError
+
+        if self.type is int:
+            try:
+                number = int(value)
+            except (TypeError, ValueError):
+                raise HarnessError(f"{self.flag} must be a whole number, got {value!r}") from None
+            if isinstance(value, float) and value != number:
+                raise HarnessError(f"{self.flag} must be a whole number, got {value!r}")
+            if number < self.minimum:
+                raise HarnessError(f"{self.flag} must be at least {self.minimum}, got {number}")
+            return number
+        text = str(value).strip().lower() if self.choices else str(value)
+        if self.choices and text not in self.choices:
+            raise HarnessError(f"unknown {self.flag} '{value}'; use one of {', '.join(self.choices)}")
+        return text
+
+
+class Figure(NamedTuple):
+    """One row of a workload's own figures: a label and its text (``("TTFT", "p50 2.67 ms ...")``).
+    The terminal, report.html, TensorBoard's text and the multi-rank printout render the same rows."""
+
+    label: str
+    text: str
+
+
 class Workload:
     """The forward-only base: subclasses set ``name``/``phases`` and override :meth:`iteration`."""
 
     name: str = "forward"
     phases: tuple[str, ...] = ("forward",)
+    word: str = "forward"  # one iteration, in every output ("forward", "generation", "training step")
+    plural: str = "forwards"
     label: str = "model_inference"  # record_function range around each profiled iteration
-    option_names: tuple[str, ...] = ()  # options this workload takes (``--prompt-len`` -> ``prompt_len``)
+    options_declared: tuple[Option, ...] = ()  # this workload's own options
     computes_gradients: bool = False  # multi-rank runs wrap the model in DistributedDataParallel when True
+    #: The phase whose per-occurrence samples ``ab`` judges (None: the whole iteration). A generation is
+    #: judged by its decode step; the other phases' ratios are reported beside the verdict.
+    verdict_phase: str | None = None
 
     def __init__(self, **options: Any):
-        unknown = sorted(set(options) - set(self.option_names))
-        if unknown:
-            from ...errors import HarnessError
+        from ...errors import HarnessError
 
+        declared = {o.name: o for o in self.options_declared}
+        given = {k: v for k, v in options.items() if v is not None}
+        unknown = sorted(set(given) - set(declared))
+        if unknown:
             flags = ", ".join("--" + o.replace("_", "-") for o in unknown)
             raise HarnessError(f"{flags} does not apply to --workload {self.name}")
-        self.options = options
+        self.options: dict[str, Any] = {k: declared[k].parse(v) for k, v in given.items()}
+
+    @classmethod
+    def option_names(cls) -> tuple[str, ...]:
+        return tuple(o.name for o in cls.options_declared)
+
+    def option(self, name: str, prep: Any = None, default: Any = None) -> Any:
+        """An option's value: given, else the scenario file's constant of that name, else ``default``."""
+        if name in self.options:
+            return self.options[name]
+        value = getattr(getattr(prep, "module", None), name, None)
+        if value is not None:
+            return {o.name: o for o in self.options_declared}[name].parse(value)
+        return default
+
+    # ------------------------------------------------------------ the iteration
 
     def setup(self, prep: Any) -> None:
         """Put the model in the mode this workload needs (eval for inference)."""
@@ -68,23 +152,38 @@ class Workload:
             self.iteration(prep, counter.phase)
         return counter.result()
 
+    def items_per_iteration(self, prep: Any) -> int:
+        """Samples an iteration processes (throughput = items / p50)."""
+        return prep.batch_size
+
+    # ------------------------------------------------------------ what the run record holds
+
     def summary_extra(self, parts: Any) -> dict[str, Any]:
-        """Workload-specific summary.json keys (``parts``: :class:`harness.pipeline.assemble.Parts`)."""
+        """This workload's own summary.json keys (``parts``: :class:`harness.pipeline.assemble.Parts`).
+        They may not replace a generic key (the assembler refuses)."""
         return {}
 
-    @staticmethod
-    def render(summary: dict) -> str:
-        """Terminal lines for this workload's own summary keys ('' for forward)."""
-        return ""
+    def phase_extra(self, parts: Any) -> dict[str, dict[str, Any]]:
+        """Keys this workload adds to ``summary["phases"][phase]`` (new keys only)."""
+        return {}
 
     def tables(self, parts: Any) -> dict[str, Any]:
         """Workload-specific tables, written as ``<name>.csv`` in the run directory."""
         return {}
 
-    def items_per_iteration(self, prep: Any) -> int:
-        """Samples an iteration processes (throughput = items / p50)."""
-        return prep.batch_size
-
     def config_extra(self) -> dict[str, Any]:
-        """Extra config-key parts (empty for forward, so its key is unchanged)."""
-        return {} if self.name == "forward" else {"workload": self.name}
+        """Config-key parts: ``workload=NAME`` and the options given (empty for forward, whose key is unchanged)."""
+        if self.name == "forward":
+            return {}
+        return {"workload": self.name, **{k: self.options[k] for k in self.option_names() if k in self.options}}
+
+    @classmethod
+    def history_columns(cls) -> dict[str, str]:
+        """history.csv columns of this workload: column -> phase whose un-profiled p50 it holds."""
+        return {f"{p}_p50_s": p for p in cls.phases} if len(cls.phases) > 1 else {}
+
+    @classmethod
+    def figures(cls, summary: dict) -> list[Figure]:
+        """This workload's own rows (label, text) for the terminal, report.html, TensorBoard and the
+        multi-rank printout ([] for forward)."""
+        return []

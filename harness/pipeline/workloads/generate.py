@@ -32,15 +32,16 @@ from __future__ import annotations
 import dataclasses
 import inspect
 import math
-from typing import Any, Callable
-
-import pandas as pd
-import torch
+from typing import TYPE_CHECKING, Any, Callable
 
 from ...core.samples import rate, ratio, sample_stats
 from ...core.units import percent, seconds, si
 from ...errors import HarnessError
-from .base import PhaseScope, Workload
+from .base import Figure, Option, PhaseScope, Workload
+
+if TYPE_CHECKING:
+    import pandas as pd
+    import torch
 
 DEFAULT_NEW_TOKENS = 16
 STEP_PHASE = "decode.{}"  # the counter's phase of one decode step, merged into ``decode`` afterwards
@@ -54,27 +55,9 @@ WORK = ["macs", "flops", "other_flops", "bytes"]
 def cache_bytes(cache: Any) -> int:
     """Bytes of the distinct tensors reachable from a KV cache: tensors, lists, tuples, dicts
     and plain objects' attributes (transformers' ``DynamicCache`` and its layers)."""
-    seen: set[int] = set()
-    tensors: dict[int, torch.Tensor] = {}
+    from ...core.tensors import distinct_bytes
 
-    def walk(obj: Any) -> None:
-        if id(obj) in seen or obj is None or isinstance(obj, (str, bytes, int, float, bool, torch.nn.Module, type)):
-            return
-        seen.add(id(obj))
-        if isinstance(obj, torch.Tensor):
-            tensors[id(obj)] = obj
-        elif isinstance(obj, dict):
-            for v in obj.values():
-                walk(v)
-        elif isinstance(obj, (list, tuple)):
-            for v in obj:
-                walk(v)
-        elif hasattr(obj, "__dict__"):
-            for v in vars(obj).values():
-                walk(v)
-
-    walk(cache)
-    return sum(t.numel() * t.element_size() for t in tensors.values())
+    return distinct_bytes(cache, modules=False)
 
 
 @dataclasses.dataclass
@@ -141,6 +124,8 @@ def driver_for(module: Any, model: torch.nn.Module) -> CausalLM | ScenarioHooks:
 
 def prompt_ids(call: Any, length: int | None) -> torch.Tensor:
     """The call's token ids ``(batch, n)`` resized to ``(batch, length)``: cut, or repeated."""
+    import torch
+
     ids = call.kwargs.get("input_ids") if "input_ids" in call.kwargs else next(iter(call.tensors()), None)
     if not isinstance(ids, torch.Tensor) or ids.dim() != 2 or ids.is_floating_point() or ids.shape[1] == 0:
         raise HarnessError("--workload generate needs token ids of shape (batch, length) as the inputs "
@@ -163,6 +148,8 @@ def _regroup(df: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
 def merge_steps(counts: Any) -> Any:
     """``counts`` with its ``decode.N`` phases merged into one ``decode`` phase; ``events`` keep
     a ``step`` column (the decode step of each call, -1 in the prefill)."""
+    import pandas as pd
+
     events = counts.events.copy()
     step = events["phase"].str.extract(r"^decode\.(\d+)$", expand=False)
     events["step"] = pd.to_numeric(step).fillna(-1).astype(int)
@@ -183,30 +170,29 @@ def _mean_or_none(values: pd.Series) -> float | None:
 
 class Generate(Workload):
     """Prefill and ``new_tokens`` decode steps per iteration (module docstring)."""
-    render = staticmethod(lambda summary: render(summary))
 
     name = "generate"
     phases = ("prefill", "decode")
-    option_names = ("prompt_len", "new_tokens")
+    word, plural = "generation", "generations"
+    verdict_phase = "decode"
+    options_declared = (
+        Option("prompt_len", help="generate: prompt tokens (default: the scenario's)", plural="prompt_lens"),
+        Option("new_tokens", help="generate: tokens to generate (default: the scenario's, else 16)",
+               plural="new_tokens_list"),
+    )
 
     def __init__(self, **options: Any):
         super().__init__(**options)
         self.prompt_len: int | None = None
-        self.new_tokens: int | None = None
-        self.kv_bytes: list[int] = []  # measured by count(): after the prefill, then after each decode step
+        self.new_tokens: int = DEFAULT_NEW_TOKENS
+        self.kv_bytes: list[int | None] = []  # measured by count(): after the prefill, then after each decode step
 
     def setup(self, prep: Any) -> None:
         """Eval mode; resolve the options, the interface and the prompt."""
-        from ..prepare import check_positive
-
         super().setup(prep)
-        given = lambda n: self.options.get(n, getattr(prep.module, n, None))  # noqa: E731
-        plen = given("prompt_len")
-        plen = None if plen is None else check_positive("--prompt-len", plen)
-        steps = given("new_tokens")
-        self.new_tokens = check_positive("--new-tokens", DEFAULT_NEW_TOKENS if steps is None else steps)
+        self.new_tokens = self.option("new_tokens", prep, DEFAULT_NEW_TOKENS)
         self.driver = driver_for(prep.module, prep.model)
-        self.prompt = prompt_ids(prep.call, plen)
+        self.prompt = prompt_ids(prep.call, self.option("prompt_len", prep))
         self.prompt_len = int(self.prompt.shape[1])
 
     def generate(self, prep: Any, scope: PhaseScope, after: Callable[[Any], None] | None = None) -> Any:
@@ -249,24 +235,34 @@ class Generate(Workload):
     def config_extra(self) -> dict[str, Any]:
         return {"workload": self.name, "prompt_len": self.prompt_len, "new_tokens": self.new_tokens}
 
+    @classmethod
+    def history_columns(cls) -> dict[str, str]:
+        return {"ttft_p50_s": "prefill", "decode_step_p50_s": "decode"}
+
     # ------------------------------------------------------------- figures
 
     def step_table(self, parts: Any) -> pd.DataFrame:
-        """steps.csv: one row per decode step (README's "LLM generation")."""
+        """steps.csv: one row per decode step (README's "LLM generation"); built once per run."""
+        import pandas as pd
+
+        cached = getattr(parts, "_steps", None)
+        if cached is not None:
+            return cached
         ev = parts.counts.events
         work = ev[ev.step >= 0].groupby("step")[WORK].sum().reindex(range(self.new_tokens), fill_value=0)
         ph = parts.timing.phases
         dec = ph[ph.phase == "decode"]
         lat = [_p50(list(dec.loc[dec["index"] == i, "latency_s"])) for i in range(self.new_tokens)]
         kv = self.kv_bytes
-        written = [None if None in (a, b) else b - a for a, b in zip(kv, kv[1:])]
+        written = [None if a is None or b is None else b - a for a, b in zip(kv, kv[1:])]
         df = pd.DataFrame({"step": range(self.new_tokens),
                            "context_len": [self.prompt_len + i + 1 for i in range(self.new_tokens)],
                            "latency_s": lat, **{c: work[c].astype("int64").values for c in WORK},
                            "kv_cache_bytes": kv[1:], "kv_written_bytes": written})
         df["achieved_bytes_per_s"] = [rate(b, t) for b, t in zip(df["bytes"], df["latency_s"])]
         df["bandwidth_utilization"] = [ratio(r, parts.peak.bytes_per_s) for r in df["achieved_bytes_per_s"]]
-        return df[STEP_COLUMNS]
+        parts._steps = df[STEP_COLUMNS]
+        return parts._steps
 
     def tables(self, parts: Any) -> dict[str, Any]:
         return {"steps": self.step_table(parts)}
@@ -282,36 +278,40 @@ class Generate(Workload):
                 "decode_tokens_per_s": rate(batch * self.new_tokens, decode_total),
                 "e2e_tokens_per_s": rate(batch * (self.new_tokens + 1), e2e)}
 
-    def _decode_keys(self, decode: dict, parts: Any, steps: pd.DataFrame) -> dict[str, Any]:
-        from ..assemble import weights_bytes
+    def phase_extra(self, parts: Any) -> dict[str, dict[str, Any]]:
+        """``phases.prefill.mfu``; ``phases.decode``: work per step, weights and KV bytes, MBU."""
+        from ...core.tensors import distinct_bytes
 
+        prefill, decode = parts.phases["prefill"], parts.phases["decode"]
+        steps = self.step_table(parts)
         per_step = {f"{k}_per_step": decode[k] for k in ("macs", "flops", "other_flops", "bytes")}
-        achieved = rate(decode["bytes"], decode["time_s"]["p50"])
-        return {**per_step, "weights_bytes": weights_bytes(parts.prep.model),
-                "kv_read_bytes_per_step": _mean_or_none(steps.kv_cache_bytes),
-                "kv_written_bytes_per_step": _mean_or_none(steps.kv_written_bytes),
-                "achieved_bytes_per_s": achieved, "mbu": ratio(achieved, parts.peak.bytes_per_s)}
+        achieved = decode["achieved_bytes_per_s"]  # the generic phase key: bytes per step / the step's p50
+        return {"prefill": {"mfu": prefill["utilization"]},
+                "decode": {**per_step, "weights_bytes": distinct_bytes(parts.prep.model),
+                           "kv_read_bytes_per_step": _mean_or_none(steps.kv_cache_bytes),
+                           "kv_written_bytes_per_step": _mean_or_none(steps.kv_written_bytes),
+                           "mbu": ratio(achieved, parts.peak.bytes_per_s)}}
 
     def summary_extra(self, parts: Any) -> dict[str, Any]:
-        """The generate keys of summary.json (README's "LLM generation"), ``phases`` extended."""
-        phases = parts.phases
-        prefill, decode = phases["prefill"], phases["decode"]
-        prefill["mfu"] = prefill["utilization"]
-        decode.update(self._decode_keys(decode, parts, self.step_table(parts)))
+        """The generate keys of summary.json (README's "LLM generation")."""
         return {"prompt_len": self.prompt_len, "new_tokens": self.new_tokens,
                 "generated_tokens": self.new_tokens + 1, **self._timing_keys(parts),
-                "kv_cache_bytes": self.kv_bytes[-1] if self.kv_bytes else None, "phases": phases}
+                "kv_cache_bytes": self.kv_bytes[-1] if self.kv_bytes else None}
+
+    @classmethod
+    def figures(cls, summary: dict) -> list[Figure]:
+        return figures(summary)
 
 
 # ----------------------------------------------------------------- terminal
 
-def render(s: dict) -> str:
-    """The terminal lines of a generate run's summary (under the generic ones)."""
+def figures(s: dict) -> list[Figure]:
+    """A generate run's own rows (under the generic ones): generation, TTFT, decode step, tokens/s, bytes."""
     pre, dec = s["phases"]["prefill"], s["phases"]["decode"]
     ttft, step = s["ttft_s"], s["decode_step_s"]
     bw = s.get("mem_bandwidth_bytes_per_s")
-    lines = []
-    row = lambda k, v: lines.append(f"  {k:<14}{v}")  # noqa: E731
+    lines: list[Figure] = []
+    row = lambda k, v: lines.append(Figure(k, v))  # noqa: E731
     row("generation", f"prompt {s['prompt_len']} + {s['new_tokens']} decode steps, batch {s['batch_size']}"
                       f" ({s['generated_tokens']} tokens per sequence, greedy)")
     row("TTFT", f"p50 {seconds(ttft['p50'])}   p90 {seconds(ttft['p90'])}   · prefill {si(pre['flops'], 'FLOP')}"
@@ -326,7 +326,12 @@ def render(s: dict) -> str:
                           "unknown bandwidth → MBU unknown (measure it: "
                           + (s.get("calibrate_hint") or "python -m harness calibrate") + ")"))
     row("KV cache", f"{si(s['kv_cache_bytes'], 'B')} at the end (context {s['prompt_len'] + s['new_tokens']})")
-    return "\n".join(lines)
+    return lines
+
+
+def render(s: dict) -> str:
+    """The terminal lines of a generate run's own figures."""
+    return "\n".join(f"  {f.label:<14}{f.text}" for f in figures(s))
 
 
 def _known(value: float | None, fmt: Callable[[float], str]) -> str:

@@ -27,12 +27,13 @@ from __future__ import annotations
 
 import ast
 import dataclasses
-from typing import Any, Callable
-
-import torch
+from typing import TYPE_CHECKING, Any, Callable
 
 from ...errors import HarnessError
-from .base import PhaseScope, Workload
+from .base import Figure, Option, PhaseScope, Workload
+
+if TYPE_CHECKING:
+    import torch
 
 OPTIMIZERS = ("adamw", "sgd", "none")
 PHASES = ("forward", "backward", "optimizer")
@@ -42,6 +43,8 @@ def default_loss(output: Any, targets: Any = None) -> torch.Tensor:
     """A scalar to differentiate: ``output.loss`` when the output carries one (Hugging Face), else the
     sum of ``t.float().mean()`` over the output's floating-point tensors (tuples, lists, dicts and
     dataclasses walked in order)."""
+    import torch
+
     loss = getattr(output, "loss", None)
     if isinstance(loss, torch.Tensor):
         return loss
@@ -56,6 +59,8 @@ def default_loss(output: Any, targets: Any = None) -> torch.Tensor:
 
 
 def _tensors(obj: Any):
+    import torch
+
     if isinstance(obj, torch.Tensor):
         yield obj
     elif isinstance(obj, (list, tuple)):
@@ -71,6 +76,8 @@ def _tensors(obj: Any):
 
 def make_optimizer(name: str, params: list) -> torch.optim.Optimizer | None:
     """The ``--optimizer`` choices: ``adamw`` (lr 1e-4), ``sgd`` (lr 1e-2, momentum 0.9), ``none``."""
+    import torch
+
     if name == "none" or not params:
         return None
     if name == "sgd":
@@ -102,19 +109,19 @@ def _snapshot(model: torch.nn.Module) -> tuple[dict, dict]:
 
 
 class Train(Workload):
-    render = staticmethod(lambda summary: render(summary))
     name = "train"
     phases = PHASES
+    word, plural = "training step", "training steps"
     label = "train_step"
     computes_gradients = True
-    option_names = ("optimizer",)
+    options_declared = (
+        Option("optimizer", type=str, choices=OPTIMIZERS, plural="optimizers",
+               help="train: the optimizer (default: the scenario's make_optimizer, else adamw)"),
+    )
 
     def __init__(self, **options: Any):
         super().__init__(**options)
-        given = options.get("optimizer")
-        self.optimizer_flag = str(given).strip().lower() if given is not None else None
-        if self.optimizer_flag is not None and self.optimizer_flag not in OPTIMIZERS:
-            raise HarnessError(f"unknown --optimizer '{given}'; use one of {', '.join(OPTIMIZERS)}")
+        self.optimizer_flag: str | None = self.options.get("optimizer")
         self.optimizer: torch.optim.Optimizer | None = None
         self.optimizer_name = self.optimizer_flag or "adamw"
         self.loss_fn: Callable = default_loss
@@ -144,6 +151,8 @@ class Train(Workload):
             self.targets = module.make_targets(prep.batch_size, prep.device)
         if callable(getattr(module, "loss_fn", None)):
             self.loss_fn = module.loss_fn
+        import torch
+
         saved = SavedBytes(prep.model)
         with torch.autograd.graph.saved_tensors_hooks(saved.pack, saved.unpack):
             self.iteration(prep, _first_phase_only(saved))
@@ -152,6 +161,8 @@ class Train(Workload):
     def teardown(self, prep: Any) -> None:
         """A caller's model gets back its weights, buffers and gradients (the steps trained it)."""
         if getattr(self, "_kept", None) is not None:
+            import torch
+
             state, grads = self._kept
             with torch.no_grad():
                 prep.model.load_state_dict(state)
@@ -179,7 +190,16 @@ class Train(Workload):
     def config_extra(self) -> dict[str, Any]:
         return {"workload": self.name, "optimizer": self.optimizer_name}
 
+    @classmethod
+    def figures(cls, summary: dict) -> list[Figure]:
+        return figures(summary)
+
     # ------------------------------------------------------------ the summary
+
+    def phase_extra(self, parts: Any) -> dict[str, dict[str, Any]]:
+        """``time_s_p50`` beside each phase's sample statistics."""
+        return {name: {"time_s_p50": ph["time_s"]["p50"] if ph["time_s"] else None}
+                for name, ph in parts.phases.items()}
 
     def summary_extra(self, parts: Any) -> dict[str, Any]:
         from ...core.samples import sample_stats
@@ -188,13 +208,9 @@ class Train(Workload):
         work = split_work(parts.counts, self.recomputed)
         peak = parts.peak.flop_per_s
         p50 = step["p50"]
-        phases = parts.phases
-        for ph in phases.values():
-            ph["time_s_p50"] = ph["time_s"]["p50"] if ph["time_s"] else None
         samples_per_s = parts.prep.batch_size / p50 if p50 else None
         out = {
-            "workload": self.name, "optimizer": self.optimizer_name, "step_s": step, "phases": phases,
-            "flops": int(parts.counts.flops), **work,
+            "optimizer": self.optimizer_name, "step_s": step, **work,
             "mfu": _ratio(work["model_flops"], p50, peak), "hfu": _ratio(work["hardware_flops"], p50, peak),
             "samples_per_s": samples_per_s, "memory": {**self.memory,
                                                        "peak_activation_bytes": parts.prof.peak_activation_bytes},
@@ -251,16 +267,18 @@ class SavedBytes:
 
 
 def memory_split(model: torch.nn.Module, optimizer: Any, activations_bytes: int) -> dict[str, int]:
-    """Bytes of weights (parameters), gradients (``p.grad``), optimizer state (its tensors) and the
-    activations a forward saves for backward, measured after a step."""
+    """Bytes measured after a step: weights (parameters and buffers, each once: the meaning of
+    ``weights_bytes`` everywhere), parameters and buffers apart, gradients (``p.grad``), optimizer
+    state (its tensors) and the activations a forward saves for backward."""
+    from ...core.tensors import distinct_bytes, nbytes, walk_tensors
+
     params = list(model.parameters())
-    state = 0
-    if optimizer is not None:
-        for st in optimizer.state.values():
-            state += sum(v.numel() * v.element_size() for v in st.values() if isinstance(v, torch.Tensor))
+    state = distinct_bytes(list(optimizer.state.values())) if optimizer is not None else 0
     return {
-        "weights_bytes": sum(p.numel() * p.element_size() for p in params),
-        "gradients_bytes": sum(p.grad.numel() * p.grad.element_size() for p in params if p.grad is not None),
+        "weights_bytes": distinct_bytes(model),
+        "parameters_bytes": nbytes({id(p): p for p in params}.values()),
+        "buffers_bytes": nbytes(walk_tensors(list(model.buffers()))),
+        "gradients_bytes": nbytes(p.grad for p in params if p.grad is not None),
         "optimizer_state_bytes": state,
         "activations_bytes": int(activations_bytes),
     }
@@ -288,26 +306,29 @@ def estimate_6n(params: int, tokens: int, model_flops: int) -> dict[str, Any]:
             "counted_over_estimate": model_flops / flops if flops else None}
 
 
-def render(summary: dict) -> str:
-    """The terminal lines of a train run: step time, phases, MFU/HFU, memory split."""
+def figures(summary: dict) -> list[Figure]:
+    """A train run's own rows: step time, MFU/HFU with the model/hardware FLOPs, the memory split, 6N.
+    (Per-phase time and work are the generic phase table's.)"""
     from ...core.units import percent, seconds, si
 
     s = summary
-    lines = [f"train step   {seconds(s['step_s']['p50'])} p50 ({s['step_s']['n']} steps)   "
-             f"{si(s.get('samples_per_s'), 'samples/s')}"
-             + (f"   {si(s['tokens_per_s'], 'tokens/s')}" if s.get("tokens_per_s") else "")
-             + f"   optimizer {s.get('optimizer')}"]
-    for name, ph in s["phases"].items():
-        lines.append(f"  {name:<10} {seconds(ph.get('time_s_p50')):>10}   {si(ph['flops'], 'FLOP'):>12}   "
-                     f"{si(ph['other_flops'], 'FLOP'):>12} other   {si(ph['bytes'], 'B'):>10}   "
-                     f"{si(ph.get('achieved_flop_per_s'), 'FLOP/s'):>14}")
-    lines.append(f"  model {si(s['model_flops'], 'FLOP')}  hardware {si(s['hardware_flops'], 'FLOP')}  "
-                 f"(recomputed {si(s['recomputed_flops'], 'FLOP')})   MFU {percent(s.get('mfu'))}  "
-                 f"HFU {percent(s.get('hfu'))}")
+    rows = [Figure("training step", f"p50 {seconds(s['step_s']['p50'])} ({s['step_s']['n']} steps)   "
+                                    f"{si(s.get('samples_per_s'), 'samples/s')}"
+                   + (f"   {si(s['tokens_per_s'], 'tokens/s')}" if s.get("tokens_per_s") else "")
+                   + f"   optimizer {s.get('optimizer')}"),
+            Figure("MFU / HFU", f"MFU {percent(s.get('mfu'))}   HFU {percent(s.get('hfu'))}   (model "
+                                f"{si(s['model_flops'], 'FLOP')}, hardware {si(s['hardware_flops'], 'FLOP')}, "
+                                f"recomputed {si(s['recomputed_flops'], 'FLOP')} per step)")]
     m = s.get("memory", {})
-    lines.append("  memory  " + "  ".join(f"{k.replace('_bytes', '')} {si(v, 'B')}" for k, v in m.items()
-                                          if v is not None))
+    rows.append(Figure("memory split", "   ".join(f"{k.replace('_bytes', '').replace('_', ' ')} {si(v, 'B')}"
+                                                   for k, v in m.items() if v is not None)))
     est = s.get("estimate_6n")
     if est:
-        lines.append(f"  6N estimate {si(est['flops'], 'FLOP')} per step; counted/6N = {est['counted_over_estimate']:.3f}")
-    return "\n".join(lines)
+        rows.append(Figure("6N estimate", f"{si(est['flops'], 'FLOP')} per step; counted/6N = "
+                                          f"{est['counted_over_estimate']:.3f}"))
+    return rows
+
+
+def render(summary: dict) -> str:
+    """The terminal lines of a train run's own figures."""
+    return "\n".join(f"  {f.label:<14}{f.text}" for f in figures(summary))
