@@ -108,6 +108,10 @@ def main() -> int:
         print("no CUDA GPU here: run with --device cpu for a self-test of the checks")
         return 2
     plan = GPU_PLAN if args.device == "cuda" else CPU_PLAN
+    if args.device == "cpu":
+        print("no CUDA device was found: what runs is the CPU self-test of the checks, not a GPU check"
+              if not torch.cuda.is_available() else "--device cpu: the CPU self-test of the checks, not a GPU check",
+              flush=True)
     t0 = time.perf_counter()
     if args.device == "cpu":  # a CPU's derived peak is a formula: measure the ceiling the checks hold runs to
         from harness.hardware import calibrate
@@ -124,8 +128,9 @@ def main() -> int:
                   f"  ratio {r['ratio']:.3f}  util {r['util'] or 0:6.1%}  peak {r['peak']}  {flags}", flush=True)
     failed = [r for r in rows if not all(r[k] for k in ("steps", "aligned", "flops_sum", "time_sum", "util<=1")
                                          + (("device_time",) if "device_time" in r else ()))]
-    print(f"{len(rows) - len(failed)}/{len(rows)} runs passed every check in {time.perf_counter() - t0:.0f} s"
-          + (f" on {torch.cuda.get_device_name()}" if args.device == "cuda" else ""))
+    where = (f"on {torch.cuda.get_device_name()}" if args.device == "cuda"
+             else "on the CPU (self-test only: no GPU was checked)")
+    print(f"{len(rows) - len(failed)}/{len(rows)} runs passed every check in {time.perf_counter() - t0:.0f} s {where}")
     return 1 if failed else 0
 
 

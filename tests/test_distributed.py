@@ -192,3 +192,24 @@ def test_rank_flag_refused_under_torchrun(tmp_path: Path, tiny_scenario: Path):
     r = run_cli("run", str(tiny_scenario), "--nproc-per-node", "2", "--logdir", str(tmp_path),
                 env={"RANK": "0", "WORLD_SIZE": "1"})
     assert r.returncode == 2 and "drop --nproc-per-node" in r.stderr
+
+
+def test_two_ranks_keep_model_options(tmp_path: Path):
+    """A model by name with --input-size on 2 ranks counts what one process counts at that size: the
+    job's run spec (model options included) reaches every rank; before, --input-size was dropped."""
+    logdir = tmp_path / "logs"
+    target = "torchvision:squeezenet1_1"
+    r = run_cli("run", target, "--input-size", "64", "--batch-size", "1", "--nproc-per-node", "2",
+                "--logdir", str(logdir), *QUICK)
+    assert r.returncode == 0, r.stderr[-3000:]
+    (job,) = [p for p in (logdir / "torchvision-squeezenet1_1").iterdir() if p.name != "trends"]
+    s = json.loads((job / "summary.json").read_text())
+    one = run_cli("count", target, "--input-size", "64", "--batch-size", "1", "--json")
+    assert one.returncode == 0, one.stderr[-2000:]
+    counted = json.loads(one.stdout)
+    default = json.loads(run_cli("count", target, "--batch-size", "1", "--json").stdout)
+    assert default["macs"] > 4 * counted["macs"]  # 224 px against 64 px: the option changes the count
+    for row in s["ranks"]:
+        rank = json.loads((job / f"rank{row['rank']}" / "summary.json").read_text())
+        assert rank["macs"] == counted["macs"]
+        assert rank["model_options"]["input_size"] == 64

@@ -233,10 +233,11 @@ def test_a_state_without_a_cache_gives_unknown_kv_figures(tmp_path: Path):
                   config=None, timing=timing, counts=counts, prof=None, joined=None, env={},
                   peak=Peak(name="t", dtype="float32", flop_per_s=None, bytes_per_s=None, source="unknown", note=""))
     s = wl.summary_extra(parts)
-    dec = s["phases"]["decode"]
+    dec = {**parts.phases["decode"], **wl.phase_extra(parts)["decode"]}
     assert s["kv_cache_bytes"] is None and dec["kv_read_bytes_per_step"] is None and dec["mbu"] is None
     assert dec["macs_per_step"] == (decode_macs(5, 1) + decode_macs(6, 1)) / 2  # the work is still counted
-    assert "MBU unknown" in render({**s, "batch_size": 1, "mem_bandwidth_bytes_per_s": None})
+    phases = {"decode": dec, "prefill": {**parts.phases["prefill"], **wl.phase_extra(parts)["prefill"]}}
+    assert "MBU unknown" in render({**s, "phases": phases, "batch_size": 1, "mem_bandwidth_bytes_per_s": None})
 
 
 @pytest.mark.skipif(importlib.util.find_spec("transformers") is None,

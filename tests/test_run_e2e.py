@@ -68,7 +68,7 @@ def test_summary_contract(cli_run):
     _, run_dir, _ = cli_run
     s = json.loads((run_dir / "summary.json").read_text())
     assert SUMMARY_KEYS <= set(s)
-    assert s["schema_version"] == 2 and s["scenario"] == "tiny" and s["batch_size"] == 2
+    assert s["schema_version"] == 3 and s["scenario"] == "tiny" and s["batch_size"] == 2
     assert set(s["latency_s"]) >= {"p50", "p90", "p99", "mean", "std", "min", "n"} and s["latency_s"]["n"] == 7
     assert s["params"] == TINY_PARAMS
     assert s["flops"] == 2 * s["macs"]

@@ -11,6 +11,7 @@ from torch import nn
 
 import harness
 from harness.pipeline.workloads.train import render
+from harness.report.terminal import render_summary
 
 ROOT = Path(__file__).resolve().parents[1]
 SCENARIO = ROOT / "scenarios" / "tiny_gpt_train.py"
@@ -41,11 +42,15 @@ def test_summary_keys_and_sums(run):
     est = s["estimate_6n"]
     assert est["flops"] == 6 * s["trainable_params"] * 256
     m = s["memory"]
-    assert m["gradients_bytes"] == m["weights_bytes"] == 4 * s["params"]  # every parameter trains, fp32
-    assert m["optimizer_state_bytes"] >= 2 * m["weights_bytes"]  # AdamW: two moments (+ step counters)
+    assert m["gradients_bytes"] == m["parameters_bytes"] == 4 * s["params"]  # every parameter trains, fp32
+    # weights_bytes has one meaning everywhere: parameters and buffers, each once
+    assert m["weights_bytes"] == s["weights_bytes"] == m["parameters_bytes"] + m["buffers_bytes"]
+    assert m["buffers_bytes"] == 4 * s["buffers"]
+    assert m["optimizer_state_bytes"] >= 2 * m["parameters_bytes"]  # AdamW: two moments (+ step counters)
     assert m["activations_bytes"] > 0
     assert "workload=train" in s["config_key"] and "optimizer=adamw" in s["config_key"]
-    assert "MFU" in render(s) and "backward" in render(s)
+    assert "MFU" in render(s) and "HFU" in render(s)
+    assert "backward" in render_summary(s)  # the generic phase table
 
 
 def test_ops_and_modules_by_phase(run):
