@@ -1,8 +1,10 @@
 """What every model source shares: the scenario it returns, its errors, seeded inputs."""
 from __future__ import annotations
 
+import contextlib
 import difflib
 import importlib
+import os
 import re
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable
@@ -12,6 +14,24 @@ from ..pipeline.scenario import Scenario
 
 PIP_NAMES = {"timm": "timm", "transformers": "transformers"}
 EXTRAS = {"timm": "timm", "transformers": "hf"}
+
+#: The variables that keep Hugging Face libraries (transformers, huggingface_hub, timm's hub) offline.
+OFFLINE_VARS = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
+
+
+@contextlib.contextmanager
+def offline():
+    """Hugging Face libraries offline for the block (a value the user set is kept): nothing is ever
+    downloaded, also with ``--weights``."""
+    before = {v: os.environ.get(v) for v in OFFLINE_VARS}
+    for v in OFFLINE_VARS:
+        os.environ.setdefault(v, "1")
+    try:
+        yield
+    finally:
+        for v, old in before.items():
+            if old is None:
+                os.environ.pop(v, None)
 
 
 @dataclass

@@ -9,33 +9,16 @@ image classification, else the base model (``AutoModel``).
 """
 from __future__ import annotations
 
-import contextlib
 import copy
 import fnmatch
-import os
 from pathlib import Path
 
 from ..core.text import first_line
 from ..errors import HarnessError
-from .common import NamedModel, build_error, check_kwargs, disk_name, require, seeded, unknown
+from .common import NamedModel, build_error, offline, check_kwargs, disk_name, require, seeded, unknown
 from .hf_inputs import input_maker, kind_of
 
-OFFLINE_VARS = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
 DEFAULT_ORIGIN = "transformers' default"
-
-
-@contextlib.contextmanager
-def offline():
-    """Hugging Face libraries offline for the block (a value the user set is kept)."""
-    before = {v: os.environ.get(v) for v in OFFLINE_VARS}
-    for v in OFFLINE_VARS:
-        os.environ.setdefault(v, "1")
-    try:
-        yield
-    finally:
-        for v, old in before.items():
-            if old is None:
-                os.environ.pop(v, None)
 
 
 def model_types() -> list[str]:

@@ -6,10 +6,9 @@ fixed input size (ViTs) is then built with ``img_size=S`` unless model_kwargs sa
 """
 from __future__ import annotations
 
-import os
 
 from ..errors import HarnessError
-from .common import NamedModel, build_error, disk_name, randn, require, seeded, unknown
+from .common import NamedModel, build_error, disk_name, offline, randn, require, seeded, unknown
 
 
 def list_models(pattern: str | None = None) -> list[str]:
@@ -43,15 +42,11 @@ def load(name: str, options) -> NamedModel:
         _check_weights_on_disk(qualified, cfg)
 
     def build():
-        env = {"HF_HUB_OFFLINE": os.environ.get("HF_HUB_OFFLINE")}
-        os.environ["HF_HUB_OFFLINE"] = "1"  # never download, also with --weights
-        try:
-            return timm.create_model(name, pretrained=options.weights, **kwargs)
-        except Exception as exc:
-            raise build_error(qualified, exc) from exc
-        finally:
-            if env["HF_HUB_OFFLINE"] is None:
-                del os.environ["HF_HUB_OFFLINE"]
+        with offline():  # never download, also with --weights
+            try:
+                return timm.create_model(name, pretrained=options.weights, **kwargs)
+            except Exception as exc:
+                raise build_error(qualified, exc) from exc
 
     shape = input_shape(cfg, options)
     return NamedModel(name=disk_name("timm", name), description=f"timm {name} (image, {shape[1]}x{shape[2]}, "

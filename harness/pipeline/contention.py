@@ -138,10 +138,9 @@ def gpu_other_processes(device: str) -> int | None:
 
 
 def _cuda_index(device: str) -> int:
-    import torch
+    from ..core.devices import cuda_index
 
-    dev = torch.device(device)
-    return dev.index if dev.index is not None else torch.cuda.current_device()
+    return cuda_index(device)
 
 
 def _gpu_pids_nvml(device: str) -> set[int] | None:

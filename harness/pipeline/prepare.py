@@ -42,7 +42,9 @@ def _bf16_supported(device: torch.device) -> bool:
     """bf16 natively on *this* device (compute capability 8.0+), not the current one, no emulation."""
     from ..hardware.cuda_flags import cuda_bf16_supported
 
-    return cuda_bf16_supported(device.index if device.index is not None else torch.cuda.current_device())
+    from ..core.devices import cuda_index
+
+    return cuda_bf16_supported(cuda_index(device))
 
 
 def resolve_dtype(dtype: str | torch.dtype | None, device: torch.device) -> torch.dtype:

@@ -208,7 +208,9 @@ def run_profiler(
 
 def _collect(prof, workload: Workload, device: torch.device, staged_trace, trace_name, exported: dict,
              baseline: int) -> Profile:
-    index = device.index if device.index is not None else (torch.cuda.current_device() if device.type == "cuda" else 0)
+    from ..core.devices import cuda_index
+
+    index = cuda_index(device)
     peak = (peak_from_trace(exported["trace"], device.type, index, baseline) if "trace" in exported else None)
     return from_events(prof.events(), workload.label, tuple(workload.phases), device.type, staged_trace=staged_trace,
                        trace_name=trace_name, peak_activation_bytes=peak)

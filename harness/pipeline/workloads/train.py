@@ -20,8 +20,9 @@ a backward node with grad mode on is a forward re-run inside backward
 ``model_flops`` leaves out that recomputed forward and the scores QK^T that a fused
 attention backward recomputes (:func:`harness.count.formulas_backward.attention_recompute_macs`).
 
-Parameters: the timed, counted and profiled iterations are real steps, so they update
-the parameters in place (the counter restores buffers, not parameters).
+Parameters: the timed, counted and profiled iterations are real steps that update the
+parameters in place; a caller's own model gets its weights, buffers and gradients back
+afterwards (:meth:`Train.teardown`).
 """
 from __future__ import annotations
 
