@@ -72,10 +72,9 @@ def _remove_staging(spec: JobSpec) -> None:
 
 
 def _read_summary(spec: JobSpec) -> dict:
-    import json
+    from ..core import record
 
     path = _job_dir(spec) / spec.run_id / "summary.json"
-    try:
-        return json.loads(path.read_text())
-    except OSError:
-        raise HarnessError(f"the ranks finished but {path} is missing; see the ranks' output above") from None
+    if not path.exists():
+        raise HarnessError(f"the ranks finished but {path} is missing; see the ranks' output above")
+    return dict(record.load(path))

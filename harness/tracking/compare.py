@@ -37,7 +37,6 @@ from typing import Any
 
 from . import stats
 from ..core.fsio import TMP_PREFIX
-from ..core.schema import SUMMARY_SCHEMA_VERSION
 from ..core.text import short_exc
 from ..core.units import si
 from ..errors import EXIT_BAD_INPUT, EXIT_OK, EXIT_REGRESSION, HarnessError
@@ -214,10 +213,9 @@ def load_run_dir(path: str | os.PathLike) -> LoadedRun:
     if not isinstance(summary, dict) or any(k not in summary for k in REQUIRED_KEYS) \
             or not isinstance(summary.get("latency_s"), dict) or not _num(summary["latency_s"].get("p50")):
         raise HarnessError(f"{sj} is not a harness run summary (it lacks {', '.join(REQUIRED_KEYS)} or latency_s.p50)")
-    version = summary.get("schema_version", 1)
-    if not isinstance(version, int) or version > SUMMARY_SCHEMA_VERSION:
-        raise HarnessError(f"{sj} has schema_version {version!r}, newer than this harness reads "
-                           f"({SUMMARY_SCHEMA_VERSION}); upgrade harness")
+    from ..core.record import migrate
+
+    summary = dict(migrate(summary, str(sj)))  # an older schema is read in today's
     samples = None
     sp = p / "samples.csv"
     if sp.exists():
