@@ -7,6 +7,8 @@ One entry point for the rest of the harness::
     peak = peak_for("cpu", "float32")            # calibrated if cached, else derived
     summary.update(peak.summary_fields())        # peak_flop_per_s, peak_source, ...
 
+* :mod:`.ceilings` - the :class:`Peak` record; :mod:`.peak` - :func:`peak_for`, which builds it
+  (the CPU side in :mod:`.cpu_peak`).
 * :mod:`.specs` - published GPU figures (dense, cited), matched by device name.
 * :mod:`.formulas` - the peak/bandwidth arithmetic.
 * :mod:`.cpu` - CPU model, flags, clock, derived FLOP/cycle (``cpu_info()`` for env.json).
