@@ -14,11 +14,11 @@ from typing import Any
 import pandas as pd
 import torch
 
-from .. import __version__
 from ..core import schema
 from ..core.samples import rate, ratio, sample_stats
 from ..core.text import utc_iso
 from ..core.units import si
+from ..version import __version__
 from .measure import Timing
 from .prepare import Prepared, dtype_name
 from .workloads import no_scope
