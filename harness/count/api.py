@@ -109,7 +109,7 @@ def count_train_step(model: nn.Module, call: Call, *, loss_fn: Any = None, targe
                 p.grad = grad
             for b, value in saved_buffers:
                 b.copy_(value)
-        if opt is not None:
+        if opt is not None and saved_state is not None:
             opt.load_state_dict(saved_state)
         for m, flag in training:
             m.training = flag
