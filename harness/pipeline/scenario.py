@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import difflib
 import importlib.util
+import os
 import traceback
 from pathlib import Path
 from types import ModuleType
@@ -43,7 +44,7 @@ def _import_file(path: Path) -> ModuleType:
     return module
 
 
-def load(name_or_path: str | Path, options: Any = None) -> Scenario:
+def load(name_or_path: str | os.PathLike, options: Any = None) -> Scenario:
     """Load a built-in scenario by name, a user's scenario file by path, or a model by
     name (``torchvision:NAME``, ``timm:NAME``, ``hf:ID_OR_PATH``; ``options``:
     :class:`harness.models.ModelOptions`).

@@ -52,7 +52,7 @@ def _snapshot(model: torch.nn.Module) -> tuple[dict, dict]:
 
 class Train(Workload):
     name = "train"
-    phases = PHASES
+    phases: tuple[str, ...] = PHASES
     word, plural = "training step", "training steps"
     label = "train_step"
     computes_gradients = True
@@ -69,7 +69,7 @@ class Train(Workload):
         self.loss_fn: Callable = default_loss
         self.targets: Any = None
         self.recomputed: list[int] = []
-        self.memory: dict[str, int | None] = {}
+        self.memory: dict[str, int] = {}
         if self.optimizer_flag == "none":
             self.phases = PHASES[:2]
 
@@ -78,7 +78,7 @@ class Train(Workload):
     def setup(self, prep: Any) -> None:
         """Train mode; optimizer, targets and loss; one untimed step (so optimizer state exists), its
         saved activations measured."""
-        self._kept = _snapshot(prep.model) if prep.saved is not None else None  # the caller's own model
+        self._kept: tuple[dict, dict] | None = _snapshot(prep.model) if prep.saved is not None else None  # the caller's own model
         prep.model.train()
         module = prep.module
         params = [p for p in prep.model.parameters() if p.requires_grad]
@@ -102,10 +102,11 @@ class Train(Workload):
 
     def teardown(self, prep: Any) -> None:
         """A caller's model gets back its weights, buffers and gradients (the steps trained it)."""
-        if getattr(self, "_kept", None) is not None:
+        kept = getattr(self, "_kept", None)
+        if kept is not None:
             import torch
 
-            state, grads = self._kept
+            state, grads = kept
             with torch.no_grad():
                 prep.model.load_state_dict(state)
             for name, p in prep.model.named_parameters():
