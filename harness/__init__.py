@@ -10,7 +10,7 @@ Names are imported lazily so that ``import harness`` (and the CLI's ``--help``) 
 """
 from __future__ import annotations
 
-__version__ = "0.1.0"
+from .version import __version__
 
 __all__ = ["profile", "run_scenario", "count", "Counts", "Run", "HarnessError", "__version__"]
 

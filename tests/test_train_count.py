@@ -203,3 +203,20 @@ def test_counting_a_step_leaves_buffers_and_rng_as_found():
     harness.count(m, x, train=True)
     assert all(torch.equal(buffers[k], v) for k, v in m.state_dict().items())  # weights, running stats, count
     assert torch.equal(torch.get_rng_state(), rng)
+
+
+def test_the_counter_does_not_import_the_pipeline():
+    # harness.count sits below harness.pipeline: counting a training step (its step, default loss and
+    # optimizer live in harness.core.training) loads no harness.pipeline module
+    import os
+    import subprocess
+    import sys
+
+    code = ("import sys, torch, harness.count as hc; "
+            "c = hc.count(torch.nn.Linear(3, 2), torch.randn(4, 3), train=True); "
+            "print(c.flops > 0, sorted(m for m in sys.modules if m.startswith('harness.pipeline')))")
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = {**os.environ, "PYTHONPATH": root}
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env, cwd=root)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == ["True", "[]"], r.stdout

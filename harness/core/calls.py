@@ -33,7 +33,12 @@ class Call:
     def tensors(self) -> list:
         """Every tensor inside, in argument order."""
         out: list = []
-        self.map(lambda t: out.append(t) or t)
+
+        def collect(t: Any) -> Any:
+            out.append(t)
+            return t
+
+        self.map(collect)
         return out
 
 

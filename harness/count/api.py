@@ -10,6 +10,7 @@ from torch import nn
 
 from ..core.calls import Call, split_inputs
 from ..core.text import short_exc
+from ..core.training import default_loss, make_optimizer, train_step
 from ..errors import HarnessError
 from . import meta_model
 from .counter import Counter
@@ -86,8 +87,6 @@ def count_train_step(model: nn.Module, call: Call, *, loss_fn: Any = None, targe
     their gradients and the optimizer's state are put back afterwards (the step changes them
     in place); so are modes, buffers and RNG state (the :class:`Counter`).
     """
-    from ..pipeline.workloads.train import default_loss, make_optimizer, train_step
-
     params = [p for p in model.parameters() if p.requires_grad]
     opt = make_optimizer(optimizer or "adamw", params) if optimizer is None or isinstance(optimizer, str) else optimizer
     saved_params = [(p, p.detach().clone(), p.grad) for p in model.parameters()]
@@ -110,7 +109,7 @@ def count_train_step(model: nn.Module, call: Call, *, loss_fn: Any = None, targe
                 p.grad = grad
             for b, value in saved_buffers:
                 b.copy_(value)
-        if opt is not None:
+        if opt is not None and saved_state is not None:
             opt.load_state_dict(saved_state)
         for m, flag in training:
             m.training = flag

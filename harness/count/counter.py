@@ -121,11 +121,11 @@ class Counter:
         self._exit = stack
         return self
 
-    def __exit__(self, *exc) -> bool:
+    def __exit__(self, *exc: object) -> None:  # exceptions propagate
         stack, self._exit = self._exit, None
+        assert stack is not None, "Counter.__exit__ without __enter__"
         self._tracker.stack[1:] = []  # calls left open by an exception are closed
         stack.close()
-        return False
 
     def _rng_devices(self) -> list[int]:
         dev = model_device(self.model)

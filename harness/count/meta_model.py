@@ -26,18 +26,18 @@ from ..errors import HarnessError
 
 def is_meta_model(model: nn.Module) -> bool:
     """True when the model holds meta tensors (any parameter or buffer)."""
-    for t in model.parameters():
-        return t.device.type == "meta"
-    for t in model.buffers():
-        return t.device.type == "meta"
+    for p in model.parameters():
+        return p.device.type == "meta"
+    for b in model.buffers():
+        return b.device.type == "meta"
     return False
 
 
 def model_device(model: nn.Module) -> torch.device | None:
-    for t in model.parameters():
-        return t.device
-    for t in model.buffers():
-        return t.device
+    for p in model.parameters():
+        return p.device
+    for b in model.buffers():
+        return b.device
     return None
 
 

@@ -347,7 +347,7 @@ class CountingMode(OpMode):
         formula = info.formula
         counted = formula is not None
         macs = other = nbytes = 0
-        if counted:
+        if formula is not None:
             try:
                 w = formula(res, *args, **kwargs)
                 macs, other = int(w.macs), int(w.other)

@@ -15,12 +15,13 @@ from .mode import OpInfo, OpMode
 from .registry import PartialCount, Tensor, Work, io_bytes
 
 
-def evaluate(info: OpInfo, args, kwargs, res) -> Work:
-    """Apply the op's formula; bytes None -> the default rule of ``io_bytes``."""
+def evaluate(info: OpInfo, args, kwargs, res) -> tuple[int, int, int]:
+    """``(macs, other, bytes)`` by the op's formula (which it must have); bytes None -> the default
+    rule of ``io_bytes``."""
+    if info.formula is None:
+        raise ValueError(f"{info.name} has no formula")
     w = info.formula(res, *args, **kwargs)
-    if w.bytes is None:
-        w = Work(int(w.macs), int(w.other), io_bytes(args, kwargs, res))
-    return w
+    return int(w.macs), int(w.other), io_bytes(args, kwargs, res) if w.bytes is None else int(w.bytes)
 
 
 class SumMode(OpMode):
@@ -35,10 +36,10 @@ class SumMode(OpMode):
         if info.formula is None:
             self.missing.add(info.name)
         else:
-            w = evaluate(info, args, kwargs, res)
-            self.macs += w.macs
-            self.other += w.other
-            self.bytes += w.bytes
+            macs, other, nbytes = evaluate(info, args, kwargs, res)
+            self.macs += macs
+            self.other += other
+            self.bytes += nbytes
 
 
 _REFERENCE_CACHE: dict[Any, Work] = {}

@@ -7,11 +7,14 @@ One entry point for the rest of the harness::
     peak = peak_for("cpu", "float32")            # calibrated if cached, else derived
     summary.update(peak.summary_fields())        # peak_flop_per_s, peak_source, ...
 
+* :mod:`.ceilings` - the :class:`Peak` record; :mod:`.peak` - :func:`peak_for`, which builds it
+  (the CPU side in :mod:`.cpu_peak`).
 * :mod:`.specs` - published GPU figures (dense, cited), matched by device name.
 * :mod:`.formulas` - the peak/bandwidth arithmetic.
 * :mod:`.cpu` - CPU model, flags, clock, derived FLOP/cycle (``cpu_info()`` for env.json).
 * :mod:`.calibration` - measured CPU peak (``python -m harness calibrate``), cached per CPU
   and thread count; its C loops live in :mod:`.kernels`; :mod:`.cpu_peak` turns it into a Peak.
+* :mod:`.cache` - the cache directory (``$HARNESS_CACHE_DIR`` or ``~/.cache/harness``).
 * :mod:`.cuda_flags` - the TF32/cuDNN flags (``read_cuda_flags``) and bf16 support by
   compute capability (``bf16_native``, ``cuda_bf16_supported``).
 
@@ -23,7 +26,8 @@ Importing this package does not import torch or pandas.
 """
 from __future__ import annotations
 
-from .calibration import cache_dir, calibrate, calibration_path, load_calibration
+from .cache import cache_dir
+from .calibration import calibrate, calibration_path, load_calibration
 from .cpu import cache_levels, cpu_info
 from .cuda_flags import bf16_native, cuda_bf16_supported, read_cuda_flags
 from .formulas import (

@@ -52,6 +52,7 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
+from .cache import cache_dir
 from .cpu import cpu_id, cpu_info, throughput_from_flags
 from .formulas import cache_capacity_bytes
 from .kernels import ADDS_PER_ITER, KERNEL_SOURCE, NACC, build_kernel
@@ -64,12 +65,6 @@ CACHE_FRACTION = 0.5  # of a cache level's capacity: the working set of the cach
 AMX_FLOP_PER_ITER = 4 * 16 * 16 * 32 * 2        # 4 tdpbf16ps of 16x16 outputs, K = 32: 65,536 FLOP
 AMX_INT8_OPS_PER_ITER = 4 * 16 * 16 * 64 * 2    # 4 tdpbusd, K = 64: 131,072 int ops
 
-
-
-def cache_dir() -> Path:
-    """``$HARNESS_CACHE_DIR`` or ``~/.cache/harness``."""
-    env = os.environ.get("HARNESS_CACHE_DIR")
-    return Path(env) if env else Path.home() / ".cache" / "harness"
 
 
 def _slug(s: str) -> str:

@@ -13,9 +13,9 @@ from __future__ import annotations
 from ..core.units import si
 
 from .calibration import load_calibration
+from .ceilings import OP_CLASSES, Peak
 from .cpu import cpu_info, throughput_from_flags
 from .formulas import cpu_peak_flop_per_s
-from .peak import OP_CLASSES, Peak
 
 
 def _memory(cal: dict | None) -> dict:

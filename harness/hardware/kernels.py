@@ -26,6 +26,7 @@ import subprocess
 import tempfile
 from pathlib import Path
 
+from .cache import cache_dir
 from .cpu import cpu_id, cpu_info
 
 NACC = 12
@@ -353,8 +354,6 @@ def build_kernel(info: dict | None = None) -> tuple[ctypes.CDLL | None, dict]:
     digest = hashlib.sha256("\0".join(
         [KERNEL_SOURCE, " ".join(cc), version, " ".join(FLAGS), cpu_id(info), " ".join(info.get("flags", []))]
     ).encode()).hexdigest()[:16]
-    from .calibration import cache_dir
-
     kdir = cache_dir() / "kernels"
     so = kdir / f"peak-{digest}.so"
     meta = {"compiler": " ".join(cc), "compiler_version": version, "flags": " ".join(FLAGS), "library": str(so)}

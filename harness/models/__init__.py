@@ -1,7 +1,7 @@
 """Any model by name: ``torchvision:NAME``, ``timm:NAME``, ``hf:ID_OR_PATH``.
 
 :func:`load` turns a source-qualified name into a
-:class:`harness.pipeline.scenario.Scenario` (a :class:`~.common.NamedModel`) whose
+:class:`harness.core.scenario.Scenario` (a :class:`~.common.NamedModel`) whose
 model is built with random weights (nothing is downloaded) and whose inputs are derived
 from the model: image size, sequence length, token ids within the vocabulary.
 
@@ -52,7 +52,7 @@ def is_qualified(text: str) -> bool:
         return False
     if m.group(1) in SOURCES:
         return True
-    from ..pipeline.scenario import builtin_paths
+    from ..core.scenario import builtin_paths
 
     return m.group(1) not in builtin_paths()
 
@@ -86,7 +86,7 @@ def _source_module(source: str):
 
 
 def load(text: str, options: ModelOptions | None = None):
-    """Build a :class:`~harness.pipeline.scenario.Scenario` for ``SOURCE:NAME``.
+    """Build a :class:`~harness.core.scenario.Scenario` for ``SOURCE:NAME``.
 
     Its ``name`` is the on-disk name (``timm:convnext_tiny`` -> ``timm-convnext_tiny``),
     ``path`` is None, ``kind`` says what the model is (``causal-lm``, ``detection`` ...).

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Iterable
 
 from ..errors import HarnessError
-from ..pipeline.scenario import Scenario
+from ..core.scenario import Scenario
 
 PIP_NAMES = {"timm": "timm", "transformers": "transformers"}
 EXTRAS = {"timm": "timm", "transformers": "hf"}

@@ -14,11 +14,11 @@ from typing import Any
 import pandas as pd
 import torch
 
-from .. import __version__
 from ..core import schema
 from ..core.samples import rate, ratio, sample_stats
 from ..core.text import utc_iso
 from ..core.units import si
+from ..version import __version__
 from .measure import Timing
 from .prepare import Prepared, dtype_name
 from .workloads import no_scope
@@ -86,7 +86,7 @@ def phase_summaries(p: Parts) -> dict[str, dict]:
         if by_phase is not None and len(by_phase):
             row = by_phase[by_phase.phase == name].sum(numeric_only=True)
             occurrences = max(len(samples) / max(len(p.timing.samples_s), 1), 1)
-            work = {k: int(row.get(k, 0)) for k in ("macs", "flops", "other_flops", "bytes")}
+            work: dict[str, float] = {k: int(row.get(k, 0)) for k in ("macs", "flops", "other_flops", "bytes")}
             work = {k: v / occurrences for k, v in work.items()}
         else:  # a one-phase workload: the whole count
             work = {"macs": p.counts.macs, "flops": p.counts.flops, "other_flops": p.counts.other_flops,

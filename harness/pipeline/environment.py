@@ -7,7 +7,7 @@ from pathlib import Path
 
 import torch
 
-from .. import __version__
+from ..version import __version__
 
 ENV_SCHEMA_VERSION = 1
 

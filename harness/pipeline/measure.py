@@ -46,7 +46,8 @@ class _PhaseClock:
     """The measure stage's phase scope: synchronized clock readings around each phase."""
 
     def __init__(self, sync: Callable[[], None]):
-        self.sync, self.rows, self.iteration = sync, [], 0
+        self.sync, self.iteration = sync, 0
+        self.rows: list[tuple[int, str, int, float]] = []  # (iteration, phase, index, seconds)
         self._seen: dict[str, int] = {}
 
     def start(self, iteration: int) -> None:

@@ -227,7 +227,7 @@ def execute(prep: Prepared, spec: RunSpec, *, scenario: str, workload: workloads
                         kept=kept, profiled_contention=profiled_contention, model_options=dict(spec.model),
                         path=str(rundir.final) if rundir is not None else None)
         run = _assemble(stages.run("join", lambda: _join(parts_kw, prep, prof, counts)))
-        if rundir is not None:
+        if rundir is not None and root is not None:  # a run dir is opened under a root, never without one
             _commit(run, rundir, root, stages, write_extras)
         else:
             from ..core.record import finalize

@@ -11,39 +11,17 @@ from __future__ import annotations
 
 import difflib
 import importlib.util
+import os
 import traceback
-from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
-from typing import Any, Callable
+from typing import Any
 
+from ..core.scenario import SCENARIO_DIR, Scenario, builtin_paths
 from ..core.text import short_exc
 from ..errors import HarnessError
 
-SCENARIO_DIR = Path(__file__).resolve().parents[2] / "scenarios"
-
-
-@dataclass
-class Scenario:
-    """A loaded scenario. ``batch_size``/``device``/``dtype`` are the file's defaults."""
-
-    name: str
-    description: str
-    path: Path | None  # None for a model by name (harness.models)
-    build_model: Callable[[], Any]
-    make_inputs: Callable[[int, Any], Any]
-    batch_size: int = 1
-    device: str = "cpu"
-    dtype: str = "float32"
-    workload: str = "forward"
-    module: Any = None  # the scenario file's module: workloads read their own hooks from it
-
-
-def builtin_paths() -> dict[str, Path]:
-    """Built-in scenario files by stem."""
-    if not SCENARIO_DIR.is_dir():
-        return {}
-    return {p.stem: p for p in sorted(SCENARIO_DIR.glob("*.py")) if not p.name.startswith("_")}
+__all__ = ["SCENARIO_DIR", "Scenario", "build", "builtin_paths", "inputs", "load"]
 
 
 def _import_file(path: Path) -> ModuleType:
@@ -66,7 +44,7 @@ def _import_file(path: Path) -> ModuleType:
     return module
 
 
-def load(name_or_path: str | Path, options: Any = None) -> Scenario:
+def load(name_or_path: str | os.PathLike, options: Any = None) -> Scenario:
     """Load a built-in scenario by name, a user's scenario file by path, or a model by
     name (``torchvision:NAME``, ``timm:NAME``, ``hf:ID_OR_PATH``; ``options``:
     :class:`harness.models.ModelOptions`).

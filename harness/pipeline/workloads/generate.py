@@ -32,7 +32,7 @@ from __future__ import annotations
 import dataclasses
 import inspect
 import math
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 from ...core.samples import rate, ratio, sample_stats
 from ...core.units import percent, seconds, si
@@ -74,6 +74,7 @@ class CausalLM:
     ``past_key_values`` is deprecated), else under ``past_key_values``."""
 
     def __init__(self, model: torch.nn.Module):
+        params: Mapping[str, inspect.Parameter]
         try:
             params = inspect.signature(model.forward).parameters
         except (TypeError, ValueError):  # no signature to read: the classic name

@@ -27,79 +27,20 @@ afterwards (:meth:`Train.teardown`).
 from __future__ import annotations
 
 import ast
-import dataclasses
 from typing import TYPE_CHECKING, Any, Callable
 
-from ...errors import HarnessError
+from ...core.training import OPTIMIZERS, default_loss, make_optimizer, train_step
 from .base import Figure, Option, PhaseScope, Workload
 
 if TYPE_CHECKING:
     import torch
 
-OPTIMIZERS = ("adamw", "sgd", "none")
+# OPTIMIZERS, default_loss, make_optimizer and train_step live in harness.core.training, below both this
+# workload and the counter (which counts the same step); they stay importable from here
+__all__ = ["OPTIMIZERS", "PHASES", "Train", "default_loss", "estimate_6n", "make_optimizer", "memory_split",
+           "render", "split_work", "train_step"]
+
 PHASES = ("forward", "backward", "optimizer")
-
-
-def default_loss(output: Any, targets: Any = None) -> torch.Tensor:
-    """A scalar to differentiate: ``output.loss`` when the output carries one (Hugging Face), else the
-    sum of ``t.float().mean()`` over the output's floating-point tensors (tuples, lists, dicts and
-    dataclasses walked in order)."""
-    import torch
-
-    loss = getattr(output, "loss", None)
-    if isinstance(loss, torch.Tensor):
-        return loss
-    tensors = [t for t in _tensors(output) if t.is_floating_point() and t.requires_grad]
-    if not tensors:
-        raise HarnessError("--workload train: the model's output has no floating-point tensor that requires grad; "
-                           "define loss_fn(output, targets) in the scenario")
-    total = tensors[0].float().mean()
-    for t in tensors[1:]:
-        total = total + t.float().mean()
-    return total
-
-
-def _tensors(obj: Any):
-    import torch
-
-    if isinstance(obj, torch.Tensor):
-        yield obj
-    elif isinstance(obj, (list, tuple)):
-        for x in obj:
-            yield from _tensors(x)
-    elif isinstance(obj, dict):
-        for x in obj.values():
-            yield from _tensors(x)
-    elif dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        for f in dataclasses.fields(obj):
-            yield from _tensors(getattr(obj, f.name))
-
-
-def make_optimizer(name: str, params: list) -> torch.optim.Optimizer | None:
-    """The ``--optimizer`` choices: ``adamw`` (lr 1e-4), ``sgd`` (lr 1e-2, momentum 0.9), ``none``."""
-    import torch
-
-    if name == "none" or not params:
-        return None
-    if name == "sgd":
-        return torch.optim.SGD(params, lr=1e-2, momentum=0.9)
-    return torch.optim.AdamW(params, lr=1e-4)
-
-
-def train_step(model: torch.nn.Module, call: Callable, optimizer: Any, loss_fn: Callable, targets: Any,
-               scope: PhaseScope) -> None:
-    """One step: zero_grad; forward + loss; backward; optimizer step, each phase in ``scope(name)``."""
-    if optimizer is not None:
-        optimizer.zero_grad(set_to_none=True)
-    else:
-        model.zero_grad(set_to_none=True)
-    with scope("forward"):
-        loss = loss_fn(call(model), targets)
-    with scope("backward"):
-        loss.backward()
-    if optimizer is not None:
-        with scope("optimizer"):
-            optimizer.step()
 
 
 def _snapshot(model: torch.nn.Module) -> tuple[dict, dict]:
@@ -111,7 +52,7 @@ def _snapshot(model: torch.nn.Module) -> tuple[dict, dict]:
 
 class Train(Workload):
     name = "train"
-    phases = PHASES
+    phases: tuple[str, ...] = PHASES
     word, plural = "training step", "training steps"
     label = "train_step"
     computes_gradients = True
@@ -128,7 +69,7 @@ class Train(Workload):
         self.loss_fn: Callable = default_loss
         self.targets: Any = None
         self.recomputed: list[int] = []
-        self.memory: dict[str, int | None] = {}
+        self.memory: dict[str, int] = {}
         if self.optimizer_flag == "none":
             self.phases = PHASES[:2]
 
@@ -137,7 +78,7 @@ class Train(Workload):
     def setup(self, prep: Any) -> None:
         """Train mode; optimizer, targets and loss; one untimed step (so optimizer state exists), its
         saved activations measured."""
-        self._kept = _snapshot(prep.model) if prep.saved is not None else None  # the caller's own model
+        self._kept: tuple[dict, dict] | None = _snapshot(prep.model) if prep.saved is not None else None  # the caller's own model
         prep.model.train()
         module = prep.module
         params = [p for p in prep.model.parameters() if p.requires_grad]
@@ -161,10 +102,11 @@ class Train(Workload):
 
     def teardown(self, prep: Any) -> None:
         """A caller's model gets back its weights, buffers and gradients (the steps trained it)."""
-        if getattr(self, "_kept", None) is not None:
+        kept = getattr(self, "_kept", None)
+        if kept is not None:
             import torch
 
-            state, grads = self._kept
+            state, grads = kept
             with torch.no_grad():
                 prep.model.load_state_dict(state)
             for name, p in prep.model.named_parameters():

@@ -1,0 +1,85 @@
+"""The plain training step that :func:`harness.count.count` (``train=True``) counts and the ``train``
+workload (:mod:`harness.pipeline.workloads.train`) times: ``zero_grad``; forward + loss; backward;
+optimizer step, each phase in a scope. Also its defaults: :func:`default_loss` and the
+``--optimizer`` choices (:data:`OPTIMIZERS`, :func:`make_optimizer`).
+
+Below both the counter and the pipeline, so that the counter depends on nothing in
+:mod:`harness.pipeline` (the pipeline depends on the counter, not the other way round).
+Importing it does not import torch (the workloads declare their options without it).
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import TYPE_CHECKING, Any, Callable, ContextManager
+
+from ..errors import HarnessError
+
+if TYPE_CHECKING:
+    import torch
+
+__all__ = ["OPTIMIZERS", "default_loss", "make_optimizer", "train_step"]
+
+OPTIMIZERS = ("adamw", "sgd", "none")
+
+
+def default_loss(output: Any, targets: Any = None) -> torch.Tensor:
+    """A scalar to differentiate: ``output.loss`` when the output carries one (Hugging Face), else the
+    sum of ``t.float().mean()`` over the output's floating-point tensors (tuples, lists, dicts and
+    dataclasses walked in order)."""
+    import torch
+
+    loss = getattr(output, "loss", None)
+    if isinstance(loss, torch.Tensor):
+        return loss
+    tensors = [t for t in _tensors(output) if t.is_floating_point() and t.requires_grad]
+    if not tensors:
+        raise HarnessError("--workload train: the model's output has no floating-point tensor that requires grad; "
+                           "define loss_fn(output, targets) in the scenario")
+    total = tensors[0].float().mean()
+    for t in tensors[1:]:
+        total = total + t.float().mean()
+    return total
+
+
+def _tensors(obj: Any):
+    import torch
+
+    if isinstance(obj, torch.Tensor):
+        yield obj
+    elif isinstance(obj, (list, tuple)):
+        for x in obj:
+            yield from _tensors(x)
+    elif isinstance(obj, dict):
+        for x in obj.values():
+            yield from _tensors(x)
+    elif dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        for f in dataclasses.fields(obj):
+            yield from _tensors(getattr(obj, f.name))
+
+
+def make_optimizer(name: str, params: list) -> torch.optim.Optimizer | None:
+    """The ``--optimizer`` choices: ``adamw`` (lr 1e-4), ``sgd`` (lr 1e-2, momentum 0.9), ``none``."""
+    import torch
+
+    if name == "none" or not params:
+        return None
+    if name == "sgd":
+        return torch.optim.SGD(params, lr=1e-2, momentum=0.9)
+    return torch.optim.AdamW(params, lr=1e-4)
+
+
+def train_step(model: torch.nn.Module, call: Callable, optimizer: Any, loss_fn: Callable, targets: Any,
+               scope: Callable[[str], ContextManager]) -> None:
+    """One step: zero_grad; forward + loss; backward; optimizer step, each phase in ``scope(name)`` (a
+    :class:`~harness.count.Counter`'s ``phase``, a workload's timer scope, or a no-op)."""
+    if optimizer is not None:
+        optimizer.zero_grad(set_to_none=True)
+    else:
+        model.zero_grad(set_to_none=True)
+    with scope("forward"):
+        loss = loss_fn(call(model), targets)
+    with scope("backward"):
+        loss.backward()
+    if optimizer is not None:
+        with scope("optimizer"):
+            optimizer.step()
