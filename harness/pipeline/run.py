@@ -19,6 +19,7 @@ import pandas as pd
 import torch
 
 from ..core import fsio
+from ..core.schema import Summary
 from ..core.text import utc_iso
 from ..errors import HarnessError, forward_error
 from . import assemble, write
@@ -38,7 +39,7 @@ __all__ = ["Run", "execute", "profile", "run_scenario", "run_spec", "RunSpec", "
 class Run:
     """A finished run. DataFrame columns and units are documented in README.md."""
 
-    summary: dict
+    summary: Summary  # the run record (summary.json), built once by assemble.record
     ops: pd.DataFrame
     ops_by_shape: pd.DataFrame
     modules: pd.DataFrame
@@ -195,7 +196,7 @@ def _commit(run: Run, rundir: fsio.RunDir, root: Path, stages: "Stages", write_e
     write.link_for_hta(run.path, run.summary["trace_files"][0] if run.summary["trace_files"] else None)
     from ..tracking.history import append
 
-    append(root, run.summary)
+    append(root, dict(run.summary))
 
 
 def execute(prep: Prepared, spec: RunSpec, *, scenario: str, workload: workloads.Workload | None = None,
@@ -310,7 +311,9 @@ def run_scenario(
     :class:`harness.models.ModelOptions`), build it, and run it (:func:`run_spec`)."""
     import dataclasses
 
-    model = dataclasses.asdict(model_options) if dataclasses.is_dataclass(model_options) else dict(model_options or {})
+    from ..models import ModelOptions
+
+    model = dataclasses.asdict(model_options) if isinstance(model_options, ModelOptions) else dict(model_options or {})
     spec = RunSpec(target=str(name_or_path), workload=workload, workload_options=workload_options or {},
                    model=model, batch_size=batch_size, device=None if device is None else str(device),
                    dtype=None if dtype is None else dtype_name(dtype) if isinstance(dtype, torch.dtype) else str(dtype),

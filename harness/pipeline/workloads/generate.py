@@ -254,10 +254,10 @@ class Generate(Workload):
         ph = parts.timing.phases
         dec = ph[ph.phase == "decode"]
         lat = [_p50(list(dec.loc[dec["index"] == i, "latency_s"])) for i in range(self.new_tokens)]
-        kv = self.kv_bytes
+        kv, prompt_len = self.kv_bytes, int(self.prompt_len or 0)  # set by setup(), before any table
         written = [None if a is None or b is None else b - a for a, b in zip(kv, kv[1:])]
         df = pd.DataFrame({"step": range(self.new_tokens),
-                           "context_len": [self.prompt_len + i + 1 for i in range(self.new_tokens)],
+                           "context_len": [prompt_len + i + 1 for i in range(self.new_tokens)],
                            "latency_s": lat, **{c: work[c].astype("int64").values for c in WORK},
                            "kv_cache_bytes": kv[1:], "kv_written_bytes": written})
         df["achieved_bytes_per_s"] = [rate(b, t) for b, t in zip(df["bytes"], df["latency_s"])]
