@@ -76,6 +76,7 @@ def map_tensors(obj: Any, fn: Callable[[Any], Any]) -> Any:
 
 
 def tensor_bytes(call: Call) -> int:
-    """Bytes held by the call's tensors (each counted once)."""
-    seen = {id(t): t for t in call.tensors()}
-    return sum(t.numel() * t.element_size() for t in seen.values())
+    """Bytes held by the call's tensors (each counted once: :func:`harness.core.tensors.distinct_bytes`)."""
+    from .tensors import distinct_bytes
+
+    return distinct_bytes((call.args, call.kwargs), modules=False)

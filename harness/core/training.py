@@ -9,7 +9,6 @@ Importing it does not import torch (the workloads declare their options without 
 """
 from __future__ import annotations
 
-import dataclasses
 from typing import TYPE_CHECKING, Any, Callable, ContextManager
 
 from ..errors import HarnessError
@@ -42,19 +41,10 @@ def default_loss(output: Any, targets: Any = None) -> torch.Tensor:
 
 
 def _tensors(obj: Any):
-    import torch
+    """The output's tensors in order, each once (:func:`harness.core.tensors.walk_tensors`)."""
+    from .tensors import walk_tensors
 
-    if isinstance(obj, torch.Tensor):
-        yield obj
-    elif isinstance(obj, (list, tuple)):
-        for x in obj:
-            yield from _tensors(x)
-    elif isinstance(obj, dict):
-        for x in obj.values():
-            yield from _tensors(x)
-    elif dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        for f in dataclasses.fields(obj):
-            yield from _tensors(getattr(obj, f.name))
+    return walk_tensors(obj, modules=False)
 
 
 def make_optimizer(name: str, params: list) -> torch.optim.Optimizer | None:

@@ -62,9 +62,9 @@ def count(model: nn.Module, inputs: Any = None, *, device: str | torch.device | 
     run_model, call, on_meta = _placed(model, call, device)
     if train:
         return count_train_step(run_model, call, loss_fn=loss_fn, targets=targets, optimizer=optimizer)
-    counter = Counter(run_model, default_phase="forward")
+    counter = Counter(run_model, default_phase="forward", rng_devices=_cuda_devices(call))
     try:
-        with torch.random.fork_rng(devices=_cuda_devices(call)), counter, torch.inference_mode():
+        with counter, torch.inference_mode():
             call(run_model)
     except Exception as exc:
         if on_meta and _looks_data_dependent(exc):
@@ -94,7 +94,7 @@ def count_train_step(model: nn.Module, call: Call, *, loss_fn: Any = None, targe
     saved_state = copy.deepcopy(opt.state_dict()) if opt is not None else None
     training = [(m, m.training) for m in model.modules()]
     loss_fn = loss_fn or default_loss
-    counter = Counter(model, default_phase="forward")
+    counter = Counter(model, default_phase="forward", rng_devices=_cuda_devices(call))
     try:
         model.train()
         with torch.random.fork_rng(devices=_cuda_devices(call)):  # the warm-up's dropout draws too
@@ -141,24 +141,13 @@ def _placed(model: nn.Module, call: Call, device) -> tuple[nn.Module, Call, bool
 
 def _cuda_devices(call: Call) -> list[int]:
     """CUDA devices of the inputs, whose RNG the forward may draw from (the Counter forks the model's).
+    A read-only walk (:func:`harness.core.tensors.walk_tensors`): containers are not rebuilt, which a
+    PackedSequence would refuse."""
+    from ..core.devices import cuda_index
+    from ..core.tensors import walk_tensors
 
-    Walks without rebuilding containers (``Call.tensors`` rebuilds them, which a PackedSequence refuses).
-    """
-    found: set[int] = set()
-
-    def walk(obj) -> None:
-        if isinstance(obj, torch.Tensor):
-            if obj.device.type == "cuda":
-                found.add(obj.device.index or 0)
-        elif isinstance(obj, (list, tuple)):
-            for x in obj:
-                walk(x)
-        elif isinstance(obj, dict):
-            for x in obj.values():
-                walk(x)
-
-    walk((call.args, call.kwargs))
-    return sorted(found)
+    return sorted({cuda_index(t.device) for t in walk_tensors((call.args, call.kwargs), modules=False)
+                   if t.device.type == "cuda"})
 
 
 def _looks_data_dependent(exc: Exception) -> bool:

@@ -19,7 +19,7 @@ Parameters changed in place (an optimizer step) are not undone; a note says so.
 from __future__ import annotations
 
 import contextlib
-from typing import Iterator
+from typing import Iterable, Iterator
 
 import torch
 from torch import nn
@@ -41,12 +41,13 @@ class Counter:
     blocks nest: the innermost wins.
     """
 
-    def __init__(self, model: nn.Module, *, default_phase: str = "forward"):
+    def __init__(self, model: nn.Module, *, default_phase: str = "forward", rng_devices: Iterable[int] = ()):
         if not isinstance(model, nn.Module):
             raise HarnessError(f"Counter needs a torch.nn.Module, got {type(model).__name__}")
         _check_phase_name(default_phase, "default_phase")
         self.model = model
         self.default_phase = default_phase
+        self.rng_devices = sorted(set(rng_devices))  # CUDA devices (besides the model's) whose RNG a run may draw from
         self._named = list(model.named_modules(remove_duplicate=False))
         self._on_meta = is_meta_model(model)
         self._tracker = ModuleTracker(None)
@@ -128,8 +129,13 @@ class Counter:
         stack.close()
 
     def _rng_devices(self) -> list[int]:
+        """The model's CUDA device and ``rng_devices`` (the inputs'): their RNG is forked, so counting
+        leaves every generator it may touch as it was."""
+        from ..core.devices import cuda_index
+
         dev = model_device(self.model)
-        return [dev.index or 0] if dev is not None and dev.type == "cuda" else []
+        own = [cuda_index(dev)] if dev is not None and dev.type == "cuda" else []
+        return sorted(set(own) | set(self.rng_devices))
 
     def _note_changed_params(self, param_versions: list) -> None:
         changed = [p for p, v in param_versions if v is not None and _version(p) != v]
