@@ -219,7 +219,7 @@ def write_v2_file(logdir: Path, n: int = 3) -> bytes:
     return data
 
 
-def test_schema_2_is_read_as_3_and_migrated(tmp_path: Path):
+def test_schema_2_is_read_as_current_and_migrated(tmp_path: Path):
     before = write_v2_file(tmp_path)
     assert before.splitlines()[0].decode() == (  # the header schema 2 wrote, verbatim
         "schema_version,run_id,started_at,scenario,config_key,batch_size,dtype,device,threads,tag,env_key,"
@@ -227,8 +227,8 @@ def test_schema_2_is_read_as_3_and_migrated(tmp_path: Path):
         "latency_mean_s,latency_std_s,latency_n,throughput_samples_per_s,achieved_flop_per_s,utilization,"
         "peak_flop_per_s,peak_memory_bytes,run_dir")
     df = history.read(tmp_path)
-    assert list(df.columns) == history.COLUMNS and len(df) == 3 and history.SCHEMA_VERSION == 3
-    assert (df["schema_version"] == 3).all() and df["workload"].tolist() == ["forward"] * 3
+    assert list(df.columns) == history.COLUMNS and len(df) == 3 and history.SCHEMA_VERSION == 4
+    assert (df["schema_version"] == 4).all() and df["workload"].tolist() == ["forward"] * 3
     assert df["latency_p50_s"].tolist() == [0.5, 0.51, 0.52] and df["peak_flop_per_s"].tolist() == [1.41e11] * 3
     for col in ("ttft_p50_s", "decode_step_p50_s", "forward_p50_s", "backward_p50_s", "optimizer_p50_s",
                 "cpu_share", "disturbed", "peak_source"):
@@ -237,8 +237,8 @@ def test_schema_2_is_read_as_3_and_migrated(tmp_path: Path):
     history.append(tmp_path, fake_summary(9, logdir=tmp_path))  # kept in its own layout
     assert history.file_version(tmp_path) == 2
     proc = run_cli("history", "--migrate", "--logdir", str(tmp_path))
-    assert proc.returncode == 0 and "schema 3" in proc.stdout, proc.stderr
-    assert history.file_version(tmp_path) == 3 and (tmp_path / "history.v2.csv").exists()
+    assert proc.returncode == 0 and "schema 4" in proc.stdout, proc.stderr
+    assert history.file_version(tmp_path) == 4 and (tmp_path / "history.v2.csv").exists()
     after = history.read(tmp_path)
     assert len(after) == 4 and after["workload"].tolist() == ["forward"] * 4
     assert pd.read_csv(tmp_path / "history.csv").shape == (4, len(history.COLUMNS))
@@ -304,8 +304,8 @@ def test_newer_schema_is_refused(tmp_path: Path):
     history.append(tmp_path, fake_summary(0))
     path = tmp_path / "history.csv"
     lines = path.read_text().splitlines(keepends=True)
-    path.write_text(lines[0] + "4" + lines[1][1:])
-    with pytest.raises(HarnessError, match="line 2: schema_version 4 is newer"):
+    path.write_text(lines[0] + "5" + lines[1][1:])
+    with pytest.raises(HarnessError, match="line 2: schema_version 5 is newer"):
         history.read(tmp_path)
 
 
@@ -351,3 +351,125 @@ def test_two_real_runs_at_once_give_two_rows(tmp_path: Path, tiny_scenario: Path
     for rd in df["run_dir"]:
         assert (logdir / rd / "summary.json").exists()
     assert set(df["config_key"]) == {"tiny|bs=2|float32|cpu|threads=1|tag="}
+
+
+# --------------------------------------------------------------------------- phase columns from the workloads
+
+def test_train_run_row_has_its_phase_p50s(tmp_path: Path):
+    """A real train run: forward/backward/optimizer p50 columns are the summary's phases; its config key is
+    the one history derives from the summary's own workload keys."""
+    import torch
+
+    import harness
+
+    model = torch.nn.Sequential(torch.nn.Linear(8, 8), torch.nn.ReLU(), torch.nn.Linear(8, 2))
+    run = harness.profile(model, torch.randn(2, 8), workload="train", optimizer="sgd", iters=2, warmup=1,
+                          logdir=tmp_path, threads=1)
+    s = run.summary
+    row = history.read(tmp_path).iloc[0]
+    assert row["workload"] == "train"
+    for col, phase in (("forward_p50_s", "forward"), ("backward_p50_s", "backward"),
+                       ("optimizer_p50_s", "optimizer")):
+        assert row[col] == pytest.approx(s["phases"][phase]["time_s"]["p50"]) and row[col] > 0, col
+    assert pd.isna(row["ttft_p50_s"]) and pd.isna(row["decode_step_p50_s"])
+    assert history.summary_config_key({k: v for k, v in s.items() if k != "config_key"}) == s["config_key"]
+    assert s["config_key"].endswith("|workload=train|optimizer=sgd")
+
+
+def test_schema_3_is_read_with_its_phases_and_appended_in_its_layout(tmp_path: Path, capsys):
+    row = history.row_from_summary(generate_summary(1, tmp_path), tmp_path)
+    data = history.format_header(history.COLUMNS_V3) + history.format_row({**row, "schema_version": 3},
+                                                                          history.COLUMNS_V3)
+    (tmp_path / "history.csv").write_bytes(data)
+    df = history.read(tmp_path)
+    assert list(df.columns) == history.COLUMNS and df["schema_version"].tolist() == [4]
+    assert (df["ttft_p50_s"].iloc[0], df["decode_step_p50_s"].iloc[0]) == (0.12, 0.012)
+    history.append(tmp_path, generate_summary(2, tmp_path))
+    assert history.file_version(tmp_path) == 3 and (tmp_path / "history.csv").read_bytes().startswith(data)
+    assert "schema 3" in capsys.readouterr().err
+    assert history.read(tmp_path)["decode_step_p50_s"].tolist() == [0.012, 0.012]
+
+
+class ThreePhase:
+    """A workload made at run time (as a user's plugin): forward, backward and an 'extra' phase."""
+
+    @staticmethod
+    def make():
+        import contextlib
+
+        import torch
+
+        from harness.pipeline.workloads import Workload
+
+        class _ThreePhase(Workload):
+            name, phases, word, plural = "threephase", ("forward", "backward", "extra"), "3-phase step", "3-phase steps"
+            computes_gradients = True
+
+            def setup(self, prep):
+                prep.model.train()
+
+            def grad_mode(self):
+                return contextlib.nullcontext()
+
+            def iteration(self, prep, scope):
+                with scope("forward"):
+                    out = prep.call(prep.model)
+                with scope("backward"):
+                    out.float().sum().backward()
+                with scope("extra"), torch.no_grad():
+                    for p in prep.model.parameters():
+                        p.grad = None
+
+        return _ThreePhase
+
+
+@pytest.fixture
+def register_three_phase():
+    """Registers the workload when called; unregistered after the test whatever happens."""
+    from harness.pipeline import workloads
+
+    cls = ThreePhase.make()
+    try:
+        yield lambda: workloads.register(cls)
+    finally:
+        workloads.unregister(cls.name)
+
+
+def test_a_workload_registered_at_run_time_extends_the_file(tmp_path: Path, register_three_phase, monkeypatch):
+    import torch
+
+    import harness
+    from harness.pipeline import workloads
+
+    for i in range(2):  # a file written before the workload existed
+        history.append(tmp_path, fake_summary(i, logdir=tmp_path))
+    path = tmp_path / "history.csv"
+    before = path.read_bytes()
+    register_three_phase()
+    assert b"extra_p50_s" not in before and history.COLUMNS[-1] == "extra_p50_s"
+    model = torch.nn.Sequential(torch.nn.Linear(8, 8), torch.nn.ReLU(), torch.nn.Linear(8, 2))
+
+    def crash(*a, **k):
+        raise OSError(28, "No space left on device")
+
+    with monkeypatch.context() as m:  # the rewrite fails at its last step: the old file stays whole
+        m.setattr(os, "replace", crash)
+        with pytest.raises(OSError):
+            history.append(tmp_path, {**fake_summary(5, logdir=tmp_path), "workload": "threephase",
+                                      "phases": {"extra": {"time_s": {"p50": 1.0}}}})
+    assert path.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".history.csv.lock", "history.csv"]
+
+    run = harness.profile(model, torch.randn(2, 8), workload="threephase", iters=2, warmup=1, logdir=tmp_path,
+                          threads=1)
+    lines, old = path.read_text().splitlines(), before.decode().splitlines()
+    assert lines[0] == old[0] + ",extra_p50_s"
+    assert lines[1:3] == [ln + "," for ln in old[1:]]  # old rows intact, an empty cell added
+    df = history.read(tmp_path)
+    assert len(df) == 3 and df["extra_p50_s"].iloc[:2].isna().all()
+    for col, phase in (("forward_p50_s", "forward"), ("backward_p50_s", "backward"), ("extra_p50_s", "extra")):
+        assert df[col].iloc[2] == pytest.approx(run.summary["phases"][phase]["time_s"]["p50"]), col
+    workloads.unregister("threephase")  # a process without the workload keeps the column and its value
+    history.append(tmp_path, fake_summary(7, logdir=tmp_path))
+    df = history.read(tmp_path)
+    assert list(df.columns)[-1] == "extra_p50_s" and df["extra_p50_s"].iloc[2] > 0 and len(df) == 4

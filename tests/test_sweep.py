@@ -126,3 +126,97 @@ def test_a_disturbed_point_is_marked():
     assert outcome == "p50 15.7 ms (machine disturbed)"
     summary["contention"] = {"cpu_share": 0.99, "disturbed": False}
     assert _point_row(SimpleNamespace(summary=summary, path=None), row) == "p50 15.7 ms" and row["disturbed"] == 0
+
+
+# --------------------------------------------------------------------------- every workload
+
+def _sweep_csv(logdir: Path, scenario: str) -> tuple[pd.DataFrame, Path]:
+    sweep_dir = next((logdir / scenario / "sweeps").iterdir())
+    return pd.read_csv(sweep_dir / "sweep.csv"), sweep_dir
+
+
+def test_sweep_a_train_step_over_batch_sizes(tmp_path: Path):
+    scen = write_scenario(tmp_path, "hungry", HUNGRY)
+    logdir = tmp_path / "logs"
+    proc = run_cli("sweep", str(scen), "--workload", "train", "--batch-sizes", "1,2", "--iters", "2", "--warmup", "1",
+                   "--threads", "1", "--no-plot", "--logdir", str(logdir))
+    assert proc.returncode == 0, proc.stderr
+    df, _ = _sweep_csv(logdir, "hungry")
+    assert list(df.columns) == COLUMNS + ["workload", "forward_p50_s", "backward_p50_s", "optimizer_p50_s"]
+    assert df["status"].tolist() == ["ok", "ok"] and df["workload"].tolist() == ["train", "train"]
+    assert df["batch_size"].tolist() == [1, 2]
+    for col in ("forward_p50_s", "backward_p50_s", "optimizer_p50_s", "latency_p50_s"):
+        assert (df[col] > 0).all(), col
+    assert "p50 per training step" in proc.stdout.splitlines()[0]
+    assert "forward  backward  optimizer" in proc.stdout
+
+
+def test_sweep_a_generation_over_prompt_lengths(tmp_path: Path):
+    logdir = tmp_path / "logs"
+    proc = run_cli("sweep", "tiny_llama", "--workload", "generate", "--prompt-lens", "8,16", "--new-tokens", "2",
+                   "--iters", "2", "--warmup", "1", "--threads", "1", "--logdir", str(logdir))
+    assert proc.returncode == 0, proc.stderr
+    df, sweep_dir = _sweep_csv(logdir, "tiny_llama")
+    assert df["status"].tolist() == ["ok", "ok"] and df["prompt_len"].tolist() == [8, 16]
+    assert (df["decode_step_p50_s"] > 0).all() and (df["ttft_p50_s"] > 0).all()
+    for _, r in df.iterrows():  # each point ran its own spec: the prompt length and the fixed new_tokens
+        summary = json.loads((Path(r["run_dir"]) / "summary.json").read_text())
+        assert (summary["prompt_len"], summary["new_tokens"], summary["workload"]) == (r["prompt_len"], 2, "generate")
+    meta = json.loads((sweep_dir / "sweep.json").read_text())
+    assert meta["options"] == {"prompt_len": [8, 16]} and meta["workload"] == "generate"
+    assert (sweep_dir / "sweep.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    head = proc.stdout.splitlines()
+    assert "p50 per generation, over prompt length" in head[0] and "decode step" in head[1]
+    progress = [ln for ln in proc.stderr.splitlines() if ln.startswith("[")]
+    assert len(progress) == 2 and "prompt length 16" in progress[1] and "ETA" in progress[1]
+
+
+def test_bad_workload_lists_exit_2(tmp_path: Path):
+    for args, words in [(("--workload", "generate", "--prompt-lens", "0"),
+                         "--prompt-lens '0': --prompt-len must be at least 1"),
+                        (("--workload", "train", "--prompt-lens", "8,16"),
+                         "--prompt-lens does not apply to --workload train"),
+                        (("--workload", "generate", "--prompt-len", "8", "--prompt-lens", "8,16"), "both given"),
+                        (("--workload", "train",), "nothing to sweep")]:
+        proc = run_cli("sweep", "tiny_llama", *args, "--logdir", str(tmp_path / "logs"))
+        assert proc.returncode == 2 and words in proc.stderr and proc.stderr.count("\n") == 1, (args, proc.stderr)
+    assert not (tmp_path / "logs").exists()
+
+
+def test_points_are_the_product_of_every_list():
+    from harness.pipeline.spec import RunSpec
+    from harness.tracking.sweep import make_points, x_key
+
+    base = RunSpec(target="tiny_llama", workload="generate", workload_options={"new_tokens": 2}, iters=2)
+    pts = make_points(base, [1, 2], ["float32"], [None], {"prompt_len": [8, 16]})
+    assert [(p.batch_size, p.options["prompt_len"]) for p in pts] == [(1, 8), (2, 8), (1, 16), (2, 16)]
+    spec = RunSpec.from_dict(pts[3].spec)  # what a (remote) job runs
+    assert spec == base.replace(batch_size=2, dtype="float32", workload_options={"new_tokens": 2, "prompt_len": 16})
+    assert [p.size for p in pts] == [8, 16, 16, 32]  # the ETA's x: batch size x prompt length
+    assert x_key([1, 2], {"prompt_len": [8, 16]}) == "prompt_len"
+    assert x_key([1, 2], {"optimizer": ["sgd"]}) == "batch_size"
+    assert x_key([None], {"optimizer": ["sgd", "adamw"]}) == "optimizer"
+
+
+def test_the_keyword_api_runs_each_point_through_its_spec(tmp_path: Path):
+    """`sweep(...)` as callers used it (an injected `run`): the workload's options reach every point."""
+    from harness.tracking.sweep import sweep
+
+    scen = write_scenario(tmp_path, "hungry", HUNGRY)
+    calls = []
+
+    def fake_run(target, **kw):
+        calls.append(kw)
+        s = {"run_id": f"r{len(calls)}", "latency_s": {"p50": 0.01}, "workload": "train",
+             "optimizer": kw["workload_options"]["optimizer"], "batch_size": kw["batch_size"],
+             "phases": {p: {"time_s": {"p50": 0.001}} for p in ("forward", "backward", "optimizer")}}
+        return SimpleNamespace(summary=s, path=None)
+
+    result = sweep(str(scen), [1, 2], workload="train", lists={"optimizer": ["sgd", "adamw"]},
+                   logdir=tmp_path / "logs", iters=2, run=fake_run, progress=False, plot=False)
+    assert [(c["batch_size"], c["workload_options"]["optimizer"], c["iters"]) for c in calls] == \
+        [(1, "sgd", 2), (2, "sgd", 2), (1, "adamw", 2), (2, "adamw", 2)]
+    assert [r["optimizer"] for r in result.rows] == ["sgd", "sgd", "adamw", "adamw"]
+    assert all(r["backward_p50_s"] == 0.001 and r["workload"] == "train" for r in result.rows)
+    df = pd.read_csv(result.path / "sweep.csv")
+    assert df["optimizer"].tolist() == ["sgd", "sgd", "adamw", "adamw"] and result.x == "batch_size"

@@ -78,7 +78,7 @@ def main(args: argparse.Namespace) -> int:
         recs = json.loads(df.to_json(orient="records"))
         print(json.dumps(recs, indent=2))
     elif args.csv:
-        print(df.to_csv(index=False), end="")
+        print(history.frame_bytes(df).decode("utf-8"), end="")
     else:
         print(render_table(df))
     if args.plot:

@@ -75,6 +75,15 @@ def workload_options(args: argparse.Namespace) -> dict[str, Any]:
     return {n: getattr(args, n) for n in workloads.declared_options() if getattr(args, n, None) is not None}
 
 
+def option_lists(args: argparse.Namespace) -> dict[str, list]:
+    """The sweep lists of workload options given (``--prompt-lens 32,128`` -> ``{"prompt_len": [32, 128]}``),
+    each value checked by its option (exit 2 naming the list flag)."""
+    from ..tracking.sweep import parse_option_list
+
+    return {opt.name: parse_option_list(getattr(args, opt.plural), opt) for opt in workloads.declared_options().values()
+            if opt.plural and getattr(args, opt.plural, None) is not None}
+
+
 def model_options(args: argparse.Namespace) -> dict[str, Any]:
     """The named-model options as a dict ({} when all are defaults); bad values exit 2."""
     from ..models import ModelOptions, options_from_args

@@ -157,16 +157,14 @@ class PointResult:
 
 
 @dataclass
-class ScenarioJob:
-    """``fn`` for a sweep: one complete run of ``scenario`` at a point (``batch_size``, ``dtype``,
-    ``threads`` attributes), with the sweep's other options; picklable for submitit."""
-
-    scenario: str
-    options: dict = field(default_factory=dict)
+class SpecJob:
+    """``fn`` for a sweep: one complete run of a point's spec (``point.spec``: a
+    :class:`harness.pipeline.spec.RunSpec` as a dict, so the model and workload options travel
+    with the point to a remote node); picklable for submitit."""
 
     def __call__(self, point: Any) -> PointResult:
-        from ..pipeline.run import run_scenario
+        from ..pipeline.run import run_spec
+        from ..pipeline.spec import RunSpec
 
-        r = run_scenario(self.scenario, batch_size=point.batch_size, dtype=point.dtype, threads=point.threads,
-                         **self.options)
+        r = run_spec(RunSpec.from_dict(point.spec))
         return PointResult(summary=r.summary, path=r.path)

@@ -54,10 +54,7 @@ def merge_histories(paths: Iterable[str | os.PathLike], out: str | os.PathLike) 
         new = pd.concat(frames, ignore_index=True) if frames else current.iloc[:0]
         new = new[~new["run_id"].isin(seen)].drop_duplicates("run_id")
         merged = pd.concat([current, new], ignore_index=True).sort_values(["started_at", "run_id"], kind="stable")
-        cols = history.COLUMNS
-        body = b"".join(history.format_row({c: history.none_if_na(r[c]) for c in cols}, cols)
-                        for _, r in merged.iterrows())
-        fsio.atomic_write_bytes(history.history_path(out), history.format_header(cols) + body)
+        fsio.atomic_write_bytes(history.history_path(out), history.frame_bytes(merged))
     return len(new)
 
 

@@ -10,14 +10,18 @@ no room): latency p50 (a band up to p90) and achieved FLOP/s, one line per confi
 recent of 30 configs"). Runs whose machine was disturbed (history's ``disturbed`` column) are
 drawn as hollow markers. The legend sits outside the axes, to the right, so it covers no point.
 
-**sweep.png** - latency p50 and achieved FLOP/s against batch size (log 2 axis), one line per
-(dtype, threads); failed batch sizes are marked with a red x, disturbed points hollow; the
-legend sits below the axes.
+**sweep.png** - latency p50 per iteration (named by the workload's word: "per generation"),
+for a workload judged by one phase that phase's p50 too (generate: the decode step), and achieved
+FLOP/s, against the swept dimension (batch size, or a swept workload option such as the prompt
+length; whole numbers on a log 2 axis, words such as optimizers as categories), one line per
+(dtype, threads and the other swept dimensions); failed points are marked with a red x,
+disturbed points hollow; the legend sits below the axes.
 """
 from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import Any
 
 from ..core import dtypes
 from ..core.units import seconds, si
@@ -119,60 +123,81 @@ def history_figure(df, out: str | Path, label_of) -> Path:
 
 # --------------------------------------------------------------------------- sweep
 
-def _sweep_label(dt, th) -> str:
-    th = int(th) if th is not None else None
-    return f"{dtypes.short(dt)}, {th if th is not None else 'default'} thread{'s' if th != 1 else ''}"
+def _sweep_label(r: dict, series: list[str]) -> str:
+    """A line's legend: dtype and threads, then the other swept dimensions (``bs 4``, ``optimizer sgd``)."""
+    th = int(r["threads"]) if r["threads"] is not None else None
+    out = f"{dtypes.short(r['dtype'])}, {th if th is not None else 'default'} thread{'s' if th != 1 else ''}"
+    return out + "".join(f", {'bs' if d == 'batch_size' else d} {r[d]}" for d in series)
 
 
-def _sweep_axes(ax, all_bs: list[int], failed_bs: set) -> None:
+def _x_positions(rows: list[dict], x: str) -> tuple[dict, bool]:
+    """Where each value of the swept dimension sits: itself for numbers, its index for words (categories)."""
+    values = list(dict.fromkeys(r[x] for r in rows if r[x] is not None))
+    if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
+        return {v: v for v in sorted(values)}, True
+    return {v: i for i, v in enumerate(values)}, False
+
+
+def _sweep_axes(ax, pos: dict, numeric: bool, failed: set, x_label: str) -> None:
     from matplotlib.ticker import FixedLocator, NullLocator
 
-    ax.set_xlabel("batch size")
-    if len(all_bs) > 1 and min(all_bs) > 0:
+    ax.set_xlabel(x_label)
+    ticks = list(pos.values())
+    if numeric and len(ticks) > 1 and min(ticks) > 0:
         ax.set_xscale("log", base=2)
-    ax.xaxis.set_major_locator(FixedLocator(all_bs))
+    if not numeric:
+        ax.set_xlim(-0.5, len(ticks) - 0.5)
+    ax.xaxis.set_major_locator(FixedLocator(ticks))
     ax.xaxis.set_minor_locator(NullLocator())
-    ax.set_xticklabels([str(b) for b in all_bs])
+    ax.set_xticklabels([str(v) for v in pos])
     ax.set_ylim(bottom=0)
     ax.grid(True, alpha=0.3)
-    for bs in sorted(failed_bs):
-        ax.axvline(bs, color="crimson", alpha=0.4, linestyle=":", linewidth=1.2)
-        ax.plot([bs], [0], marker="x", color="crimson", markersize=9, mew=2, clip_on=False, zorder=5)
-        ax.annotate("failed", (bs, 0), textcoords="offset points", xytext=(0, 9), ha="center", color="crimson",
+    for xv in sorted(failed):
+        ax.axvline(xv, color="crimson", alpha=0.4, linestyle=":", linewidth=1.2)
+        ax.plot([xv], [0], marker="x", color="crimson", markersize=9, mew=2, clip_on=False, zorder=5)
+        ax.annotate("failed", (xv, 0), textcoords="offset points", xytext=(0, 9), ha="center", color="crimson",
                     fontsize=8)
 
 
-def sweep_figure(rows: list[dict], out: str | Path, scenario: str) -> Path:
-    """Latency p50 and achieved FLOP/s against batch size, one line per (dtype, threads); failures marked."""
+def _sweep_panels(scenario: str, word: str, phase_column: str | None) -> list[tuple[str, str, Any]]:
+    """(title, y label, value of a row) of each panel: latency, the judged phase when there is one, FLOP/s."""
+    ms = lambda col: lambda r: (r.get(col) or math.nan) * 1e3  # noqa: E731
+    panels = [(f"{scenario}: latency (p50) per {word}", "latency p50 (ms)", ms("latency_p50_s"))]
+    if phase_column:
+        what = phase_column.removesuffix("_p50_s").replace("_", " ")
+        panels.append((f"{scenario}: {what} (p50)", f"{what} p50 (ms)", ms(phase_column)))
+    panels.append((f"{scenario}: achieved FLOP/s", "achieved GFLOP/s",
+                   lambda r: (r["achieved_flop_per_s"] or math.nan) / 1e9))
+    return panels
+
+
+def sweep_figure(rows: list[dict], out: str | Path, scenario: str, *, x: str = "batch_size",
+                 x_label: str = "batch size", word: str = "iteration", phase_column: str | None = None,
+                 series: list[str] | tuple = ()) -> Path:
+    """Latency p50 per ``word`` (and ``phase_column``'s p50) and achieved FLOP/s against the swept dimension
+    ``x``, one line per (dtype, threads, each of ``series`` that varies); failures marked."""
     from matplotlib.lines import Line2D
 
-    fig = new_figure(11, 4.8)
-    ax1, ax2 = fig.subplots(1, 2)
+    panels = _sweep_panels(scenario, word, phase_column)
+    fig = new_figure(5.5 * len(panels), 4.8)
+    axes = fig.subplots(1, len(panels))
+    series = [d for d in series if d != x and len({r.get(d) for r in rows}) > 1]
+    pos, numeric = _x_positions(rows, x)
     groups: dict[tuple, list[dict]] = {}
     for r in rows:
-        groups.setdefault((r["dtype"], r["threads"]), []).append(r)
-    failed_bs = {r["batch_size"] for r in rows if r["status"] != "ok"}
-    for i, ((dt, th), rs) in enumerate(groups.items()):
-        ok = sorted((r for r in rs if r["status"] == "ok"), key=lambda r: r["batch_size"])
-        if not ok:
-            continue
-        x = [r["batch_size"] for r in ok]
-        for ax, ys in ((ax1, [r["latency_p50_s"] * 1e3 for r in ok]),
-                       (ax2, [(r["achieved_flop_per_s"] or math.nan) / 1e9 for r in ok])):
-            ax.plot(x, ys, marker="o", color=COLORS[i % len(COLORS)], label=_sweep_label(dt, th))
-            loud = [(a, b) for a, b, r in zip(x, ys, ok) if _flag(r.get("disturbed"))]
-            if loud:
-                ax.plot(*zip(*loud), linestyle="", marker="o", ms=8, markerfacecolor="white",
-                        color=COLORS[i % len(COLORS)])
-    ax1.set_title(f"{scenario}: latency (p50) per iteration")
-    ax1.set_ylabel("latency p50 (ms)")
-    ax2.set_title(f"{scenario}: achieved FLOP/s")
-    ax2.set_ylabel("achieved GFLOP/s")
-    all_bs = sorted({r["batch_size"] for r in rows})
-    for ax in (ax1, ax2):
-        _sweep_axes(ax, all_bs, failed_bs)
-    handles, labels = ax1.get_legend_handles_labels()
-    if failed_bs:
+        groups.setdefault((r["dtype"], r["threads"], *(r.get(d) for d in series)), []).append(r)
+    for i, rs in enumerate(groups.values()):
+        ok = sorted((r for r in rs if r["status"] == "ok" and r[x] is not None), key=lambda r: pos[r[x]])
+        if ok:
+            _sweep_lines(axes, panels, [pos[r[x]] for r in ok], ok, COLORS[i % len(COLORS)],
+                         _sweep_label(ok[0], series))
+    failed = {pos[r[x]] for r in rows if r["status"] != "ok" and r[x] is not None}
+    for ax, (title, ylabel, _) in zip(axes, panels):
+        ax.set_title(title)
+        ax.set_ylabel(ylabel)
+        _sweep_axes(ax, pos, numeric, failed, x_label)
+    handles, labels = axes[0].get_legend_handles_labels()
+    if failed:
         handles.append(Line2D([], [], marker="x", color="crimson", linestyle="", markersize=9, mew=2))
         labels.append("a point failed there (reason in sweep.csv)")
     if any(_flag(r.get("disturbed")) for r in rows):
@@ -181,3 +206,13 @@ def sweep_figure(rows: list[dict], out: str | Path, scenario: str) -> Path:
     fig.legend(handles, labels, fontsize=8, loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=min(len(labels), 4),
                frameon=False)
     return save_png(fig, out)
+
+
+def _sweep_lines(axes, panels, xs: list, ok: list[dict], color: str, label: str) -> None:
+    """One line per panel for one group of points; disturbed points hollow."""
+    for ax, (_, _, value) in zip(axes, panels):
+        ys = [value(r) for r in ok]
+        ax.plot(xs, ys, marker="o", color=color, label=label)
+        loud = [(a, b) for a, b, r in zip(xs, ys, ok) if _flag(r.get("disturbed"))]
+        if loud:
+            ax.plot(*zip(*loud), linestyle="", marker="o", ms=8, markerfacecolor="white", color=color)

@@ -2,7 +2,12 @@
 
 Layout
 ------
-:data:`COLUMNS` (schema :data:`SCHEMA_VERSION`), ``schema_version`` first. Every value is
+Schema :data:`SCHEMA_VERSION`: :data:`FIXED_COLUMNS` (``schema_version`` first), then the
+phase columns of every registered workload (:func:`phase_columns`, from each workload's
+``history_columns()``, in registry order); :func:`columns` is that header (``COLUMNS`` reads
+it too). A workload registered at run time adds its columns: a file whose header lacks a
+column a new row needs is rewritten, atomically, with the header extended (old rows get
+empty cells). Every value is
 plain CSV (RFC 4180 quoting, ``\\n`` line ends, UTF-8); an empty field is a missing value.
 Times are seconds, rates per second, ``run_dir`` is relative to LOGDIR when the run lies
 inside it (so a logdir can be moved) and absolute otherwise. The file always loads with
@@ -27,8 +32,8 @@ Reading (:func:`read`)
 Validates every line (header, field count, schema version, numbers) and raises a one-line
 :class:`~harness.errors.HarnessError` (exit code 2) naming the file and line; files of an
 older schema version are migrated in memory (see :data:`MIGRATIONS`) and never rewritten
-silently — appends to such a file keep its own layout; ``python -m harness history
---migrate`` rewrites it explicitly, keeping a copy.
+silently — appends to such a file keep its own layout (with a note naming what it cannot
+hold); ``python -m harness history --migrate`` rewrites it explicitly, keeping a copy.
 """
 from __future__ import annotations
 
@@ -37,6 +42,7 @@ import csv
 import io
 import math
 import os
+import re
 import sys
 import time
 from pathlib import Path
@@ -47,13 +53,14 @@ import pandas as pd
 from ..core import fsio
 from ..core.schema import config_key, env_key, parse_config_key, parse_env_key  # noqa: F401 (history's API)
 from ..errors import HarnessError
+from ..pipeline import workloads
 
 FILE_NAME = "history.csv"
 LOCK_NAME = ".history.csv.lock"
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
-#: Current layout (schema 3).
-COLUMNS: list[str] = [
+#: Schema 4: the columns every row has; the workloads' phase columns (:func:`phase_columns`) follow.
+FIXED_COLUMNS: list[str] = [
     "schema_version", "run_id", "started_at", "scenario",
     # config key and its parts
     "config_key", "batch_size", "dtype", "device", "threads", "tag", "workload",
@@ -63,8 +70,6 @@ COLUMNS: list[str] = [
     "params", "macs", "flops",
     # latency of one iteration (a forward; a generate call; a train step), seconds
     "latency_p50_s", "latency_p90_s", "latency_p99_s", "latency_mean_s", "latency_std_s", "latency_n",
-    # phase medians, seconds: generate (ttft = prefill, decode step), train (forward, backward, optimizer)
-    "ttft_p50_s", "decode_step_p50_s", "forward_p50_s", "backward_p50_s", "optimizer_p50_s",
     # rates
     "throughput_samples_per_s", "achieved_flop_per_s", "utilization", "peak_flop_per_s", "peak_source",
     "peak_memory_bytes",
@@ -73,19 +78,15 @@ COLUMNS: list[str] = [
     "run_dir",
 ]
 
-#: Phase columns: column -> (workload, phase name in ``summary["phases"]``).
-PHASE_COLUMNS: dict[str, tuple[str, str]] = {
-    "ttft_p50_s": ("generate", "prefill"), "decode_step_p50_s": ("generate", "decode"),
-    "forward_p50_s": ("train", "forward"), "backward_p50_s": ("train", "backward"),
-    "optimizer_p50_s": ("train", "optimizer"),
-}
-
-#: Summary keys that join a non-forward workload's config key (after ``workload=``).
-WORKLOAD_SHAPE_KEYS: dict[str, tuple[str, ...]] = {"generate": ("prompt_len", "new_tokens"), "train": ()}
+#: Schema 3 (frozen): the phase columns of generate and train sat between latency and rates.
+PHASE_COLUMNS_V3: list[str] = ["ttft_p50_s", "decode_step_p50_s", "forward_p50_s", "backward_p50_s",
+                               "optimizer_p50_s"]
+_AT = FIXED_COLUMNS.index("throughput_samples_per_s")
+COLUMNS_V3: list[str] = FIXED_COLUMNS[:_AT] + PHASE_COLUMNS_V3 + FIXED_COLUMNS[_AT:]
 
 #: Schema 2: schema 3 without workload, phase timings, peak_source, cpu_share, disturbed.
-COLUMNS_V2: list[str] = [c for c in COLUMNS if c not in
-                         {"workload", *PHASE_COLUMNS, "peak_source", "cpu_share", "disturbed"}]
+COLUMNS_V2: list[str] = [c for c in COLUMNS_V3 if c not in
+                         {"workload", *PHASE_COLUMNS_V3, "peak_source", "cpu_share", "disturbed"}]
 
 #: Schema 1, the first layout (the issue's list: keys only, no config/env parts, no
 #: throughput or memory). Read and migrated in memory; appended to in its own layout.
@@ -96,13 +97,38 @@ COLUMNS_V1: list[str] = [
     "achieved_flop_per_s", "utilization", "peak_flop_per_s", "run_dir",
 ]
 
-LAYOUTS: dict[int, list[str]] = {1: COLUMNS_V1, 2: COLUMNS_V2, 3: COLUMNS}
+#: The fixed layouts of the older schemas (schema 4's header is :func:`columns`, possibly extended).
+LAYOUTS: dict[int, list[str]] = {1: COLUMNS_V1, 2: COLUMNS_V2, 3: COLUMNS_V3}
 
 #: Columns that stay text (a commit like ``1234567`` must not become a number).
 TEXT_COLUMNS = {"run_id", "started_at", "scenario", "config_key", "dtype", "device", "tag", "workload", "env_key",
                 "torch_version", "device_name", "git_commit", "peak_source", "run_dir"}
 INT_COLUMNS = {"schema_version", "batch_size", "threads", "params", "macs", "flops", "latency_n", "disturbed"}
-NUMERIC_COLUMNS = [c for c in COLUMNS if c not in TEXT_COLUMNS]
+#: What a phase column may be called (schema 4 validates the columns after :data:`FIXED_COLUMNS`).
+PHASE_COLUMN_NAME = re.compile(r"[a-z][a-z0-9_]*")
+
+
+def phase_columns() -> list[str]:
+    """The phase p50 columns of every registered workload (``history_columns()``), registry order, each once."""
+    out: list[str] = []
+    for cls in workloads.WORKLOADS.values():
+        out += [c for c in cls.history_columns() if c not in out]
+    return out
+
+
+def columns() -> list[str]:
+    """The current header: :data:`FIXED_COLUMNS` then :func:`phase_columns`."""
+    return FIXED_COLUMNS + phase_columns()
+
+
+def __getattr__(name: str) -> Any:
+    """``COLUMNS`` and ``NUMERIC_COLUMNS`` follow the registry (a workload registered at run time adds columns)."""
+    if name == "COLUMNS":
+        return columns()
+    if name == "NUMERIC_COLUMNS":
+        return [c for c in columns() if c not in TEXT_COLUMNS]
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 LOCK_TIMEOUT_S = 120.0
 
@@ -113,7 +139,8 @@ LOCK_TIMEOUT_S = 120.0
 # --------------------------------------------------------------------------- rows
 
 def row_from_summary(summary: dict, logdir: str | os.PathLike | None = None) -> dict[str, Any]:
-    """The history row (all of :data:`COLUMNS`) for a run's ``summary.json`` dict."""
+    """The history row for a run's ``summary.json`` dict: every column of :func:`columns`, plus the
+    phase columns of the run's own workload (were it not registered here)."""
     s = summary
     lat = s.get("latency_s") or {}
     workload = s.get("workload") or "forward"
@@ -143,25 +170,22 @@ def row_from_summary(summary: dict, logdir: str | os.PathLike | None = None) -> 
 
 
 def summary_config_key(s: dict) -> str:
-    """The config key of a summary without one: today's key for a forward run; a generate or
-    train run adds ``workload=...`` and its shape (:data:`WORKLOAD_SHAPE_KEYS`)."""
+    """The config key of a summary without one: today's key for a forward run; another workload
+    adds ``workload=NAME`` and the summary's values of that workload's options (``prompt_len``...)."""
     workload = s.get("workload") or "forward"
     extra = None
     if workload != "forward":
-        extra = {"workload": workload, **{k: s.get(k) for k in WORKLOAD_SHAPE_KEYS.get(workload, ()) if k in s}}
+        cls = workloads.cls_for(workload)
+        names = cls.option_names() if cls is not None else ()
+        extra = {"workload": workload, **{k: s[k] for k in names if k in s}}
     return config_key(s.get("scenario"), s.get("batch_size"), s.get("dtype"), s.get("device"), s.get("threads"),
                       s.get("tag"), extra=extra)
 
 
 def phase_p50s(s: dict) -> dict[str, float | None]:
-    """:data:`PHASE_COLUMNS` from ``summary["phases"][name]["time_s"]["p50"]`` (None for other workloads)."""
-    workload = s.get("workload") or "forward"
-    phases = s.get("phases") or {}
-    out: dict[str, float | None] = {}
-    for col, (wl, name) in PHASE_COLUMNS.items():
-        t = ((phases.get(name) or {}).get("time_s") or {}).get("p50") if wl == workload else None
-        out[col] = t
-    return out
+    """Every registered phase column (None) with the run's own workload's filled from
+    ``summary["phases"][phase]["time_s"]["p50"]`` (:func:`harness.pipeline.workloads.phase_p50s`)."""
+    return {**{c: None for c in phase_columns()}, **workloads.phase_p50s(s)}
 
 
 def _relative_run_dir(path: Any, logdir: Any) -> str | None:
@@ -177,12 +201,14 @@ def _relative_run_dir(path: Any, logdir: Any) -> str | None:
 
 
 def _cell(value: Any) -> str:
+    """One CSV field: empty for a missing value, 1/0 for a boolean, ``repr`` for a float, one line for text."""
+    value = none_if_na(value)
     if value is None:
         return ""
-    if isinstance(value, bool):
-        return str(int(value))
     if hasattr(value, "item") and not isinstance(value, (str, bytes)):  # numpy scalar
         value = value.item()
+    if isinstance(value, bool):
+        return str(int(value))
     if isinstance(value, float):
         if math.isnan(value) or math.isinf(value):
             return ""
@@ -199,6 +225,14 @@ def format_row(row: dict[str, Any], columns: list[str]) -> bytes:
 
 def format_header(columns: list[str]) -> bytes:
     return (",".join(columns) + "\n").encode("utf-8")
+
+
+def frame_bytes(df: pd.DataFrame, columns: list[str] | None = None) -> bytes:
+    """``df`` as CSV bytes in history's format: a header, one line per row, :func:`_cell`'s fields
+    (``columns``: which and in what order; default the frame's own). history.csv and sweep.csv use it."""
+    cols = list(df.columns) if columns is None else list(columns)
+    records = df.reindex(columns=cols).to_dict("records")
+    return format_header(cols) + b"".join(format_row(r, cols) for r in records)
 
 
 # --------------------------------------------------------------------------- locking
@@ -278,11 +312,7 @@ def _parse(path: Path, data: bytes) -> _Parsed | None:
     header = [h.strip() for h in header]
     if not header or header[0].lstrip("\ufeff") != "schema_version":
         raise _bad(path, 1, f"not a harness history header (first column {header[0][:40]!r}, expected 'schema_version')")
-    version = next((v for v, cols in LAYOUTS.items() if cols == header), None)
-    if version is None:
-        # a newer harness may have written it; otherwise it is a foreign CSV
-        raise _bad(path, 1, "header does not match any known history schema "
-                            f"(known: {', '.join(str(v) for v in LAYOUTS)}); written by a newer harness, or not a harness file")
+    version = _header_version(path, header)
     ncols = len(header)
     int_idx = [i for i, c in enumerate(header) if c in INT_COLUMNS]
     num_idx = [i for i, c in enumerate(header) if c not in TEXT_COLUMNS]
@@ -319,6 +349,24 @@ def _parse(path: Path, data: bytes) -> _Parsed | None:
     return _Parsed(version, header, rows)
 
 
+def _header_version(path: Path, header: list[str]) -> int:
+    """The schema of a header: an older fixed layout, or schema 4 (:data:`FIXED_COLUMNS` then phase columns)."""
+    version = next((v for v, cols in LAYOUTS.items() if cols == header), None)
+    if version is not None:
+        return version
+    extra = header[len(FIXED_COLUMNS):]
+    if header[:len(FIXED_COLUMNS)] == FIXED_COLUMNS:
+        bad = [c for c in extra if not PHASE_COLUMN_NAME.fullmatch(c) or c in FIXED_COLUMNS]
+        dup = sorted({c for c in extra if extra.count(c) > 1})
+        if not bad and not dup:
+            return SCHEMA_VERSION
+        raise _bad(path, 1, f"phase column {(bad or dup)[0][:40]!r} is not a valid or unique column name")
+    # a newer harness may have written it; otherwise it is a foreign CSV
+    raise _bad(path, 1, "header does not match any known history schema "
+                        f"(known: {', '.join(str(v) for v in [*LAYOUTS, SCHEMA_VERSION])}); written by a newer "
+                        "harness, or not a harness file")
+
+
 # --------------------------------------------------------------------------- migration
 
 def _migrate_1_to_2(df: pd.DataFrame) -> pd.DataFrame:
@@ -340,31 +388,44 @@ def _migrate_2_to_3(df: pd.DataFrame) -> pd.DataFrame:
     """Schema 2 rows were all forward runs; phases, peak source and contention were not recorded."""
     df = df.copy()
     df["workload"] = "forward"
-    for col in (*PHASE_COLUMNS, "peak_source", "cpu_share", "disturbed"):
+    for col in (*PHASE_COLUMNS_V3, "peak_source", "cpu_share", "disturbed"):
         df[col] = None
     df["schema_version"] = 3
     return df
 
 
+def _migrate_3_to_4(df: pd.DataFrame) -> pd.DataFrame:
+    """Schema 4 holds the same values; its phase columns follow the fixed ones (:func:`_frame` orders them)."""
+    df = df.copy()
+    df["schema_version"] = 4
+    return df
+
+
 #: In-memory migrations: version -> function returning the next version's frame.
-MIGRATIONS = {1: _migrate_1_to_2, 2: _migrate_2_to_3}
+MIGRATIONS = {1: _migrate_1_to_2, 2: _migrate_2_to_3, 3: _migrate_3_to_4}
+
+
+def _ordered(names: Any) -> list[str]:
+    """:func:`columns`, then any other column in ``names`` (a phase column of a workload not registered here)."""
+    cols = columns()
+    return cols + [c for c in names if c not in cols]
 
 
 def _frame(parsed: _Parsed | None) -> pd.DataFrame:
     if parsed is None:
-        return _typed(pd.DataFrame({c: [] for c in COLUMNS}))
+        return _typed(pd.DataFrame({c: [] for c in columns()}))
     df = pd.DataFrame(parsed.rows, columns=parsed.columns, dtype=object)
     df = df.replace("", None)
     v = parsed.version
     while v < SCHEMA_VERSION:
         df = MIGRATIONS[v](df)
         v += 1
-    return _typed(df[COLUMNS])
+    return _typed(df.reindex(columns=_ordered(df.columns)))
 
 
 def _typed(df: pd.DataFrame) -> pd.DataFrame:
     df = df.copy()
-    for c in COLUMNS:
+    for c in df.columns:
         if c in TEXT_COLUMNS:
             df[c] = df[c].astype(object).where(df[c].notna(), None)
         elif c in INT_COLUMNS:
@@ -401,7 +462,8 @@ def _read_bytes(path: Path) -> bytes:
 # --------------------------------------------------------------------------- public API
 
 def read(logdir: str | os.PathLike) -> pd.DataFrame:
-    """All rows of ``LOGDIR/history.csv`` as a DataFrame with :data:`COLUMNS` (empty when absent).
+    """All rows of ``LOGDIR/history.csv`` as a DataFrame with :func:`columns` (empty when absent), then
+    any phase column the file has of a workload not registered here.
 
     Validates the file (HarnessError, exit 2, naming file and line, for anything that is
     not a complete harness history) and migrates older schema versions in memory.
@@ -414,9 +476,10 @@ def read(logdir: str | os.PathLike) -> pd.DataFrame:
 def append(logdir: str | os.PathLike, summary: dict) -> None:
     """Add one run (its ``summary.json`` dict) to ``LOGDIR/history.csv``, atomically, under the lock.
 
-    A corrupt file is never overwritten: HarnessError (exit 2) naming file and line.
-    A file of an older schema version gets the row in its own layout (columns it lacks
-    are dropped for that row; summary.json in the run directory keeps everything).
+    A corrupt file is never overwritten: HarnessError (exit 2) naming file and line. A schema-4
+    file whose header lacks a phase column of this run's workload is rewritten with the header
+    extended (old rows get empty cells). A file of an older schema version gets the row in its
+    own layout, with a note naming the values it cannot hold (summary.json keeps everything).
     """
     logdir = Path(logdir)
     row = row_from_summary(summary, logdir)
@@ -428,15 +491,36 @@ def append(logdir: str | os.PathLike, summary: dict) -> None:
         except HarnessError as exc:
             raise HarnessError(f"run {row['run_id']} not added to history: {exc.message}") from None
         if parsed is None:
-            new = format_header(COLUMNS) + format_row(row, COLUMNS)
+            cols = _ordered(row)
+            new = format_header(cols) + format_row(row, cols)
+        elif parsed.version < SCHEMA_VERSION:
+            new = data + format_row({**row, "schema_version": parsed.version}, LAYOUTS[parsed.version])
         else:
-            cols = LAYOUTS[parsed.version]
-            row = {**row, "schema_version": parsed.version}
-            new = data + format_row(row, cols)
-            if parsed.version < SCHEMA_VERSION:
-                warn(f"{path} is in history schema {parsed.version}; this run was added in that layout. "
-                     f"`python -m harness history --migrate --logdir {logdir}` upgrades it to schema {SCHEMA_VERSION} (keeping a copy)")
+            new = _with_row(parsed, data, row, list(workloads.history_columns(summary)))
         fsio.atomic_write_bytes(path, new)
+    if parsed is not None and parsed.version < SCHEMA_VERSION:
+        _warn_old_layout(path, logdir, parsed.version, row)
+
+
+def _with_row(parsed: _Parsed, data: bytes, row: dict[str, Any], needed: list[str]) -> bytes:
+    """A schema-4 file's bytes with ``row`` added; when its header lacks a ``needed`` column, the
+    whole file with the header extended by those columns and empty cells in the old rows."""
+    missing = [c for c in needed if c not in parsed.columns]
+    if not missing:
+        return data + format_row(row, parsed.columns)
+    cols = parsed.columns + missing
+    old = b"".join(format_row(dict(zip(parsed.columns, rec)), cols) for rec in parsed.rows)
+    return format_header(cols) + old + format_row(row, cols)
+
+
+def _warn_old_layout(path: Path, logdir: Path, version: int, row: dict[str, Any]) -> None:
+    """The note for a row added to an older-schema file: its layout, what it left out, how to upgrade."""
+    layout = set(LAYOUTS[version])
+    phases = [c for c, v in row.items() if c not in layout and c not in FIXED_COLUMNS and v is not None]
+    warn(f"{path} is in history schema {version}; this run was added in that layout"
+         + (f" (without {', '.join(phases)}: kept in its summary.json)" if phases else "")
+         + f". `python -m harness history --migrate --logdir {logdir}` upgrades it to schema {SCHEMA_VERSION} "
+           "(keeping a copy)")
 
 
 def migrate(logdir: str | os.PathLike) -> Path | None:
@@ -455,10 +539,7 @@ def migrate(logdir: str | os.PathLike) -> Path | None:
             n += 1
             backup = logdir / f"history.v{parsed.version}.{n}.csv"
         fsio.atomic_write_bytes(backup, data)
-        df = _frame(parsed)
-        out = format_header(COLUMNS) + b"".join(
-            format_row({c: none_if_na(r[c]) for c in COLUMNS}, COLUMNS) for _, r in df.iterrows())
-        fsio.atomic_write_bytes(path, out)
+        fsio.atomic_write_bytes(path, frame_bytes(_frame(parsed)))
         return backup
 
 

@@ -7,6 +7,8 @@ verb that runs a scenario), by the stages (:func:`get`) and by every output (:fu
 """
 from __future__ import annotations
 
+import re
+
 from ...errors import HarnessError
 from .base import Figure, Option, PhaseScope, Workload, no_scope
 from .forward import Forward
@@ -15,8 +17,8 @@ from .train import Train
 
 WORKLOADS: dict[str, type[Workload]] = {}
 
-__all__ = ["get", "names", "register", "unregister", "cls_for", "declared_options", "word", "figures", "Workload",
-           "Option", "Figure", "PhaseScope", "no_scope", "WORKLOADS"]
+__all__ = ["get", "names", "register", "unregister", "cls_for", "declared_options", "word", "figures",
+           "history_columns", "phase_p50s", "Workload", "Option", "Figure", "PhaseScope", "no_scope", "WORKLOADS"]
 
 
 def register(cls: type[Workload]) -> type[Workload]:
@@ -82,6 +84,23 @@ def figures(summary: dict) -> list[Figure]:
     """The workload's own rows for a run summary ([] when it has none or is not registered)."""
     cls = cls_for(summary.get("workload"))
     return cls.figures(summary) if cls is not None else []
+
+
+def history_columns(summary: dict) -> dict[str, str]:
+    """A run's history columns (column -> phase): its registered workload's ``history_columns()``; for a
+    workload not registered here, the base rule (``<phase>_p50_s`` when it has several phases)."""
+    cls = cls_for(summary.get("workload"))
+    if cls is not None:
+        return cls.history_columns()
+    phases = [p for p in (summary.get("phases") or {}) if re.fullmatch(r"[a-z][a-z0-9_]*", str(p))]
+    return {f"{p}_p50_s": p for p in phases} if len(phases) > 1 else {}
+
+
+def phase_p50s(summary: dict) -> dict[str, float | None]:
+    """Each of a run's :func:`history_columns` with ``summary["phases"][phase]["time_s"]["p50"]`` (None if absent)."""
+    phases = summary.get("phases") or {}
+    return {col: ((phases.get(phase) or {}).get("time_s") or {}).get("p50")
+            for col, phase in history_columns(summary).items()}
 
 
 def render(summary: dict) -> str:

@@ -41,7 +41,8 @@ class Option:
 
     ``type``: ``int`` (at least ``minimum``) or ``str`` (one of ``choices`` when given);
     ``plural``: the sweep flag that takes a comma-separated list of values (``--prompt-lens``);
-    None when the option cannot be swept."""
+    None when the option cannot be swept; ``label``: what a value is, in a sweep's table and plot
+    (default: the name with spaces)."""
 
     name: str
     type: type = int
@@ -49,10 +50,16 @@ class Option:
     choices: tuple[str, ...] | None = None
     minimum: int = 1
     plural: str | None = None
+    label: str = ""
 
     @property
     def flag(self) -> str:
         return "--" + self.name.replace("_", "-")
+
+    @property
+    def caption(self) -> str:
+        """The label, else the name with spaces (``new tokens``)."""
+        return self.label or self.name.replace("_", " ")
 
     @property
     def plural_flag(self) -> str | None:

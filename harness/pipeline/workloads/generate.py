@@ -177,7 +177,8 @@ class Generate(Workload):
     word, plural = "generation", "generations"
     verdict_phase = "decode"
     options_declared = (
-        Option("prompt_len", help="generate: prompt tokens (default: the scenario's)", plural="prompt_lens"),
+        Option("prompt_len", help="generate: prompt tokens (default: the scenario's)", plural="prompt_lens",
+               label="prompt length"),
         Option("new_tokens", help="generate: tokens to generate (default: the scenario's, else 16)",
                plural="new_tokens_list"),
     )
