@@ -113,9 +113,9 @@ def render(r) -> str:
         flag = "  <- fails" if m.regression and m.name in r.fail_on else ""
         rows.append([m.label, _fmt(m.name, m.baseline), _fmt(m.name, m.candidate), _pct(m.change), interval,
                      m.verdict + flag])
-    widths = [max(len(h), *(len(x[i]) for x in rows)) for i, h in enumerate(head)]
-    fmt = lambda cells: "  ".join(x.rjust(w) if 0 < i < 4 else x.ljust(w) for i, (x, w) in enumerate(zip(cells, widths))).rstrip()  # noqa: E731
-    out += [fmt(head), fmt(["-" * w for w in widths])] + [fmt(x) for x in rows]
+    from ..core.text import table
+
+    out += table(head, rows, right={1, 2, 3})
     out.append("")
     out.append(_conclusion(r))
     return "\n".join(out)

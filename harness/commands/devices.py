@@ -48,15 +48,12 @@ def render_table(rows: list[dict]) -> str:
             src = f"table [{refs.index(r['source']) + 1}]"
         body.append([r["name"]] + [_cell(flops.get(k)) for k, _ in COLUMNS]
                     + [_cell(ints.get("int8")), _cell(r.get("mem_bandwidth_bytes_per_s")), src])
-    widths = [max(len(str(x[i])) for x in [head] + body) for i in range(len(head))]
+    from ..core.text import table
+
     lines = ["Dense peaks in FLOP/s (SI prefixes: T = 1e12, G = 1e9); int8 in integer ops/s; "
              "'-' = not known/not supported.", ""]
-    for i, row in enumerate([head] + body):
-        cells = [str(c).ljust(widths[j]) if j in (0, len(row) - 1) else str(c).rjust(widths[j])
-                 for j, c in enumerate(row)]
-        lines.append("  ".join(cells).rstrip())
-        if i == 0:
-            lines.append("  ".join("-" * w for w in widths))
+    lines += table([str(c) for c in head], [[str(c) for c in row] for row in body],
+                   right=set(range(1, len(head) - 1)))
     lines.append("")
     for r in rows:
         if r.get("this_machine") and r.get("device_type") == "cpu":

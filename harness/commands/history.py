@@ -145,10 +145,9 @@ def render_table(df) -> str:
         ])
     if not rows:
         return "no runs"
-    widths = [max(len(h), *(len(x[i]) for x in rows)) for i, h in enumerate(head)]
-    right = {3, 4, 5, 6, 7, 8}
-    fmt = lambda cells: "  ".join(c.rjust(w) if i in right else c.ljust(w) for i, (c, w) in enumerate(zip(cells, widths))).rstrip()  # noqa: E731
-    out = [fmt(head), fmt(["-" * w for w in widths])] + [fmt(r) for r in rows]
+    from ..core.text import table
+
+    out = table(head, rows, right={3, 4, 5, 6, 7, 8})
     n_cfg = df["config_key"].nunique()
     n_bad = int(sum(_ok(v) and bool(v) for v in df["disturbed"]))
     out.append(f"{len(rows)} run(s), {n_cfg} config(s)"

@@ -122,14 +122,13 @@ def render(result) -> str:
 
     cols = _table_columns(result)
     rows = [[cell(r) for _, cell, _ in cols] for r in result.rows]
-    widths = [max(len(h), *(len(x[i]) for x in rows)) for i, (h, _, _) in enumerate(cols)]
-    fmt = lambda cells: "  ".join(c.rjust(w) if cols[i][2] else c.ljust(w)  # noqa: E731
-                                  for i, (c, w) in enumerate(zip(cells, widths))).rstrip()
+    from ..core.text import table
+
     cls = workloads.cls_for(result.workload)
     word = cls.word if cls is not None else "iteration"
     out = [f"sweep {result.sweep_id} of {result.scenario}: {result.workload}, p50 per {word}, "
-           f"over {_caption(result.x)}", fmt([h for h, _, _ in cols]), fmt(["-" * w for w in widths])]
-    out += [fmt(r) for r in rows]
+           f"over {_caption(result.x)}"]
+    out += table([h for h, _, _ in cols], rows, right={i for i, c in enumerate(cols) if c[2]})
     n_bad = len(result.failed)
     n_loud = sum(bool(r.get("disturbed")) for r in result.rows)
     out.append(f"{len(rows) - n_bad} point(s) ok, {n_bad} failed"

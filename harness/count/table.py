@@ -25,16 +25,9 @@ def _summary(c) -> list[str]:
 
 
 def _fmt_table(headers: list[str], rows: list[list[str]], align: str) -> list[str]:
-    widths = [len(h) for h in headers]
-    for r in rows:
-        for i, cell in enumerate(r):
-            widths[i] = max(widths[i], len(cell))
+    from ..core.text import table
 
-    def fmt(r):
-        return "  ".join(cell.ljust(widths[i]) if align[i] == "l" else cell.rjust(widths[i])
-                         for i, cell in enumerate(r)).rstrip()
-
-    return [fmt(headers), fmt(["-" * w for w in widths])] + [fmt(r) for r in rows]
+    return table(headers, rows, align)
 
 
 def render(c, by: str = "module", depth: int | None = None) -> str:
