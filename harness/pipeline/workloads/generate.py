@@ -175,6 +175,7 @@ class Generate(Workload):
     phases = ("prefill", "decode")
     word, plural = "generation", "generations"
     verdict_phase = "decode"
+    phase_words = {"prefill": "TTFT", "decode": "decode step"}
     options_declared = (
         Option("prompt_len", help="generate: prompt tokens (default: the scenario's)", plural="prompt_lens"),
         Option("new_tokens", help="generate: tokens to generate (default: the scenario's, else 16)",
