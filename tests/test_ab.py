@@ -103,16 +103,18 @@ def test_cpu_share_arithmetic_and_a_real_block(chains):
 
     assert cpu_share(0.03, 0.02, 2) == pytest.approx(0.75)  # 30 ms of CPU in 20 ms on 2 threads
     assert cpu_share(0.01, 0.0, 1) is None
-    side = ab.Prepared(ab.SideSpec(str(chains[0]), threads=1), with_counts=False)
+    side = ab.Prepared(ab.SideSpec.of(str(chains[0]), threads=1), with_counts=False)
     b = side.block(20, 1)
     assert len(b.samples) == 20 and 0 < b.cpu_share <= 1.05  # one thread can't use more than one core
+    assert b.phases is None  # a forward: the whole iteration is its one phase, no phase clock
+    side.close()
 
 
 def test_parse_side():
     s = ab.parse_side("vgg16:bs=4,dtype=bfloat16,channels_last,threads=1,label=new", batch_size=2, threads=2)
-    assert (s.scenario, s.batch_size, s.dtype, s.threads, s.channels_last, s.label) == \
+    assert (s.scenario, s.spec.batch_size, s.spec.dtype, s.spec.threads, s.spec.channels_last, s.label) == \
         ("vgg16", 4, "bfloat16", 1, True, "new")
-    assert ab.parse_side("vgg16", batch_size=2).batch_size == 2
+    assert ab.parse_side("vgg16", batch_size=2).spec.batch_size == 2
     with pytest.raises(HarnessError, match="unknown option 'color'"):
         ab.parse_side("vgg16:color=red")
     with pytest.raises(HarnessError, match="whole number"):
