@@ -67,6 +67,7 @@ def _sides(args: argparse.Namespace):
 
 
 def main(args: argparse.Namespace) -> int:
+    """Check the flags, parse both sides, run the A/B, print the result (or ab.json); the exit code."""
     from ..tracking.ab import run_ab
     from ..tracking.compare import parse_threshold
     from ..core.fsio import to_json
@@ -121,6 +122,7 @@ def _side_line(d: dict) -> str:
 
 
 def _work_lines(r) -> list[str]:
+    """The ``!! WORK DIFFERS`` lines when the sides' counted work differs (none otherwise)."""
     if not r.work_differs:
         return []
     diffs = "; ".join(f"{k} {si(v['baseline'])} -> {si(v['candidate'])} ({(v['candidate'] / v['baseline'] - 1) * 100:+.1f}%)"
@@ -162,6 +164,7 @@ def _phase_lines(r) -> list[str]:
 
 
 def _verdict_text(r) -> str:
+    """The verdict in words, with the change and, when inconclusive, why."""
     e, t = r.estimate, r.threshold * 100
     change = (e.ratio - 1) * 100
     if r.verdict == "slower":

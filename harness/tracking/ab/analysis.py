@@ -153,6 +153,7 @@ class AbResult:
         return EXIT_REGRESSION if self.regressed else EXIT_OK
 
     def as_dict(self) -> dict:
+        """ab.json (README "A/B: the verdict to trust" documents every key)."""
         e = self.estimate
         return {
             "schema_version": 2, "run_id": self.run_id, "started_at": self.started_at,

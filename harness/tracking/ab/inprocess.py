@@ -108,6 +108,7 @@ class Prepared:
 
     @property
     def threads(self) -> int:
+        """The torch threads the side runs with (resolved when it was built)."""
         return self.prep.threads
 
     def describe(self) -> dict:

@@ -33,6 +33,7 @@ class SideSpec:
 
     @property
     def scenario(self) -> str:
+        """The side's target: a built-in scenario, a file or a model by name."""
         return self.spec.target
 
     def load(self):
@@ -47,6 +48,7 @@ class SideSpec:
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> "SideSpec":
+        """The side :meth:`to_json` wrote (an unknown run-spec field is an error, exit 2)."""
         return cls(RunSpec.from_dict(data["run"]), data.get("label"), data.get("python"))
 
 
@@ -101,6 +103,7 @@ def _side_error(text: str, fn, *args: Any, **kwargs: Any) -> Any:
 
 
 def _workload_name(text: str, value: str) -> str:
+    """A side's ``workload=NAME``: a registered workload, lower case."""
     name = value.strip().lower()
     if not name or workloads.cls_for(name) is None:
         raise HarnessError(f"side {text!r}: unknown workload {value!r}; use one of {', '.join(workloads.names())}")
@@ -108,6 +111,7 @@ def _workload_name(text: str, value: str) -> str:
 
 
 def _option_value(text: str, key: str, value: str) -> Any:
+    """A side's generic ``key=value``, checked (a bare ``channels_last`` means true)."""
     if key == "channels_last":
         return value.strip().lower() not in ("0", "false", "no", "off") if value else True
     if key in ("batch_size", "threads"):
