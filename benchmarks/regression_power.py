@@ -77,9 +77,9 @@ def loadavg() -> str:
 def power(args) -> dict:
     from harness.tracking import ab, stats
 
-    base = ab.SideSpec(str(SCEN / "chain_20.py"), threads=args.threads)
-    same = ab.SideSpec(str(SCEN / "chain_20.py"), threads=args.threads)
-    slow = ab.SideSpec(str(SCEN / "chain_21.py"), threads=args.threads)
+    base = ab.SideSpec.of(str(SCEN / "chain_20.py"), threads=args.threads)
+    same = ab.SideSpec.of(str(SCEN / "chain_20.py"), threads=args.threads)
+    slow = ab.SideSpec.of(str(SCEN / "chain_21.py"), threads=args.threads)
     kinds = {"identical": same, "+5%": slow}
     out: dict = {k: [] for k in kinds}
     print(f"{args.trials} trials per kind, budget {args.budget_s} s each, threshold {args.threshold:.0%}, "

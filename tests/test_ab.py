@@ -103,16 +103,18 @@ def test_cpu_share_arithmetic_and_a_real_block(chains):
 
     assert cpu_share(0.03, 0.02, 2) == pytest.approx(0.75)  # 30 ms of CPU in 20 ms on 2 threads
     assert cpu_share(0.01, 0.0, 1) is None
-    side = ab.Prepared(ab.SideSpec(str(chains[0]), threads=1), with_counts=False)
+    side = ab.Prepared(ab.SideSpec.of(str(chains[0]), threads=1), with_counts=False)
     b = side.block(20, 1)
     assert len(b.samples) == 20 and 0 < b.cpu_share <= 1.05  # one thread can't use more than one core
+    assert b.phases is None  # a forward: the whole iteration is its one phase, no phase clock
+    side.close()
 
 
 def test_parse_side():
     s = ab.parse_side("vgg16:bs=4,dtype=bfloat16,channels_last,threads=1,label=new", batch_size=2, threads=2)
-    assert (s.scenario, s.batch_size, s.dtype, s.threads, s.channels_last, s.label) == \
+    assert (s.scenario, s.spec.batch_size, s.spec.dtype, s.spec.threads, s.spec.channels_last, s.label) == \
         ("vgg16", 4, "bfloat16", 1, True, "new")
-    assert ab.parse_side("vgg16", batch_size=2).batch_size == 2
+    assert ab.parse_side("vgg16", batch_size=2).spec.batch_size == 2
     with pytest.raises(HarnessError, match="unknown option 'color'"):
         ab.parse_side("vgg16:color=red")
     with pytest.raises(HarnessError, match="whole number"):
@@ -160,7 +162,11 @@ def test_bad_input_exits_2(chains, tmp_path: Path):
     a, _ = chains
     for args, words in [(("nosuch", str(a)), "unknown scenario"),
                         ((str(a), f"{a}:colour=red"), "unknown option"),
-                        ((str(a), str(a), "--baseline-python", sys.executable), "need --isolate")]:
+                        ((str(a), str(a), "--baseline-python", sys.executable), "need --isolate"),
+                        (("tiny_llama", "tiny_gpt"), "both sides must run the same workload: baseline tiny_llama "
+                                                     "runs generate (the scenario's), candidate tiny_gpt runs forward"),
+                        ((str(a), f"{a}:prompt_len=8"), "chain10.py: --prompt-len does not apply to --workload "
+                                                        "forward")]:
         proc = run_cli("ab", *args, "--logdir", str(tmp_path / "l"))
         assert proc.returncode == 2, (args, proc.stderr)
         assert words in proc.stderr and proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr
@@ -196,3 +202,113 @@ def test_worker_failure_is_one_line(tmp_path: Path):
     assert proc.returncode == 2 and "raised in forward" in proc.stderr and proc.stderr.count("\n") == 1
     proc = run_cli("ab", str(broken), str(broken), "--budget-s", "1", "--no-count", "--logdir", str(tmp_path / "l"))
     assert proc.returncode == 2 and "raised in forward" in proc.stderr
+
+
+# ----------------------------------------------------------------------------- workloads: train, generate
+
+
+def finite_ratio(entry: dict) -> bool:
+    """A phase's ratio as ab.json holds it: a positive finite estimate inside a positive interval."""
+    return all(math.isfinite(entry[k]) and entry[k] > 0 for k in ("ratio", "low", "high")) and \
+        entry["low"] <= entry["ratio"] <= entry["high"]
+
+
+def test_parse_side_workload_keys_and_the_worker_codec():
+    s = ab.parse_side("tiny_llama:prompt_len=64,label=b", workload_options={"new_tokens": 4}, python="py", threads=1)
+    assert (s.spec.workload, dict(s.spec.workload_options), s.label, s.python, s.spec.threads) == \
+        (None, {"new_tokens": 4, "prompt_len": 64}, "b", "py", 1)
+    t = ab.parse_side("x.py:workload=train,optimizer=SGD,bs=3")
+    assert (t.spec.workload, dict(t.spec.workload_options), t.spec.batch_size) == ("train", {"optimizer": "sgd"}, 3)
+    assert ab.SideSpec.from_json(json.loads(json.dumps(s.to_json()))) == s  # what an --isolate worker receives
+    for text, words in [("x:prompt_len=0", "--prompt-len must be at least 1"),
+                        ("x:optimizer=adam", "unknown --optimizer 'adam'"),
+                        ("x:workload=train,prompt_len=3", "--prompt-len does not apply to --workload train"),
+                        ("x:workload=fly", "unknown workload 'fly'")]:
+        with pytest.raises(HarnessError, match=f"side '{text}': .*{words}"):
+            ab.parse_side(text)
+
+
+def test_check_sides_resolves_scenario_defaults():
+    with pytest.raises(HarnessError, match="runs generate .the scenario's., candidate tiny_gpt runs forward"):
+        ab.check_sides(ab.parse_side("tiny_llama"), ab.parse_side("tiny_gpt"))
+    # an explicit --workload applies to both sides: a forward of each is comparable
+    assert ab.check_sides(ab.parse_side("tiny_llama", workload="forward"),
+                          ab.parse_side("tiny_gpt", workload="forward")) == "forward"
+
+
+def test_prepared_generate_side_gets_its_options_and_phase_rows():
+    with ab.Prepared(ab.parse_side("tiny_llama:prompt_len=16,new_tokens=3", threads=1), with_counts=False) as side:
+        assert side.workload.prompt.shape == (1, 16) and side.workload.new_tokens == 3  # the option reached the model
+        d = side.describe()
+        assert d["workload_config"] == {"prompt_len": 16, "new_tokens": 3} and d["verdict_phase"] == "decode"
+        b = side.block(2, 1)
+    assert len(b.samples) == 2 and [r[1] for r in b.phases] == (["prefill"] + ["decode"] * 3) * 2
+    values = ab.block_values(b, side.phases, "decode")
+    assert values["decode"] == pytest.approx(np.median([r[3] for r in b.phases if r[1] == "decode"]))
+    assert values["prefill"] == pytest.approx(ab.block_value([r[3] for r in b.phases if r[1] == "prefill"]))
+    assert values["iteration"] == pytest.approx(ab.block_value(b.samples))
+
+
+def test_ab_train_judges_the_step_and_reports_each_phase(chains, tmp_path: Path):
+    a, _ = chains
+    proc = run_cli("ab", str(a), f"{a}:label=b", "--workload", "train", "--budget-s", "2", "--min-pairs", "4",
+                   "--threads", "1", "--logdir", str(tmp_path / "l"))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    run_dir = Path(proc.stdout.split("run        ")[1].strip())
+    res = json.loads((run_dir / "ab.json").read_text())
+    assert (res["workload"], res["judged_phase"], res["judged_metric"]) == ("train", None, "training step")
+    assert set(res["phases"]) == {"forward", "backward", "optimizer"}
+    assert all(finite_ratio(e) for e in (*res["phases"].values(), res["iteration"]))
+    assert res["iteration"]["ratio"] == res["ratio"]  # the step is judged
+    for side in ("baseline", "candidate"):
+        d = res[side]
+        assert (d["workload"], d["workload_config"], d["phases"]) == ("train", {"optimizer": "adamw"},
+                                                                        ["forward", "backward", "optimizer"])
+        assert d["counts"]["flops"] > 2.5 * 2 * 16 * 128 * 128 * 10  # a counted training step, not a forward
+    for phase in ("forward", "backward", "optimizer", "training step"):
+        assert f"phase      {phase}" in proc.stdout
+    pairs = pd.read_csv(run_dir / "ab_pairs.csv")
+    assert (pairs["baseline_block_s"] == pairs["iteration_baseline_s"]).all() and (pairs["optimizer_candidate_s"] > 0).all()
+    phases = pd.read_csv(run_dir / "ab_phase_samples.csv")
+    assert set(phases["phase"]) == {"forward", "backward", "optimizer"} and set(phases["side"]) == {"baseline", "candidate"}
+
+
+def test_ab_generate_judges_the_decode_step_and_reports_ttft(tmp_path: Path):
+    proc = run_cli("ab", "tiny_llama", "tiny_llama:label=b", "--new-tokens", "4", "--budget-s", "2", "--min-pairs",
+                   "4", "--threads", "1", "--logdir", str(tmp_path / "l"), "--json")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    res = json.loads(proc.stdout)
+    assert (res["workload"], res["judged_phase"], res["judged_metric"]) == ("generate", "decode", "decode step")
+    assert res["block_statistic"].startswith("median of each block's decode")
+    assert {k: e["word"] for k, e in res["phases"].items()} == {"prefill": "TTFT", "decode": "decode step"}
+    assert res["iteration"]["word"] == "generation" and res["phases"]["decode"]["ratio"] == res["ratio"]
+    assert all(finite_ratio(e) for e in (*res["phases"].values(), res["iteration"]))
+    for side, label in (("baseline", None), ("candidate", "b")):
+        d = res[side]
+        assert d["spec"]["label"] == label and d["workload_options"] == {"new_tokens": 4}
+        assert d["workload_config"] == {"prompt_len": 32, "new_tokens": 4}  # the scenario's prompt, the shared flag
+        assert d["phase_median_s"]["decode"] < d["phase_median_s"]["iteration"]
+    phases = pd.read_csv(Path(res["path"]) / "ab_phase_samples.csv")
+    assert (phases[phases.phase == "decode"].groupby(["side", "pair", "iteration"]).size() == 4).all()
+
+
+def test_isolated_train(chains, tmp_path: Path):
+    a, _ = chains
+    proc = run_cli("ab", str(a), str(a), "--workload", "train", "--optimizer", "sgd", "--isolate", "--budget-s", "1",
+                   "--generation-s", "0.2", "--threads", "1", "--no-count", "--logdir", str(tmp_path / "l"), "--json")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    res = json.loads(proc.stdout)
+    assert res["isolate"] and res["generations"] >= ab.MIN_GENERATIONS and res["judged_metric"] == "training step"
+    assert set(res["phases"]) == {"forward", "backward", "optimizer"}
+    assert all(finite_ratio(e) for e in res["phases"].values())
+    assert res["candidate"]["workload_config"] == {"optimizer": "sgd"}  # the worker received the side's run spec
+
+
+def test_bad_ab_arguments_are_refused_before_torch_is_imported():
+    import subprocess
+
+    code = ("import sys; from harness.cli import main; rc = main(['ab', 'x', 'y:prompt_len=0']); "
+            "print(rc, 'torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.stdout.split() == ["2", "False"], out.stdout + out.stderr
+    assert "side 'y:prompt_len=0': --prompt-len must be at least 1" in out.stderr

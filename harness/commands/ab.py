@@ -16,20 +16,18 @@ def add_parser(sub) -> None:
         description="Build BASELINE and CANDIDATE in one process and time them in alternating blocks (ABBA...), "
                     "so the machine's drift cancels; the verdict comes from the paired block ratios. Each side is "
                     "a scenario name or file, optionally with its own options: SCENARIO:bs=8,dtype=bfloat16,"
-                    "threads=1,channels_last. Exit codes: 0 no regression (incl. inconclusive), 1 regression, "
-                    "2 bad input.")
+                    "threads=1,channels_last,prompt_len=64. Both sides run the same workload (--workload, else "
+                    "the scenarios'): a forward, a training step (judged by the step time) or a generation "
+                    "(judged by the decode step); every phase's ratio is reported beside the verdict. "
+                    "Exit codes: 0 no regression (incl. inconclusive), 1 regression, 2 bad input.")
     p.add_argument("baseline", help="scenario name or file, optionally :key=value,... (batch_size/bs, dtype, "
-                                    "device, threads, channels_last, label)")
+                                    "device, threads, channels_last, label, workload, and each workload option "
+                                    "by name: prompt_len, new_tokens, optimizer)")
     p.add_argument("candidate", help="same form as BASELINE")
     p.add_argument("--threshold", default="5%", help="the change worth catching (default 5%%): 'slower' needs "
                                                      "the interval above 1 and an estimate of at least half of it")
     p.add_argument("--budget-s", type=float, default=None,
                    help="seconds of alternating timing (default 20; 40 with --isolate); more time, narrower interval")
-    p.add_argument("--batch-size", type=int, default=None, help="batch size for both sides (a side's :bs= wins)")
-    p.add_argument("--dtype", default=None, help="dtype for both sides")
-    p.add_argument("--device", default=None, help="device for both sides")
-    p.add_argument("--threads", type=int, default=None, help="torch threads for both sides")
-    p.add_argument("--channels-last", action="store_true", help="channels_last memory format for both sides")
     p.add_argument("--isolate", action="store_true",
                    help="run each side in its own worker process (its own Python with --baseline-python/"
                         "--candidate-python), alternating blocks between them; workers are replaced every few seconds")
@@ -51,14 +49,26 @@ def add_parser(sub) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed of the bootstrap (--method bootstrap)")
     p.add_argument("--logdir", default="logs", help="the run directory goes to LOGDIR/ab/<run_id>/ (default: logs)")
     p.add_argument("--json", action="store_true", help="print ab.json on stdout (progress stays on stderr)")
-    from ..models import add_arguments
+    from .options import add_scenario_options
 
-    add_arguments(p)
+    add_scenario_options(p, shared=True)
     p.set_defaults(func=main)
 
 
+def _sides(args: argparse.Namespace):
+    """The two sides: the shared flags made into one run spec (:func:`~.options.spec_from_args`), each side's
+    own ``:key=value`` options on top."""
+    from ..tracking.ab import defaults_of, parse_side
+    from .options import spec_from_args
+
+    shared = defaults_of(spec_from_args(args, target=args.baseline, logdir=None))
+    return (parse_side(args.baseline, **shared, python=args.baseline_python),
+            parse_side(args.candidate, **shared, python=args.candidate_python))
+
+
 def main(args: argparse.Namespace) -> int:
-    from ..tracking.ab import parse_side, run_ab
+    """Check the flags, parse both sides, run the A/B, print the result (or ab.json); the exit code."""
+    from ..tracking.ab import run_ab
     from ..tracking.compare import parse_threshold
     from ..core.fsio import to_json
 
@@ -75,19 +85,7 @@ def main(args: argparse.Namespace) -> int:
         raise HarnessError(f"--block-s must be positive, got {args.block_s}")
     if (args.baseline_python or args.candidate_python) and not args.isolate:
         raise HarnessError("--baseline-python/--candidate-python need --isolate")
-    shared = dict(batch_size=args.batch_size, dtype=args.dtype, device=args.device, threads=args.threads,
-                  channels_last=True if args.channels_last else None)
-    if args.batch_size is not None and args.batch_size < 1:
-        raise HarnessError(f"--batch-size must be at least 1, got {args.batch_size}")
-    import dataclasses
-
-    from ..models import options_from_args
-
-    model_options = dataclasses.asdict(options_from_args(args))
-    a = parse_side(args.baseline, **shared, python=args.baseline_python, model_options=model_options)
-    b = parse_side(args.candidate, **shared, python=args.candidate_python, model_options=model_options)
-    for side in (a, b):  # fail fast, before any model is built
-        side.load()
+    a, b = _sides(args)  # run_ab loads both scenarios and checks their workloads before building anything
     tty = sys.stderr.isatty()
 
     def progress(text: str) -> None:
@@ -110,54 +108,93 @@ def main(args: argparse.Namespace) -> int:
 
 
 def _side_line(d: dict) -> str:
+    """``[label] scenario · bs · dtype · device · threads [· channels_last] [· workload (its options)]``."""
     bits = [d.get("scenario"), f"bs {d.get('batch_size')}", d.get("dtype"), d.get("device"), f"{d.get('threads')} thread" + ("s" if d.get("threads") != 1 else "")]
     if d.get("channels_last"):
         bits.append("channels_last")
+    if d.get("workload") not in (None, "forward"):
+        config = ", ".join(f"{k} {v}" for k, v in (d.get("workload_config") or {}).items())
+        bits.append(d["workload"] + (f" ({config})" if config else ""))
     label = (d.get("spec") or {}).get("label")
     if label:
         bits.insert(0, f"[{label}]")
     return " · ".join(str(x) for x in bits)
 
 
-def render(r) -> str:
-    e = r.estimate
+def _work_lines(r) -> list[str]:
+    """The ``!! WORK DIFFERS`` lines when the sides' counted work differs (none otherwise)."""
+    if not r.work_differs:
+        return []
+    diffs = "; ".join(f"{k} {si(v['baseline'])} -> {si(v['candidate'])} ({(v['candidate'] / v['baseline'] - 1) * 100:+.1f}%)"
+                      for k, v in r.work_differs.items() if v["baseline"])
+    return [f"!! WORK DIFFERS: {diffs}", "!! a change of work explains a change of time; the latency verdict below still stands"]
+
+
+def _side_lines(r) -> list[str]:
+    """One line per side: what it ran, the median of what is judged, its work and CPU share."""
     out = []
-    if r.work_differs:
-        diffs = "; ".join(f"{k} {si(v['baseline'])} -> {si(v['candidate'])} ({(v['candidate'] / v['baseline'] - 1) * 100:+.1f}%)"
-                          for k, v in r.work_differs.items() if v["baseline"])
-        out.append(f"!! WORK DIFFERS: {diffs}")
-        out.append("!! a change of work explains a change of time; the latency verdict below still stands")
     w = max(len(_side_line(r.baseline)), len(_side_line(r.candidate)))
+    what = "" if r.judged in ("forward", "iteration") else f"{r.judged} "
     for name, d in (("baseline", r.baseline), ("candidate", r.candidate)):
-        extra = ""
-        if r.isolate:
-            extra = f"   (python {d.get('python')}, torch {d.get('torch_version')})"
+        extra = f"   (python {d.get('python')}, torch {d.get('torch_version')})" if r.isolate else ""
         c = d.get("counts") or {}
         work = f"   {si(c['flops'], 'FLOP')}" if c.get("flops") else ""
         share = f"   cpu {percent(d['cpu_share'], 0)}" if d.get("cpu_share") is not None else ""
-        out.append(f"{name:<10} {_side_line(d):<{w}}   median {seconds(d.get('median_s'))}{work}{share}{extra}")
-    unit = f"{r.generations} worker generations, {r.pairs} block pairs" if r.isolate else f"{r.pairs} block pairs"
-    out.append(f"{'ratio':<10} candidate/baseline {e.ratio:.3f}   {e.level * 100:.0f}% interval [{e.low:.3f}, {e.high:.3f}]"
-               f"   ({METHOD_NAMES[r.method]}; {unit} of {r.block_iterations} iteration(s), "
-               f"{r.elapsed_s:.1f} s)")
+        med = (d.get("phase_median_s") or {}).get(r.verdict_phase) if r.verdict_phase else d.get("median_s")
+        out.append(f"{name:<10} {_side_line(d):<{w}}   {what}median {seconds(med)}{work}{share}{extra}")
+    return out
+
+
+def _phase_lines(r) -> list[str]:
+    """A workload of several phases: each phase's ratio and the whole iteration's, beside the verdict."""
+    if len(r.phases) < 2:
+        return []
+    rows = [(name, e) for name, e in r.phases.items()] + [(None, r.iteration)]
+    width = max(len(e["word"]) for _, e in rows if e)
+    out = []
+    for name, e in rows:
+        if not e:
+            continue
+        note = {r.verdict_phase: "   (judged)", None: "   (whole iteration)"}.get(name, "")
+        if name is None and r.verdict_phase is None:
+            note = "   (whole iteration, judged)"
+        out.append(f"{'phase':<10} {e['word']:<{width}}  {e['ratio']:.3f}   [{e['low']:.3f}, {e['high']:.3f}]   "
+                   f"median {seconds(e['baseline_median_s'])} -> {seconds(e['candidate_median_s'])}{note}")
+    return out
+
+
+def _verdict_text(r) -> str:
+    """The verdict in words, with the change and, when inconclusive, why."""
+    e, t = r.estimate, r.threshold * 100
     change = (e.ratio - 1) * 100
-    t = r.threshold * 100
     if r.verdict == "slower":
-        v = f"slower by {change:.1f}%"
-    elif r.verdict == "faster":
-        v = f"faster by {-change:.1f}% ({1 / e.ratio:.3f}x the speed)"
-    elif r.verdict == "no significant change":
-        v = f"no significant change (any change is within ±{t:g}%)"
-    elif r.inconclusive_reason:
-        v = f"inconclusive ({r.inconclusive_reason}); rerun on a quieter machine, or with --threads 1"
-    else:
-        v = "inconclusive: the interval is too wide to decide"
+        return f"slower by {change:.1f}%"
+    if r.verdict == "faster":
+        return f"faster by {-change:.1f}% ({1 / e.ratio:.3f}x the speed)"
+    if r.verdict == "no significant change":
+        return f"no significant change (any change is within ±{t:g}%)"
+    if r.inconclusive_reason:
+        return f"inconclusive ({r.inconclusive_reason}); rerun on a quieter machine, or with --threads 1"
+    return "inconclusive: the interval is too wide to decide"
+
+
+def render(r) -> str:
+    """The terminal summary of an A/B (:class:`~harness.tracking.ab.AbResult`)."""
+    e, t = r.estimate, r.threshold * 100
+    out = _work_lines(r) + _side_lines(r)
+    unit = f"{r.generations} worker generations, {r.pairs} block pairs" if r.isolate else f"{r.pairs} block pairs"
+    word = (r.baseline.get("words") or {}).get("iteration", "iteration")
+    judged = "" if r.judged in ("forward", "iteration") else f"{r.judged}; "
+    out.append(f"{'ratio':<10} candidate/baseline {e.ratio:.3f}   {e.level * 100:.0f}% interval [{e.low:.3f}, {e.high:.3f}]"
+               f"   ({judged}{METHOD_NAMES[r.method]}; {unit} of {r.block_iterations} {word}(s), "
+               f"{r.elapsed_s:.1f} s)")
+    out += _phase_lines(r)
     cont = r.contention or {}
     if cont.get("pairs_measured"):
         out.append(f"{'contention':<10} {cont['disturbed_pairs']} of {cont['pairs_measured']} block pairs disturbed "
                    f"(a side below {cont['block_disturbed_below_cpu_share'] * 100:.0f}% CPU share; a verdict needs "
                    f"at most {cont['max_disturbed_pair_share'] * 100:.0f}%)")
-    out.append(f"{'verdict':<10} {v}")
+    out.append(f"{'verdict':<10} {_verdict_text(r)}")
     if r.verdict == "inconclusive" and not r.inconclusive_reason and r.pairs_needed and r.pairs and not r.isolate:
         per_pair = r.elapsed_s / r.pairs
         out.append(f"{'':<10} about {r.pairs_needed} pairs would settle a {t:g}% change: try --budget-s "

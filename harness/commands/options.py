@@ -93,12 +93,13 @@ def model_options(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def spec_from_args(args: argparse.Namespace, **overrides: Any) -> RunSpec:
-    """The run spec of parsed flags (flags a verb does not have keep the spec's defaults)."""
+    """The run spec of parsed flags (flags a verb does not have keep the spec's defaults; a verb without a
+    ``scenario`` argument passes ``target``)."""
     get = lambda name, default=None: getattr(args, name, default)  # noqa: E731
     profile = ProfileConfig(active=get("active", 3), gzip=bool(get("gzip")), with_stack=bool(get("with_stack")),
                             with_modules=bool(get("with_modules")))
     fields: dict[str, Any] = dict(
-        target=str(args.scenario), workload=get("workload"), workload_options=workload_options(args),
+        target=str(get("scenario", "") or ""), workload=get("workload"), workload_options=workload_options(args),
         model=model_options(args), batch_size=get("batch_size"), device=get("device"), dtype=get("dtype"),
         threads=get("threads"), channels_last=bool(get("channels_last")), warmup=get("warmup"), iters=get("iters"),
         retry_disturbed=get("retry_disturbed", 0) or 0, profile=profile, logdir=get("logdir", "logs"),

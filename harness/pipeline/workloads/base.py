@@ -106,6 +106,8 @@ class Workload:
     #: The phase whose per-occurrence samples ``ab`` judges (None: the whole iteration). A generation is
     #: judged by its decode step; the other phases' ratios are reported beside the verdict.
     verdict_phase: str | None = None
+    #: What one occurrence of a phase is called where it is not the phase's own name (``ab``'s output).
+    phase_words: dict[str, str] = {}
 
     def __init__(self, **options: Any):
         from ...errors import HarnessError
@@ -117,6 +119,11 @@ class Workload:
             flags = ", ".join("--" + o.replace("_", "-") for o in unknown)
             raise HarnessError(f"{flags} does not apply to --workload {self.name}")
         self.options: dict[str, Any] = {k: declared[k].parse(v) for k, v in given.items()}
+
+    @classmethod
+    def phase_word(cls, phase: str | None) -> str:
+        """What one occurrence of ``phase`` is called (``None``: the whole iteration, :attr:`word`)."""
+        return cls.word if phase is None else cls.phase_words.get(phase, phase)
 
     @classmethod
     def option_names(cls) -> tuple[str, ...]:

@@ -176,6 +176,7 @@ class Generate(Workload):
     phases = ("prefill", "decode")
     word, plural = "generation", "generations"
     verdict_phase = "decode"
+    phase_words = {"prefill": "TTFT", "decode": "decode step"}
     options_declared = (
         Option("prompt_len", help="generate: prompt tokens (default: the scenario's)", plural="prompt_lens",
                label="prompt length"),

@@ -1,4 +1,12 @@
-"""A side built in this process: the model, its inputs, one timed block at a time.
+"""A side built in this process: the run's own model and workload, one timed block at a time.
+
+A side is built exactly as ``run`` builds it (:func:`harness.pipeline.run.build`: the scenario,
+its workload with its options, the prepared model, channels_last included); the workload's
+``setup`` runs once, every block runs ``workload.iteration`` inside ``workload.grad_mode()``,
+and ``teardown`` / ``restore`` run when the side is closed. A block returns one sample per
+iteration (the whole iteration) and, for a workload of several phases, one row per phase
+occurrence (``(iteration, phase, index, latency_s)``, the measure stage's phase clock). A plain
+forward is timed without any phase scope: its whole-iteration sample is its forward phase's.
 
 Each block also reports its **CPU share**: CPU time of the process during the timed
 iterations over (wall time x threads). The CPU time is the process's user + system time of
@@ -12,9 +20,11 @@ threads, a model that leaves threads idle also lowers it.
 """
 from __future__ import annotations
 
+import functools
 import sys
 import time
 from dataclasses import dataclass
+from typing import Any, Callable
 
 from ...core.samples import median
 from ...core.text import short_exc
@@ -27,10 +37,28 @@ WARMUP_MIN_S = 0.2
 
 @dataclass
 class BlockTiming:
-    """One block of one side: seconds per timed iteration and the block's CPU share."""
+    """One block of one side: seconds per timed iteration, the block's CPU share and, for a workload
+    of several phases, one ``(iteration, phase, index, latency_s)`` row per phase occurrence (else None)."""
 
     samples: list[float]
     cpu_share: float | None
+    phases: list | None = None
+
+
+class _NoScope:
+    """A phase scope that does nothing, without allocating (an iteration of one phase)."""
+
+    def __call__(self, phase: str) -> "_NoScope":
+        return self
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: Any) -> None:
+        return None
+
+
+NO_SCOPE = _NoScope()
 
 
 def cpu_seconds() -> float:
@@ -45,82 +73,109 @@ def cpu_share(cpu_s: float, wall_s: float, threads: int) -> float | None:
     return cpu_s / (wall_s * threads)
 
 
-def _channels_last(model, call):
-    import torch
-
-    model = model.to(memory_format=torch.channels_last)
-
-    def conv(x):
-        return x.contiguous(memory_format=torch.channels_last) if x.dim() == 4 else x
-
-    return model, call.map(conv)
-
-
-def count_side(model, call) -> dict:
-    """Params / MACs / FLOPs via harness.count; ``{"error": ...}`` when counting fails."""
-    from ...count import count
-
+def count_side(workload, prep) -> dict:
+    """Params / MACs / FLOPs of one iteration of the workload (:meth:`Workload.count` on the prepared
+    side: a forward, a generation, a training step); ``{"error": ...}`` when counting fails."""
     try:
-        c = count(model, call)
+        with workload.grad_mode():
+            c = workload.count(prep)
         return {"params": int(c.params), "macs": int(c.macs), "flops": int(c.flops)}
     except Exception as exc:  # noqa: BLE001 - counting is a side note of an A/B, never its failure
         return {"error": short_exc(exc, 120)}
 
 
 class Prepared:
-    """A side built in this process: model, inputs, the timing of one block."""
+    """A side built in this process (module doc): its workload set up, the timing of one block.
+    Close it (or use it as a context manager) to run the workload's teardown."""
 
-    def __init__(self, spec: SideSpec, with_counts: bool = True):
+    def __init__(self, side: SideSpec, with_counts: bool = True):
         import torch
 
-        from ...pipeline import prepare
         from ...pipeline.measure import synchronizer
+        from ...pipeline.run import build
 
-        self.spec = spec
-        sc = spec.load()
-        self.scenario = sc.name
-        p = prepare.prepare_scenario(sc, batch_size=spec.batch_size, device=spec.device, dtype=spec.dtype,
-                                     threads=spec.threads)
-        self.model, self.call = p.model, p.call
-        if spec.channels_last:
-            self.model, self.call = _channels_last(self.model, self.call)
-        self.device, self.batch_size, self.threads = p.device, p.batch_size, p.threads
-        self.dtype = prepare.dtype_name(p.dtype)
-        self.counts = count_side(self.model, self.call) if with_counts else {}
-        self.torch_version = torch.__version__
-        self._sync = synchronizer(self.device)
+        self.side = side
+        sc, self.workload, self.prep = build(side.spec.replace(logdir=None))
+        self.scenario, self.torch_version, self._closed = sc.name, torch.__version__, False
+        self._sync = synchronizer(self.prep.device)
+        try:
+            self._guarded(self.workload.setup, self.prep)
+            self.counts = count_side(self.workload, self.prep) if with_counts else {}
+        except BaseException:
+            self.close()
+            raise
+        self.phases: tuple[str, ...] = tuple(self.workload.phases)  # after setup (train without optimizer: 2)
+
+    @property
+    def threads(self) -> int:
+        """The torch threads the side runs with (resolved when it was built)."""
+        return self.prep.threads
 
     def describe(self) -> dict:
-        return {"scenario": self.scenario, "spec": self.spec.to_json(), "batch_size": self.batch_size,
-                "dtype": self.dtype, "device": str(self.device), "threads": self.threads,
-                "channels_last": self.spec.channels_last, "counts": self.counts,
+        """The side as ab.json and the terminal show it: its spec, workload (as asked and as resolved), phases."""
+        from ...pipeline.prepare import dtype_name
+
+        wl, prep = self.workload, self.prep
+        return {"scenario": self.scenario, "spec": self.side.to_json(), "workload": wl.name,
+                "workload_options": dict(wl.options),
+                "workload_config": {k: v for k, v in wl.config_extra().items() if k != "workload"},
+                "phases": list(self.phases), "verdict_phase": wl.verdict_phase,
+                "words": {"iteration": wl.word, **{p: wl.phase_word(p) for p in self.phases}},
+                "batch_size": prep.batch_size, "dtype": dtype_name(prep.dtype), "device": str(prep.device),
+                "threads": prep.threads, "channels_last": self.side.spec.channels_last, "counts": self.counts,
                 "python": sys.executable, "python_version": sys.version.split()[0], "torch_version": self.torch_version}
 
     def block(self, k: int, discard: int = 0) -> BlockTiming:
-        """``discard`` untimed iterations, then ``k`` timed ones (seconds each) and their CPU share."""
+        """``discard`` untimed iterations, then ``k`` timed ones (seconds each, and per phase) and their CPU
+        share, in the workload's grad mode."""
         import torch
 
-        if torch.get_num_threads() != self.threads:
-            torch.set_num_threads(self.threads)
-        sync, clock, model, call = self._sync, time.perf_counter_ns, self.model, self.call
-        out = []
+        if torch.get_num_threads() != self.prep.threads:
+            torch.set_num_threads(self.prep.threads)
+        return self._guarded(self._timed, k, discard)
+
+    def _guarded(self, fn: Callable, *args: Any) -> Any:
+        """``fn(*args)``; a model that raises becomes the one-line forward_error."""
         try:
-            with torch.inference_mode():
-                for _ in range(discard):
-                    call(model)
-                sync()
-                cpu0, wall0 = cpu_seconds(), clock()
-                for _ in range(k):
-                    t0 = clock()
-                    call(model)
-                    sync()
-                    out.append((clock() - t0) * 1e-9)
-                share = cpu_share(cpu_seconds() - cpu0, (clock() - wall0) * 1e-9, self.threads)
+            return fn(*args)
         except (HarnessError, KeyboardInterrupt):
             raise
         except Exception as exc:
-            raise forward_error(self.scenario, exc) from exc
-        return BlockTiming(out, share)
+            raise forward_error(self.scenario, exc, where=self.workload.word) from exc
+
+    def _step(self, scope) -> tuple[Callable[[Any], Any], Any]:
+        """One iteration as ``fn(arg)``: a plain forward is ``call(model)`` itself (no scope, no wrapper:
+        as fast as before workloads), any other workload ``iteration(prep, scope)``."""
+        from ...pipeline.workloads import Forward
+
+        if type(self.workload).iteration is Forward.iteration:
+            return self.prep.call, self.prep.model
+        return functools.partial(self.workload.iteration, self.prep), scope
+
+    def _timed(self, k: int, discard: int) -> BlockTiming:
+        """The block itself: a forward's sample is exactly ``clock; call(model); sync; clock`` (as before
+        workloads); a workload of several phases also gets the measure stage's phase clock."""
+        from ...pipeline.measure import _PhaseClock
+
+        sync, clock = self._sync, time.perf_counter_ns
+        phased = len(self.phases) > 1
+        scope = _PhaseClock(sync) if phased else NO_SCOPE
+        (untimed, untimed_arg), (step, arg) = self._step(NO_SCOPE), self._step(scope)
+        out = []
+        with self.workload.grad_mode():
+            for _ in range(discard):
+                untimed(untimed_arg)
+            sync()
+            cpu0, wall0 = cpu_seconds(), clock()
+            for i in range(k):
+                if phased:
+                    scope.start(i)
+                t0 = clock()
+                step(arg)
+                sync()
+                out.append((clock() - t0) * 1e-9)
+            share = cpu_share(cpu_seconds() - cpu0, (clock() - wall0) * 1e-9, self.prep.threads)
+        return BlockTiming(out, share, scope.rows if phased else None)
 
     def warmup(self, min_iters: int = WARMUP_MIN_ITERS, min_s: float = WARMUP_MIN_S) -> float:
         """Warm up; return the typical iteration time (median of the second half)."""
@@ -131,3 +186,19 @@ class Prepared:
             if len(times) > 10_000:
                 break
         return median(times[len(times) // 2:])
+
+    def close(self) -> None:
+        """The workload's teardown and the prepared model's restore (once)."""
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            self.workload.teardown(self.prep)
+        finally:
+            self.prep.restore()
+
+    def __enter__(self) -> "Prepared":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()

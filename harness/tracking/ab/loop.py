@@ -1,7 +1,8 @@
 """The alternating loop: blocks of the two sides in ABBA order, in one process or two workers.
 
 * **Blocks.** After a warm-up (at least 3 iterations and 0.2 s per side) the iteration
-  time sets the block length ``k`` (about ``block_s`` = 15 ms of work; at least one
+  time — a whole iteration, even where one phase is judged (a whole generation, not a decode
+  step) — sets the block length ``k`` (about ``block_s`` = 15 ms of work; at least one
   iteration). When an iteration is short (< 10 ms) each block first runs one untimed
   iteration, so the other side's cache footprint does not land in the samples. The plan
   is redone every 16 pairs from the latest block values, as a neighbour's load comes and
@@ -23,6 +24,7 @@
 """
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import random
@@ -30,7 +32,7 @@ import time
 from typing import Callable
 
 from ...core.samples import median
-from .analysis import block_value
+from .analysis import ITERATION, block_values
 from .inprocess import BlockTiming, Prepared
 from .sides import SideSpec
 from .state import AbConfig, AbRun, Blocks
@@ -53,17 +55,23 @@ def block_plan(tA: float, tB: float, block_s: float) -> tuple[int, int]:
 
 
 def _one_pair(block_a: BlockFn, block_b: BlockFn, blocks: Blocks, k: int, discard: int, generation: int) -> None:
-    """Run pair number ``len(blocks.pairs)`` (AB when even, BA when odd) and record it."""
+    """Run pair number ``len(blocks.pairs)`` (AB when even, BA when odd) and record it: every sample,
+    the judged values (``pairs``) and every phase's values (``phase_pairs``)."""
     pair = len(blocks.pairs)
     first_a = pair % 2 == 0
     res: dict[str, BlockTiming] = {}
     for side in (("baseline", "candidate") if first_a else ("candidate", "baseline")):
         res[side] = (block_a if side == "baseline" else block_b)(k, discard)
     for side in ("baseline", "candidate"):
+        block = 2 * pair + (0 if (side == "baseline") == first_a else 1)
         for i, v in enumerate(res[side].samples):
-            blocks.samples.append((side, generation, pair, 2 * pair + (0 if (side == "baseline") == first_a else 1), i, v))
-    blocks.pairs.append((generation, pair, "AB" if first_a else "BA", block_value(res["baseline"].samples),
-                         block_value(res["candidate"].samples)))
+            blocks.samples.append((side, generation, pair, block, i, v))
+        for it, phase, index, v in res[side].phases or ():
+            blocks.phase_samples.append((side, generation, pair, block, it, phase, index, v))
+    va, vb = (block_values(res[s], blocks.phases, blocks.verdict_phase) for s in ("baseline", "candidate"))
+    judged = blocks.verdict_phase or ITERATION
+    blocks.pairs.append((generation, pair, "AB" if first_a else "BA", va.get(judged), vb.get(judged)))
+    blocks.phase_pairs.append({name: (va[name], vb[name]) for name in va if name in vb})
     blocks.shares.append((res["baseline"].cpu_share, res["candidate"].cpu_share))
 
 
@@ -71,8 +79,8 @@ def alternate(block_a: BlockFn, block_b: BlockFn, blocks: Blocks, cfg: AbConfig,
               stop_at: float | None = None, progress: Callable[[str], None] | None = None) -> float:
     """ABBA-alternate blocks until the budget (or ``stop_at``, a perf_counter deadline) is reached.
 
-    Every REPLAN_PAIRS pairs the block length is planned again from the latest block values
-    (both sides always get the same length within a pair, so ratios stay comparable)."""
+    Every REPLAN_PAIRS pairs the block length is planned again from the latest blocks' whole-iteration
+    values (both sides always get the same length within a pair, so ratios stay comparable)."""
     t0 = time.perf_counter()
     deadline = stop_at if stop_at is not None else t0 + cfg.budget
     k, discard, pair0 = blocks.k, blocks.discard, len(blocks.pairs)
@@ -82,7 +90,7 @@ def alternate(block_a: BlockFn, block_b: BlockFn, blocks: Blocks, cfg: AbConfig,
             k, discard = block_plan(median(recent[0::2]), median(recent[1::2]), cfg.block_s)
             recent.clear()
         _one_pair(block_a, block_b, blocks, k, discard, generation)
-        recent += [blocks.pairs[-1][3], blocks.pairs[-1][4]]
+        recent += blocks.phase_pairs[-1][ITERATION]
         now = time.perf_counter()
         if progress and now - last_report > 0.5:
             last_report = now
@@ -95,7 +103,7 @@ def alternate(block_a: BlockFn, block_b: BlockFn, blocks: Blocks, cfg: AbConfig,
 def progress_text(pair_rows: list[tuple], elapsed: float | None, cfg: AbConfig) -> str:
     from .. import stats
 
-    logs = [math.log(c / b) for (_, _, _, b, c) in pair_rows if b > 0 and c > 0]
+    logs = [math.log(c / b) for (_, _, _, b, c) in pair_rows if b and c and b > 0 and c > 0]
     txt = f"{len(pair_rows)} pairs"
     if elapsed is not None:
         txt += f", {elapsed:.1f} of {cfg.budget:.0f} s"
@@ -105,28 +113,38 @@ def progress_text(pair_rows: list[tuple], elapsed: float | None, cfg: AbConfig) 
     return txt
 
 
+def what_is_judged(blocks: Blocks, a: dict, b: dict) -> None:
+    """Both sides' phases (in order, each once) and the judged phase, from the sides' descriptions."""
+    blocks.phases = tuple(dict.fromkeys([*a["phases"], *b["phases"]]))
+    blocks.verdict_phase = a.get("verdict_phase")
+
+
 def run_in_process(run: AbRun, progress: Callable[[str], None] | None = None) -> None:
-    """Build both sides here, warm them up, alternate blocks; fills ``run.sides`` and ``run.blocks``."""
+    """Build both sides here, warm them up, alternate blocks; fills ``run.sides`` and ``run.blocks``;
+    each side's workload teardown runs at the end, whatever happens."""
     t_setup = time.perf_counter()
     cfg, blocks = run.config, run.blocks
-    A = Prepared(run.baseline, with_counts=cfg.count)
-    B = Prepared(run.candidate, with_counts=cfg.count)
-    A.warmup(), B.warmup()
-    tA, tB = A.warmup(min_s=0.05), B.warmup(min_s=0.05)  # again, now that both are resident
-    blocks.setup_s = time.perf_counter() - t_setup
-    blocks.k, blocks.discard = block_plan(tA, tB, cfg.block_s)
-    blocks.elapsed_s = alternate(A.block, B.block, blocks, cfg, progress=progress)
-    run.sides = {"baseline": A.describe(), "candidate": B.describe()}
+    with contextlib.ExitStack() as stack:
+        A = stack.enter_context(Prepared(run.baseline, with_counts=cfg.count))
+        B = stack.enter_context(Prepared(run.candidate, with_counts=cfg.count))
+        what_is_judged(blocks, A.describe(), B.describe())
+        A.warmup(), B.warmup()
+        tA, tB = A.warmup(min_s=0.05), B.warmup(min_s=0.05)  # again, now that both are resident
+        blocks.setup_s = time.perf_counter() - t_setup
+        blocks.k, blocks.discard = block_plan(tA, tB, cfg.block_s)
+        blocks.elapsed_s = alternate(A.block, B.block, blocks, cfg, progress=progress)
+        run.sides = {"baseline": A.describe(), "candidate": B.describe()}
 
 
 def generation_cpus(a: SideSpec, b: SideSpec, rng: random.Random) -> list[int] | None:
     """The cores both workers of a generation are pinned to: the same set for both sides (so a
     slower core or a busy sibling hyperthread hits both halves of every pair), drawn anew each
     generation. Sides without an explicit thread count keep every core."""
-    if not hasattr(os, "sched_getaffinity") or a.threads is None or b.threads is None:
+    ta, tb = a.spec.threads, b.spec.threads
+    if not hasattr(os, "sched_getaffinity") or ta is None or tb is None:
         return None
     avail = sorted(os.sched_getaffinity(0))
-    n = max(a.threads, b.threads)
+    n = max(ta, tb)
     if n >= len(avail):
         return None
     return sorted(rng.sample(avail, n))
@@ -137,6 +155,7 @@ def _first_generation(run: AbRun, A: Worker, B: Worker, ia: dict, ib: dict) -> N
     (they warmed up at the same time)."""
     for side, info in (("baseline", ia), ("candidate", ib)):
         run.sides[side] = {k: v for k, v in info.items() if k not in ("ready", "iter_s", "pid")}
+    what_is_judged(run.blocks, run.sides["baseline"], run.sides["candidate"])
     for _ in range(2):
         ta, tb = median(A.block(3, 1).samples), median(B.block(3, 1).samples)
     run.blocks.k, run.blocks.discard = block_plan(ta, tb, run.config.block_s)

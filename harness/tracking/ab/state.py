@@ -49,12 +49,21 @@ class Blocks:
     ``pairs``: ``(generation, pair, order, baseline_block_s, candidate_block_s)`` per block pair
     (each block's value, :func:`~harness.tracking.ab.analysis.block_value`);
     ``shares``: ``(baseline_cpu_share, candidate_cpu_share)`` per block pair (None: not measured);
-    ``k``/``discard``: the first block plan (timed / untimed iterations per block).
+    ``k``/``discard``: the first block plan (timed / untimed iterations per block);
+    ``phases``: the workload's phases (both sides'); ``verdict_phase``: the phase whose values ``pairs``
+    hold (None: the whole iteration); ``phase_pairs``: per block pair, ``{name: (baseline, candidate)}``
+    block values of the whole iteration (``"iteration"``) and of each phase;
+    ``phase_samples``: ``(side, generation, pair, block, iteration, phase, index, latency_s)`` per timed
+    phase occurrence (workloads of several phases only).
     """
 
     samples: list[tuple] = field(default_factory=list)
     pairs: list[tuple] = field(default_factory=list)
     shares: list[tuple] = field(default_factory=list)
+    phases: tuple = ()
+    verdict_phase: str | None = None
+    phase_pairs: list[dict] = field(default_factory=list)
+    phase_samples: list[tuple] = field(default_factory=list)
     k: int = 1
     discard: int = 0
     generations: int = 1

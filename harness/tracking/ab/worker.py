@@ -1,9 +1,10 @@
 """The worker protocol of ``ab --isolate``: one process tree per side, one JSON line per message.
 
-A *zygote* (``python -m harness.tracking.ab --worker SPEC`` in the side's own Python) imports
-torch, harness and the scenario file once, then forks a fresh *child* per generation; the child
-builds the model (after a random-size allocation, so memory layout differs between
-generations), warms up and serves blocks. Forking instead of starting a process per generation
+A *zygote* (``python -m harness.tracking.ab --worker JSON`` in the side's own Python; the JSON is
+``{"side": {"run": <the side's RunSpec dict>, "label": ..., "python": ...}}``) imports torch,
+harness and the scenario file once, then forks a fresh *child* per generation; the child builds
+the side as ``run`` does (after a random-size allocation, so memory layout differs between
+generations), sets its workload up, warms up and serves blocks. Forking instead of starting a process per generation
 costs milliseconds instead of seconds (importing torch), so generations can be short and many.
 
 Messages, parent -> zygote/child (stdin) and back (stdout):
@@ -11,7 +12,8 @@ Messages, parent -> zygote/child (stdin) and back (stdout):
 * zygote start -> ``{"loaded": true, "python": ...}``
 * ``{"fork": true, "counts": bool, "seed": int, "cpus": [..] | null}`` -> the child's
   ``{"ready": true, "iter_s": ..., "pid": ..., <the side's description>}``
-* ``{"block": k, "discard": d}`` -> ``{"samples": [seconds, ...], "cpu_share": x}``
+* ``{"block": k, "discard": d}`` -> ``{"samples": [seconds, ...], "cpu_share": x, "phases": rows | null}``
+  (``rows``: ``[iteration, phase, index, seconds]`` per phase occurrence, for a workload of several phases)
 * ``{"exit": true}`` -> the zygote's ``{"child_exit": status}``; ``{"quit": true}`` ends the zygote
 * any failure -> ``{"error": "one line"}`` (the parent raises it as a HarnessError)
 """
@@ -41,7 +43,7 @@ class Worker:
         env = dict(os.environ)
         env["PYTHONPATH"] = str(ROOT) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
         env["PYTHONUNBUFFERED"] = "1"
-        payload = json.dumps({"spec": spec.to_json()})
+        payload = json.dumps({"side": spec.to_json()})
         self.stderr = tempfile.TemporaryFile(mode="w+")  # a file, not a pipe: chatty workers never block
         try:
             self.proc = subprocess.Popen([py, "-m", "harness.tracking.ab", "--worker", payload], stdin=subprocess.PIPE,
@@ -90,7 +92,7 @@ class Worker:
     def block(self, k: int, discard: int) -> BlockTiming:
         self._send({"block": k, "discard": discard})
         reply = self._read()
-        return BlockTiming(reply["samples"], reply.get("cpu_share"))
+        return BlockTiming(reply["samples"], reply.get("cpu_share"), reply.get("phases"))
 
     def end_child(self) -> None:
         self._send({"exit": True})
@@ -122,7 +124,7 @@ def _reply(obj: dict) -> None:
 
 
 def _child(spec: SideSpec, with_counts: bool, seed: int, cpus: list[int] | None = None) -> int:
-    """A forked generation: build, warm up, serve blocks until told to exit."""
+    """A forked generation: build, warm up, serve blocks until told to exit (then the workload's teardown)."""
     import random
 
     import torch
@@ -134,18 +136,18 @@ def _child(spec: SideSpec, with_counts: bool, seed: int, cpus: list[int] | None 
             pass
     rng = random.Random(seed * 7919 + os.getpid())
     pad = torch.empty(rng.randrange(1, 16384), dtype=torch.uint8)  # shifts the layout of what follows  # noqa: F841
-    side = Prepared(spec, with_counts=with_counts)
-    iter_s = side.warmup()
-    _reply({"ready": True, "iter_s": iter_s, "pid": os.getpid(), **side.describe()})
-    while True:
-        line = sys.stdin.readline()
-        if not line:
-            return 0
-        cmd = json.loads(line)
-        if cmd.get("exit") or cmd.get("quit"):
-            return 0
-        b = side.block(int(cmd["block"]), int(cmd.get("discard", 0)))
-        _reply({"samples": b.samples, "cpu_share": b.cpu_share})
+    with Prepared(spec, with_counts=with_counts) as side:
+        iter_s = side.warmup()
+        _reply({"ready": True, "iter_s": iter_s, "pid": os.getpid(), **side.describe()})
+        while True:
+            line = sys.stdin.readline()
+            if not line:
+                return 0
+            cmd = json.loads(line)
+            if cmd.get("exit") or cmd.get("quit"):
+                return 0
+            b = side.block(int(cmd["block"]), int(cmd.get("discard", 0)))
+            _reply({"samples": b.samples, "cpu_share": b.cpu_share, "phases": b.phases})
 
 
 def _fork_child(spec: SideSpec, cmd: dict) -> int:
@@ -166,15 +168,25 @@ def _fork_child(spec: SideSpec, cmd: dict) -> int:
     return os.waitstatus_to_exitcode(status)
 
 
+def _preimport(spec: SideSpec, sc) -> None:
+    """Import once, in the zygote, what the workload's setup would import lazily in every forked
+    generation: a training step's optimizer imports torch._dynamo (~3 s per generation on the 2-vCPU host)."""
+    from ...pipeline import workloads
+
+    cls = workloads.cls_for(spec.spec.workload or sc.workload)
+    if cls is not None and cls.computes_gradients:
+        import torch._dynamo  # noqa: F401
+
+
 def worker_main(payload: str) -> int:
     """The zygote of an isolated side (see the module doc)."""
     try:
-        spec = SideSpec(**json.loads(payload)["spec"])
+        spec = SideSpec.from_json(json.loads(payload)["side"])
         import torch  # noqa: F401 - imported once, before forking
 
-        from ...pipeline import prepare, scenario  # noqa: F401
+        from ...pipeline import prepare, run, scenario  # noqa: F401
 
-        spec.load()  # fail early (and import the file once) in the zygote
+        _preimport(spec, spec.load())  # fail early (and import the file once) in the zygote
         if not hasattr(os, "fork"):
             raise HarnessError("--isolate needs os.fork (Linux or macOS)")
         _reply({"loaded": True, "python": sys.executable})
