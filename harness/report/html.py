@@ -25,7 +25,7 @@ from ..core.fsio import atomic_write_text
 from ..core.units import percent, seconds, si
 from .caveats import exceeded_names, timing_noise, warnings
 from .cells import CACHE_LEGEND, cache_marked, calls_column, dispatch_level, iteration_word, num, op_cells
-from .phases import PHASE_HEADERS, phase_rows, phase_table, phases_in, rows_of_phase
+from .phases import PHASE_HEADERS, phase_rows, phases_in, rows_of_phase
 
 # ---------------------------------------------------------------- values ----
 
@@ -280,7 +280,7 @@ figcaption{color:#57606a;font-size:0.9em}
 .warn{background:#fff8c5;border:1px solid #d4a72c;padding:6px 10px;margin:6px 0;border-radius:4px}
 """
 
-_TEXT_COLUMNS = {"Operator", "Module", "Type", "Kind", "Bound", "Phase", "Figure", "Value"}
+_TEXT_COLUMNS = {"Operator", "Module", "Type", "Kind", "Bound", "Phase", "Figure", "Value", "Quantity (unit)"}
 
 
 def _html_table(headers: list[str], rows: list[list[str]], cls: str = "") -> str:

@@ -252,8 +252,8 @@ def ops_markdown(ops: pd.DataFrame | None, top: int = TOP, summary: dict | None 
         n = len(dispatch_level(part)) if part is not None else 0
         where = f" in phase {phase}" if phase else ""
         cache = f"; {CACHE_LEGEND}" if cache_marked(rows) else ""
-        out.append(f"**Top {len(rows)} of {n} dispatch-level operators{where} by profiled self time per {iteration_word(s)}** "
-                   "(FLOPs counted by harness, time by torch.profiler; — = none of that work, "
+        out.append(f"**Top {len(rows)} of {n} dispatch-level operators{where} by profiled self time "
+                   f"per {iteration_word(s)}** (FLOPs counted by harness, time by torch.profiler; — = none of that work, "
                    f"uncounted = no formula{cache})\n\n" + markdown_table(headers, rows, code_columns=["Operator"]))
     return "\n\n".join(out)
 
