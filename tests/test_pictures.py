@@ -10,8 +10,8 @@ import pandas as pd
 import pytest
 
 from harness.hardware import Peak
-from harness.report.pictures import (_bandwidths, _hot_ops, _module_rate, model_point, module_frontier, roofline_png,
-                                     roofline_points, time_by_module_png)
+from harness.report.pictures import (_bandwidths, _hot_ops, _module_rate, model_point, module_frontier, module_panels,
+                                     roofline_png, roofline_points, time_by_module_png)
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -53,17 +53,37 @@ def test_roofline_points_total_flops_fallback():
 ])
 def test_roofline_png_is_written(tmp_path, peak):
     model = {"total_flops": 3.0015e9, "bytes": 1.5e8, "time_s": 0.035}
-    out = roofline_png(tmp_path / "r" / "roofline.png", _ops(), peak, model, "tiny · batch 2 · float32")
+    drawn = roofline_png(tmp_path / "r" / "roofline.png", _ops(), peak, model, "tiny · batch 2 · float32")
+    out = drawn.path
     data = out.read_bytes()
     assert out.name == "roofline.png" and data.startswith(PNG_MAGIC) and len(data) > 10_000
     assert not [p for p in out.parent.iterdir() if p.name.startswith(".tmp-")]  # atomic: no leftovers
+    # the three plottable (op, shape) points, by time: (name, FLOP/B, FLOP/s, s)
+    assert [p[0] for p in drawn.points] == ["aten::convolution", "aten::convolution", "aten::relu_"]
+    assert [p[1:] for p in drawn.points] == [pytest.approx(x) for x in [(50.0, 100e9, 0.02), (10.0, 100e9, 0.01),
+                                                                       (0.125, 1e9, 0.001)]]
+    # the whole model: 3.0015 GFLOP / 150 MB = 20.01 FLOP/B at 3.0015e9 / 0.035 s = 85.76 GFLOP/s
+    (star,) = drawn.stars
+    assert star.label == "whole model" and (star.x, star.y) == pytest.approx((20.01, 3.0015e9 / 0.035))
+    ceilings = dict(drawn.ceilings)
+    assert ceilings.get("compute") == peak.flop_per_s and ceilings.get("DRAM") == peak.bytes_per_s
+    assert drawn.note == "" and not any(drawn.hot)  # 100 GFLOP/s is under every compute ceiling here
+    if peak.flop_per_s is None:
+        assert drawn.title.splitlines()[1].startswith("peak unknown: no compute ceiling")
+    elif peak.bytes_per_s is None:
+        assert drawn.title.splitlines()[1].startswith("memory bandwidth unknown")
+    else:
+        assert "device ceilings: compute, DRAM" in drawn.legend and "cache ceilings not calibrated" in drawn.legend
 
 
 def test_roofline_png_with_no_points(tmp_path):
-    out = roofline_png(tmp_path / "roofline.png", pd.DataFrame(columns=["name", "total_flops", "bytes",
-                                                                         "self_time_s"]),
-                       CPU_PEAK, {"total_flops": 0, "bytes": 0, "time_s": 0}, "empty")
-    assert out.read_bytes().startswith(PNG_MAGIC)
+    drawn = roofline_png(tmp_path / "roofline.png", pd.DataFrame(columns=["name", "total_flops", "bytes",
+                                                                           "self_time_s"]),
+                         CPU_PEAK, {"total_flops": 0, "bytes": 0, "time_s": 0}, "empty")
+    assert drawn.path.read_bytes().startswith(PNG_MAGIC)
+    assert drawn.points == () and drawn.stars == ()  # nothing measured: no dot, no star
+    assert drawn.ceilings == (("compute", 200e9), ("DRAM", 25e9))  # the ceilings alone
+    assert "no op with counted work and time to plot" in drawn.title
 
 
 def _modules(with_depth=True):
@@ -100,11 +120,60 @@ def test_module_frontier_stops_at_the_deepest_level():
 
 
 def test_time_by_module_png_is_written(tmp_path):
-    out = time_by_module_png(tmp_path / "time_by_module.png", _modules(), "tiny · batch 2", top=3)
-    assert out.read_bytes().startswith(PNG_MAGIC)
-    out = time_by_module_png(tmp_path / "empty.png", pd.DataFrame(columns=["path", "type", "depth", "time_s"]),
-                             "empty")
-    assert out.read_bytes().startswith(PNG_MAGIC)
+    drawn = time_by_module_png(tmp_path / "time_by_module.png", _modules(), "tiny · batch 2", top=3)
+    assert drawn.path.read_bytes().startswith(PNG_MAGIC)
+    (panel,) = drawn.panels  # one phase: one panel, labels without a phase
+    assert panel.phase is None and panel.depth == 1 and panel.total_s == 10.0
+    assert [(b.label, b.value_s) for b in panel.bars] == [("b  (Linear)", 5.0), ("a  (Block)", 4.0),
+                                                          ("c  (Block)", 1.0)]
+    assert panel.bars[0].text == "5 s · 50.0% of time · 20.0% of peak FLOP/s"
+    assert drawn.title == "tiny · batch 2\ntime by module per forward"
+    assert drawn.xlabel.startswith("profiled op time per forward")
+    empty = time_by_module_png(tmp_path / "empty.png", pd.DataFrame(columns=["path", "type", "depth", "time_s"]),
+                               "empty")
+    assert empty.path.read_bytes().startswith(PNG_MAGIC) and empty.labels == []
+
+
+def _phased_modules() -> pd.DataFrame:
+    """The same model in two phases: decode takes 3x prefill's time in every module."""
+    pre = _modules().assign(phase="prefill")
+    dec = _modules().assign(phase="decode", time_s=lambda d: d["time_s"] * 3)
+    return pd.concat([pre, dec], ignore_index=True)
+
+
+def test_time_by_module_one_panel_per_phase_labelled(tmp_path):
+    modules = _phased_modules()
+    drawn = time_by_module_png(tmp_path / "m.png", modules, "tiny", top=6, phases=["prefill", "decode"],
+                               word="generation")
+    assert drawn.path.read_bytes().startswith(PNG_MAGIC)
+    assert drawn.title == "tiny\ntime by module per generation, one panel per phase"
+    assert drawn.xlabel.startswith("profiled op time per generation")
+    assert [p.phase for p in drawn.panels] == ["prefill", "decode"]
+    for panel in drawn.panels:
+        assert panel.title.startswith(f"phase {panel.phase}: ") and "per generation" in panel.title
+        assert all(b.label.endswith(f" · {panel.phase}") and b.phase == panel.phase for b in panel.bars)
+        # 5 bars per panel (ceil(6 / 2) -> at least 5): depth 2, whose frontier is b, a.x, c.z, a.y; the values
+        # are the modules table's times of that phase, and a's own ops are the "outside" bar
+        mine = modules[modules["phase"] == panel.phase].set_index("path")["time_s"]
+        assert panel.depth == 2
+        assert [(b.label.split("  ")[0], b.value_s) for b in panel.bars[:4]] == [
+            (p, mine[p]) for p in ("b", "a.x", "c.z", "a.y")]
+        assert panel.bars[4].grey and panel.bars[4].value_s == pytest.approx(mine["a"] - mine["a.x"] - mine["a.y"])
+        assert panel.total_s == mine[""] and sum(b.value_s for b in panel.bars) == pytest.approx(panel.total_s)
+    # a module in both phases is drawn twice, each time saying which phase
+    assert {"b  (Linear) · prefill", "b  (Linear) · decode"} <= set(drawn.labels)
+
+
+def test_module_panels_default_to_the_phase_column_and_skip_idle_modules():
+    modules = _phased_modules()
+    modules.loc[(modules["phase"] == "decode") & (modules["path"] != ""), "time_s"] = 0.0  # e.g. an optimizer phase
+    prefill, decode = module_panels(modules, top=6)
+    assert (prefill.phase, decode.phase) == ("prefill", "decode")
+    # decode's time is all outside its (idle) modules: one grey bar, and the title says why
+    assert [(b.label, b.value_s, b.grey) for b in decode.bars] == [
+        ("outside these modules (parents' own ops) · decode", 30.0, True)]
+    assert decode.title == ("phase decode: 30 s profiled op time per forward, none of it inside the modules at "
+                            "depth 2; 4 modules with no time in it not drawn")
 
 
 def test_pictures_import_no_matplotlib_and_use_no_pyplot(tmp_path):
@@ -162,10 +231,18 @@ def test_roofline_with_caches_phases_and_an_exceeded_peak(tmp_path):
     phases = {"prefill": {"flops": 2e9, "other_flops": 0, "bytes": 4e7, "time_s": {"p50": 0.02}},
               "decode": {"flops": 1e8, "other_flops": 0, "bytes": 1e8, "time_s": {"p50": 0.05}}}
     ex = [{"what": "run", "name": "tiny", "achieved_flop_per_s": 3e11, "ceiling_flop_per_s": 2e11, "source": "table"}]
-    out = roofline_png(tmp_path / "roofline.png", _ops(), CACHE_PEAK,
-                       {"total_flops": 3e9, "flops": 3e9, "bytes": 1e8, "time_s": 0.01}, "t", phases=phases,
-                       exceeded=ex)
-    assert out.read_bytes().startswith(PNG_MAGIC)
+    drawn = roofline_png(tmp_path / "roofline.png", _ops(), CACHE_PEAK,
+                         {"total_flops": 3e9, "flops": 3e9, "bytes": 1e8, "time_s": 0.01}, "t", phases=phases,
+                         exceeded=ex)
+    assert drawn.path.read_bytes().startswith(PNG_MAGIC)
+    # one ceiling per calibrated level, fastest first, under the compute peak
+    assert drawn.ceilings == (("compute", 200e9), ("L1", 1.6e12), ("L2", 400e9), ("L3", 150e9), ("DRAM", 25e9))
+    assert "cache ceilings: L1, L2, L3" in drawn.legend
+    # a star for the whole model and one per phase: prefill 2 GFLOP / 40 MB = 50 FLOP/B at 2e9 / 0.02 s
+    assert [s.label for s in drawn.stars] == ["whole model", "prefill", "decode"]
+    assert (drawn.stars[1].x, drawn.stars[1].y) == pytest.approx((50.0, 1e11))
+    # the whole run exceeded its ceiling: the red note names the source
+    assert drawn.note == "red ring: above the table ceiling: the ceiling is wrong, not the result"
 
 
 def test_a_gpu_table_bandwidth_is_not_a_calibrated_cache_level():

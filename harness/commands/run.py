@@ -6,7 +6,7 @@ import shlex
 import sys
 
 from ..errors import HarnessError
-from ..report.terminal import SORT_KEYS, render_phase_ops, render_summary
+from ..report.terminal import SORT_KEYS, check_phase, render_phase_ops, render_summary
 from . import options
 
 def add_parser(sub) -> None:
@@ -19,8 +19,8 @@ def add_parser(sub) -> None:
     options.add_timing_options(p)
     options.add_profile_options(p)
     p.add_argument("--phase", default=None, metavar="NAME",
-                   help="the phase whose operator table to show (default: every phase, or the one that takes most "
-                        "time when there are many)")
+                   help="the phase whose operator table to show (default: every phase, or the one with the most "
+                        "profiled op time when there are more than 3)")
     p.add_argument("--top", type=int, default=10, help="operators to show (default 10; 0 hides the table)")
     p.add_argument("--sort-by", default="self_time", choices=sorted(SORT_KEYS), metavar="KEY",
                    help="operator table order: self_time (default: self time incl. the kernels an op dispatches), "
@@ -39,6 +39,7 @@ def main(args: argparse.Namespace) -> int:
     if args.top < 0:
         raise HarnessError(f"--top must be 0 or more, got {args.top}")
     spec = options.spec_from_args(args)  # every flag checked before torch is imported
+    check_declared_phase(args.phase, spec.workload)
     from ..distributed import command as distributed
 
     if distributed.wanted(args):  # several ranks: launched here, or this process is a torchrun rank
@@ -68,6 +69,16 @@ def main(args: argparse.Namespace) -> int:
     print(f"inspect:  tensorboard --logdir {shlex.quote(str(args.logdir))}")
     print(f"          open {shlex.quote(str(run.path))}/report.html   (works offline)")
     return 0
+
+
+def check_declared_phase(phase: str | None, workload: str | None) -> None:
+    """Exit 2 before the run for a ``--phase`` the ``--workload`` given does not declare. A workload
+    named by the scenario file is known only once it is loaded: the table checks it after the run."""
+    from ..pipeline.workloads import cls_for
+
+    cls = cls_for(workload) if phase is not None and workload is not None else None
+    if cls is not None:
+        check_phase(phase, cls.phases, whose=f"--workload {cls.name}'s")
 
 
 def workload_options(args: argparse.Namespace) -> dict:

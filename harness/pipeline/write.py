@@ -26,17 +26,19 @@ def tables(run, d: Path) -> None:
 
 
 def pictures(run, d: Path) -> dict[str, Path]:
+    """roofline.png and time_by_module.png (one panel per phase, per the workload's word); their paths by name."""
+    from ..report.cells import iteration_word
     from ..report.pictures import model_point, roofline_png, time_by_module_png
 
     s = run.summary
     title = f"{s['scenario']} · batch {s['batch_size']} · {s['dtype']} · {s['device_name']}"
     pts = run.ops_by_shape[run.ops_by_shape.kind == "op"].copy()
     exceeded = s.get("peak_exceeded")
-    return {
-        "roofline": roofline_png(d / "roofline.png", pts, run.peak, model_point(s), title, phases=s.get("phases"),
-                                 exceeded=exceeded),
-        "time_by_module": time_by_module_png(d / "time_by_module.png", run.modules, title, exceeded=exceeded),
-    }
+    roofline = roofline_png(d / "roofline.png", pts, run.peak, model_point(s), title, phases=s.get("phases"),
+                            exceeded=exceeded)
+    modules = time_by_module_png(d / "time_by_module.png", run.modules, title, exceeded=exceeded,
+                                 phases=list(s.get("phase_names") or []) or None, word=iteration_word(s))
+    return {"roofline": roofline.path, "time_by_module": modules.path}
 
 
 def tensorboard(run, rundir: fsio.RunDir, root: Path, step: int, images: dict) -> None:

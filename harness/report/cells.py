@@ -15,7 +15,10 @@ Cells use three distinct "no number" marks, never a misleading 0:
 
 The rate of an op with multiply-add FLOPs is FLOP/s = ``flops / self_time_s`` against the peak
 FLOP/s (``utilization``); an op without any is rated by the bytes it moves, B/s =
-``bytes / self_time_s`` against the memory bandwidth (``bandwidth_utilization``).
+``bytes / self_time_s`` against the memory bandwidth (``bandwidth_utilization``). A bandwidth
+utilization above 100 % (``cache_resident`` in ops.csv) is kept as measured and marked
+:data:`CACHE_MARK`: the data moved faster than main memory allows, so it sat in cache
+(:data:`CACHE_LEGEND` says so under every table that shows the mark).
 Memory is ``device_memory_usage_bytes`` on CUDA runs, else ``cpu_memory_usage_bytes``: allocated
 minus freed inside the op and the kernels it
 dispatched (the profiler's figure; negative when the op frees more than it allocates).
@@ -34,6 +37,8 @@ from ..core.units import percent, si
 
 UNCOUNTED = "uncounted"
 NONE = "—"
+CACHE_MARK = " (cache)"
+CACHE_LEGEND = "(cache): above DRAM bandwidth: the data sat in cache"
 
 
 def num(v: Any) -> float | None:
@@ -103,9 +108,27 @@ def _pct(v: float | None, exceeded: bool = False) -> str:
     return percent(v) + (" !" if exceeded else "")
 
 
+def cache_resident(r: pd.Series | dict) -> bool:
+    """Whether a row moved its bytes faster than main memory allows: ``cache_resident`` true, or
+    ``bandwidth_utilization`` above 1 (rows written before the column existed)."""
+    flag = r.get("cache_resident")
+    if isinstance(flag, str):
+        flag = flag.strip().lower() == "true"
+    elif num(flag) is None:  # missing or NaN
+        flag = False
+    util = num(r.get("bandwidth_utilization"))
+    return bool(flag) or (util is not None and util > 1.0)
+
+
+def cache_marked(rows: list[list[str]]) -> bool:
+    """Whether a formatted table (rows of cells) shows :data:`CACHE_MARK`, so it needs :data:`CACHE_LEGEND`."""
+    return any(str(c).endswith(CACHE_MARK) for row in rows for c in row)
+
+
 def op_cells(r: pd.Series | dict, exceeded: bool = False) -> OpCells:
     """The cells of one row (see the module docstring). ``exceeded`` marks the utilization of an
-    op listed in ``summary["peak_exceeded"]`` with ``!``."""
+    op listed in ``summary["peak_exceeded"]`` with ``!``; a cache-resident row's bandwidth
+    utilization carries :data:`CACHE_MARK`."""
     g = r.get
     kind = str(g("kind") or "op")
     # on CUDA runs the device's allocations are the ones that matter (the CPU column would mislead)
@@ -122,6 +145,8 @@ def op_cells(r: pd.Series | dict, exceeded: bool = False) -> OpCells:
     util = _pct(num(g("utilization")), exceeded) if fps != NONE else NONE
     bps = si(_rate(r, "achieved_bytes_per_s", nbytes, t), "B/s") if timed and nbytes else NONE
     butil = percent(num(g("bandwidth_utilization"))) if bps != NONE else NONE
+    if bps != NONE and cache_resident(r):
+        butil += CACHE_MARK
     return OpCells(_work(flops, "FLOP"), _work(other, "FLOP"), _work(nbytes, "B"), fps, util, bps, butil, alloc)
 
 

@@ -5,9 +5,12 @@ The report opens in any browser with no network: CSS is inline, pictures are
 Numbers carry SI prefixes (``harness.core.units``) and every column header says its unit;
 unknown values (no peak for this device, NaN) print as ``n/a``.
 
-The table builders (:func:`summary_rows`, :func:`ops_table`, :func:`modules_table`)
-return plain strings so the same content renders as HTML here and as markdown in
-TensorBoard's TEXT dashboard (:mod:`harness.report.tensorboard`).
+The table builders (:func:`summary_rows`, :func:`figures_table`, :func:`ops_table`,
+:func:`modules_table`) return plain strings so the same content renders as HTML here and as
+markdown in TensorBoard's TEXT dashboard (:mod:`harness.report.tensorboard`). Every "per
+iteration" wording uses the workload's word (forward, generation, training step:
+:func:`harness.report.cells.iteration_word`); with several phases the operator and module
+tables come one per phase, each named after it.
 """
 from __future__ import annotations
 
@@ -21,8 +24,8 @@ import pandas as pd
 from ..core.fsio import atomic_write_text
 from ..core.units import percent, seconds, si
 from .caveats import exceeded_names, timing_noise, warnings
-from .cells import calls_column, dispatch_level, num, op_cells
-from .phases import PHASE_HEADERS, phase_rows, phase_table, rows_of_phase
+from .cells import CACHE_LEGEND, cache_marked, calls_column, dispatch_level, iteration_word, num, op_cells
+from .phases import PHASE_HEADERS, phase_rows, phases_in, rows_of_phase
 
 # ---------------------------------------------------------------- values ----
 
@@ -49,7 +52,7 @@ def fmt_pct(v: Any, digits: int = 1) -> str:
 
 
 def fmt_count(v: Any) -> str:
-    """Calls per forward: an integer when whole, else 3 significant digits."""
+    """Calls per iteration: an integer when whole, else 3 significant digits."""
     f = num(v)
     if f is None:
         return "n/a"
@@ -91,6 +94,7 @@ def summary_rows(summary: dict) -> list[tuple[str, str]]:
     if s.get("device_name"):
         device = f"{device} — {s['device_name']}"
     noisy = " (noisy: see the warning)" if timing_noise(s) else ""
+    w, ws = iteration_word(s), iteration_word(s, plural=True)
     above = " (above the ceiling: see the warning)" if exceeded_names(s, "run") else ""
     return [
         ("Scenario", fmt_text(s.get("scenario"))),
@@ -103,10 +107,10 @@ def summary_rows(summary: dict) -> list[tuple[str, str]]:
         ("Threads", fmt_text(s.get("threads"))),
         ("Warmup / timed iterations", f"{fmt_text(s.get('warmup'))} / {fmt_text(s.get('iters'))}"),
         ("Parameters", fmt_si(s.get("params"))),
-        ("MACs per forward (MAC)", fmt_si(s.get("macs"), "MAC")),
-        ("FLOPs per forward (FLOP, 2 × MACs)", fmt_si(s.get("flops"), "FLOP")),
-        ("Other FLOPs per forward (FLOP)", fmt_si(s.get("other_flops"), "FLOP")),
-        ("Bytes moved per forward (B)", fmt_si(s.get("bytes"), "B")),
+        (f"MACs per {w} (MAC)", fmt_si(s.get("macs"), "MAC")),
+        (f"FLOPs per {w} (FLOP, 2 × MACs)", fmt_si(s.get("flops"), "FLOP")),
+        (f"Other FLOPs per {w} (FLOP)", fmt_si(s.get("other_flops"), "FLOP")),
+        (f"Bytes moved per {w} (B)", fmt_si(s.get("bytes"), "B")),
         ("Latency p50 (s, un-profiled)", fmt_s(lat.get("p50")) + noisy),
         ("Latency p90 (s)", fmt_s(lat.get("p90"))),
         ("Latency p99 (s)", fmt_s(lat.get("p99"))),
@@ -120,15 +124,26 @@ def summary_rows(summary: dict) -> list[tuple[str, str]]:
         ("Achieved bandwidth (B/s, bytes / p50)", fmt_si(s.get("achieved_bytes_per_s"), "B/s")),
         ("Arithmetic intensity (FLOP/B)", fmt_si(s.get("arithmetic_intensity"), "FLOP/B")),
         ("Peak memory (B)", fmt_si(s.get("peak_memory_bytes"), "B")),
-        ("Profiled forwards", fmt_text(prof.get("steps"))),
-        ("Profiled op time per forward (s; the tables' basis)", fmt_s(prof.get("op_time_per_forward_s"))),
-        ("Profiled time per forward (s; ops and profiler labels)", fmt_s(prof.get("time_per_forward_s"))),
+        (f"Profiled {ws}", fmt_text(prof.get("steps"))),
+        (f"Profiled op time per {w} (s; the tables' basis)", fmt_s(prof.get("op_time_per_forward_s"))),
+        (f"Profiled time per {w} (s; ops and profiler labels)", fmt_s(prof.get("time_per_forward_s"))),
         ("Coverage: ops with counted work (% of ops)", fmt_pct(cov.get("share_of_ops"))),
         ("Coverage: time in counted ops (% of time)", fmt_pct(cov.get("share_of_time"))),
         ("Trace size (B)", fmt_si(s.get("trace_bytes"), "B")),
         ("Torch", fmt_text(s.get("torch_version"))),
         ("Harness commit", fmt_text(s.get("git_commit"))),
     ]
+
+
+FIGURE_HEADERS = ["Figure", "Value"]
+
+
+def figures_table(summary: dict) -> Table:
+    """The workload's own rows (:func:`harness.pipeline.workloads.figures`: a generate run's TTFT,
+    decode step and MBU; a train run's step, MFU/HFU and memory split), as a two-column table."""
+    from ..pipeline.workloads import figures
+
+    return list(FIGURE_HEADERS), [[f.label, f.text] for f in figures(summary or {})]
 
 
 def _col(df: pd.DataFrame, name: str) -> pd.Series:
@@ -141,28 +156,36 @@ def _has_values(df: pd.DataFrame, name: str) -> bool:
     return name in df.columns and any(not is_missing(v) and str(v) != "" for v in df[name])
 
 
-OPS_HEADERS = ["Operator", "Kind", "Calls / forward", "Self time / forward (s)", "Time share (%)",
-               "FLOPs / forward (FLOP, 2 × MACs)", "Other FLOPs / forward (FLOP)", "Bytes / forward (B)",
+# "{w}": the workload's word (forward, generation, training step)
+OPS_HEADERS = ["Operator", "Kind", "Calls / {w}", "Self time / {w} (s)", "Time share (%)",
+               "FLOPs / {w} (FLOP, 2 × MACs)", "Other FLOPs / {w} (FLOP)", "Bytes / {w} (B)",
                "Achieved (FLOP/s)", "Utilization (% of peak FLOP/s)", "Achieved (B/s)",
-               "Bandwidth utilization (% of peak B/s)", "Net allocated / forward (B)", "Bound"]
-CALLS_WITH_NESTED = "Calls / forward (profiler count, nested calls included)"
+               "Bandwidth utilization (% of peak B/s)", "Net allocated / {w} (B)", "Bound"]
+CALLS_WITH_NESTED = "Calls / {w} (profiler count, nested calls included)"
+
+
+def _headers(template: list[str], summary: dict | None) -> list[str]:
+    """``template`` with ``{w}`` replaced by the run's word for one iteration."""
+    w = iteration_word(summary)
+    return [h.format(w=w) for h in template]
 
 
 def ops_table(ops: pd.DataFrame | None, top: int | None = 15, *, all_rows: bool = False,
               summary: dict | None = None) -> Table:
-    """Operators by profiled self time per forward (largest first), with their work and rates.
+    """Operators by profiled self time per iteration (largest first), with their work and rates.
 
     Cells follow :mod:`harness.report.cells`: dispatch-level ops only unless ``all_rows``;
     an op without multiply-add FLOPs shows its other FLOPs, bytes and B/s; ``uncounted``
     marks an op without a formula. The Kind column appears with ``all_rows``, Bound when
-    the data has it. Ops in ``summary["peak_exceeded"]`` get ``!`` after their utilization.
+    the data has it. Ops in ``summary["peak_exceeded"]`` get ``!`` after their utilization, cache-resident
+    ops ``(cache)`` after their bandwidth utilization. Headers say the workload's word.
     """
     headers = list(OPS_HEADERS)
     calls_col, exact = calls_column(ops) if ops is not None else ("calls", True)
     if not exact:
         headers[2] = CALLS_WITH_NESTED
     if ops is None or len(ops) == 0:
-        return headers, []
+        return _headers(headers, summary), []
     df = dispatch_level(ops, all_rows)
     df = df.assign(_t=pd.to_numeric(_col(df, "self_time_s"), errors="coerce").fillna(0.0))
     df = df.sort_values("_t", ascending=False, kind="stable")
@@ -184,26 +207,27 @@ def ops_table(ops: pd.DataFrame | None, top: int | None = 15, *, all_rows: bool 
     if not all_rows:
         drop.add("Kind")
     if "cpu_memory_usage_bytes" not in ops.columns:
-        drop.add("Net allocated / forward (B)")
+        drop.add("Net allocated / {w} (B)")
     keep = [i for i, h in enumerate(headers) if h not in drop]
-    return [headers[i] for i in keep], [[row[i] for i in keep] for row in rows]
+    return _headers([headers[i] for i in keep], summary), [[row[i] for i in keep] for row in rows]
 
 
-MODULE_HEADERS = ["Module", "Type", "Params", "FLOPs / forward (FLOP, 2 × MACs)", "Other FLOPs / forward (FLOP)",
-                  "Bytes / forward (B)", "Time / forward (s)", "Achieved (FLOP/s)", "Utilization (% of peak FLOP/s)",
+MODULE_HEADERS = ["Module", "Type", "Params", "FLOPs / {w} (FLOP, 2 × MACs)", "Other FLOPs / {w} (FLOP)",
+                  "Bytes / {w} (B)", "Time / {w} (s)", "Achieved (FLOP/s)", "Utilization (% of peak FLOP/s)",
                   "Achieved (B/s)"]
 
 
 def modules_table(modules: pd.DataFrame | None, top: int | None = 15, *, tree: bool = False,
                   summary: dict | None = None) -> Table:
-    """Modules with their work and profiled time per forward (inclusive of their children).
+    """Modules with their work and profiled time per iteration (inclusive of their children).
 
     ``tree=False``: the ``top`` modules by time (the root module excluded: it is the
     whole model, see the summary). ``tree=True``: every module in model order, the
     path indented by depth. Rates follow :mod:`harness.report.cells` (a module without
-    multiply-add work is rated in B/s, not shown as 0 FLOP/s).
+    multiply-add work is rated in B/s, not shown as 0 FLOP/s). Pass one phase's rows
+    (:func:`harness.report.phases.rows_of_phase`) for a phase's table.
     """
-    headers = list(MODULE_HEADERS)
+    headers = _headers(MODULE_HEADERS, summary)
     if modules is None or len(modules) == 0:
         return headers, []
     df = modules.copy()
@@ -256,7 +280,7 @@ figcaption{color:#57606a;font-size:0.9em}
 .warn{background:#fff8c5;border:1px solid #d4a72c;padding:6px 10px;margin:6px 0;border-radius:4px}
 """
 
-_TEXT_COLUMNS = {"Operator", "Module", "Type", "Kind", "Bound", "Phase"}
+_TEXT_COLUMNS = {"Operator", "Module", "Type", "Kind", "Bound", "Phase", "Figure", "Value", "Quantity (unit)"}
 
 
 def _html_table(headers: list[str], rows: list[list[str]], cls: str = "") -> str:
@@ -298,7 +322,7 @@ def _warnings_html(s: dict) -> str:
 
 def _ops_section(s: dict, ops: pd.DataFrame | None, top_ops: int | None) -> str:
     """The operator table, or one per phase (top operators of each) when the run has phases."""
-    phases = list(phase_table(s)) if ops is not None and "phase" in ops.columns else []
+    phases = phases_in(s, ops)
     if not phases:
         return _ops_block(s, ops, top_ops, "Operators", "operators")
     return "\n".join(_ops_block(s, rows_of_phase(ops, p), top_ops, f"Operators in phase {p}", f"operators-{p}")
@@ -310,14 +334,33 @@ def _ops_block(s: dict, ops: pd.DataFrame | None, top_ops: int | None, heading: 
     n_ops = len(dispatch_level(ops)) if ops is not None else 0
     note = (f"top {len(orows)} of {n_ops}" if n_ops > len(orows) else f"all {n_ops}") + " dispatch-level operators"
     n_other = 0 if ops is None else len(ops) - n_ops
+    cache = f" {CACHE_LEGEND}." if cache_marked(orows) else ""
     other = (f'<p class="note">{n_other} other rows (profiler labels such as ProfilerStep*, and nested kernels '
              "whose time and work are in the row of the op that calls them) are not listed; ops.csv has them. "
-             "Time is the profiled self time incl. the kernels an op dispatched; rates use it. An op without "
-             "multiply-add FLOPs shows its other FLOPs and bytes and is rated in B/s; — = none of that work; "
-             "uncounted = no formula. Net allocated = allocated − freed inside the op (negative: it freed more "
-             "than it allocated).</p>")
+             f"Time is the profiled self time per {html.escape(iteration_word(s))} incl. the kernels an op "
+             "dispatched; rates use it. An op without multiply-add FLOPs shows its other FLOPs and bytes and is "
+             "rated in B/s; — = none of that work; uncounted = no formula. Net allocated = allocated − freed inside "
+             f"the op (negative: it freed more than it allocated).{html.escape(cache)}</p>")
     return (f'<h2 id="{html.escape(anchor)}">{html.escape(heading)} ({html.escape(note)})</h2>\n'
             f'{_html_table(oh, orows, "ops")}\n{other if n_other or n_ops else ""}')
+
+
+def _modules_section(s: dict, modules: pd.DataFrame | None, max_modules: int | None) -> str:
+    """The module tree, or one per phase (each headed with its phase) when the run has phases."""
+    phases = phases_in(s, modules)
+    if not phases:
+        return _modules_block(s, modules, max_modules, "Modules", "modules")
+    return "\n".join(_modules_block(s, rows_of_phase(modules, p), max_modules, f"Modules in phase {p}",
+                                    f"modules-{p}") for p in phases)
+
+
+def _modules_block(s: dict, modules: pd.DataFrame | None, max_modules: int | None, heading: str,
+                   anchor: str) -> str:
+    mh, mrows = modules_table(modules, top=max_modules, tree=True, summary=s)
+    n_mod = 0 if modules is None else len(modules)
+    note = f"first {len(mrows)} of {n_mod} modules" if n_mod > len(mrows) else f"all {n_mod} modules, in model order"
+    return (f'<h2 id="{html.escape(anchor)}">{html.escape(heading)} ({html.escape(note)})</h2>\n'
+            f'{_html_table(mh, mrows, "modules")}')
 
 
 def _phases_section(s: dict) -> str:
@@ -328,20 +371,31 @@ def _phases_section(s: dict) -> str:
             + '<p class="note">Each phase: its un-profiled p50 and the work counted in it.</p>')
 
 
+def _figures_section(s: dict) -> str:
+    """The workload's own rows (TTFT, decode step, MBU; training step, MFU/HFU, memory split), if any."""
+    fh, frows = figures_table(s)
+    if not frows:
+        return ""
+    name = fmt_text(s.get("workload"))
+    return (f'<h2 id="workload">Workload <code>{html.escape(name)}</code>: per {html.escape(iteration_word(s))}</h2>\n'
+            + _html_table(fh, frows, "kv"))
+
+
+def _subtitle(s: dict) -> str:
+    threads = s.get("threads")
+    return " · ".join(str(x) for x in (s.get("device_name") or s.get("device"), s.get("dtype"),
+                                        f"batch {s.get('batch_size')}" if s.get("batch_size") is not None else None,
+                                        f"{threads} thread{'' if threads == 1 else 's'}" if threads is not None
+                                        else None, s.get("workload") and f"workload {s['workload']}") if x)
+
+
 def render_report(summary: dict, ops: pd.DataFrame | None, modules: pd.DataFrame | None,
                   images: dict[str, Path] | None, *, top_ops: int | None = 30, max_modules: int | None = 400) -> str:
     """The report as one HTML string (see :func:`write_report`)."""
     s = summary or {}
     title = f"{fmt_text(s.get('scenario'))} — harness run {fmt_text(s.get('run_id'))}"
-    threads = s.get("threads")
-    sub = " · ".join(str(x) for x in (s.get("device_name") or s.get("device"), s.get("dtype"),
-                                       f"batch {s.get('batch_size')}" if s.get("batch_size") is not None else None,
-                                       f"{threads} thread{'' if threads == 1 else 's'}" if threads is not None else None)
-                     if x)
     kv = "".join(f"<tr><td>{html.escape(k)}</td><td>{html.escape(v)}</td></tr>" for k, v in summary_rows(s))
-    mh, mrows = modules_table(modules, top=max_modules, tree=True, summary=s)
-    n_mod = 0 if modules is None else len(modules)
-    mod_note = f"first {len(mrows)} of {n_mod} modules" if n_mod > len(mrows) else f"all {n_mod} modules, in model order"
+    w = html.escape(iteration_word(s))
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
@@ -349,22 +403,22 @@ def render_report(summary: dict, ops: pd.DataFrame | None, modules: pd.DataFrame
 <style>{_CSS}</style></head>
 <body>
 <h1>{html.escape(title)}</h1>
-<p class="sub">{html.escape(sub)}</p>
+<p class="sub">{html.escape(_subtitle(s))}</p>
 {_warnings_html(s)}
 <h2 id="summary">Summary</h2>
 <table class="kv"><thead><tr><th>Quantity (unit)</th><th>Value</th></tr></thead><tbody>{kv}</tbody></table>
-<p class="note">All figures are per iteration of the workload (one forward pass for <code>forward</code>,
-one generation for <code>generate</code>). SI prefixes: K = 10³, M = 10⁶, G = 10⁹, T = 10¹² (B = bytes,
-1 MB = 10⁶ B). The headline (latency, achieved, utilization) uses the un-profiled p50; the tables and pictures
-below use the profiled op time. Utilization = achieved FLOP/s ÷ peak FLOP/s; n/a where the peak of this device
-is unknown.</p>
+<p class="note">All figures are per {w}, one iteration of the workload (one forward pass for <code>forward</code>,
+one generation for <code>generate</code>, one training step for <code>train</code>). SI prefixes: K = 10³, M = 10⁶,
+G = 10⁹, T = 10¹² (B = bytes, 1 MB = 10⁶ B). The headline (latency, achieved, utilization) uses the un-profiled p50;
+the tables and pictures below use the profiled op time. Utilization = achieved FLOP/s ÷ peak FLOP/s; n/a where the
+peak of this device is unknown.</p>
+{_figures_section(s)}
 {_phases_section(s)}
 <h2 id="pictures">Pictures</h2>
 {_image_tags(images)}
 {_ops_section(s, ops, top_ops)}
-<h2 id="modules">Modules ({html.escape(mod_note)})</h2>
-{_html_table(mh, mrows, "modules")}
-<p class="note">Module time is the profiled op time inside the module, its children included.</p>
+{_modules_section(s, modules, max_modules)}
+<p class="note">Module time is the profiled op time per {w} inside the module, its children included.</p>
 <p class="note">Written by harness; self-contained (no scripts, no network).</p>
 </body></html>
 """

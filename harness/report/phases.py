@@ -40,6 +40,32 @@ def phase_rows(summary: dict) -> list[list[str]]:
     return rows
 
 
+def phases_in(summary: dict, df: pd.DataFrame | None) -> list[str]:
+    """The phases a table of ``df`` is split into: the summary's phases (when more than one) if
+    ``df`` has a ``phase`` column, else ``[]`` (one table)."""
+    if df is None or "phase" not in df.columns:
+        return []
+    return list(phase_table(summary))
+
+
+def phase_op_times(ops: pd.DataFrame, phases: list[str]) -> dict[str, float]:
+    """Profiled op time per iteration of each phase: the dispatch-level ops' ``self_time_s`` summed
+    (the operator tables' basis; every occurrence of a phase in an iteration counts)."""
+    import pandas as pd
+
+    from .cells import dispatch_level
+
+    rows = dispatch_level(ops)
+    by = pd.to_numeric(rows["self_time_s"], errors="coerce").fillna(0.0).groupby(rows["phase"].astype(str)).sum()
+    return {p: float(by.get(p, 0.0)) for p in phases}
+
+
+def largest_phase(ops: pd.DataFrame, phases: list[str]) -> str:
+    """The phase with the most profiled op time per iteration (the first one on a tie)."""
+    times = phase_op_times(ops, phases)
+    return max(phases, key=lambda p: (times[p], -phases.index(p)))
+
+
 def rows_of_phase(df: pd.DataFrame | None, phase: str) -> pd.DataFrame | None:
     """The rows of ``df`` in ``phase`` (``df`` itself when it has no ``phase`` column)."""
     if df is None or "phase" not in df.columns:

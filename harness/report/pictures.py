@@ -24,7 +24,14 @@ the model's time. ``d`` is the shallowest depth whose frontier has at least ``to
 modules (or the deepest level there is): deep enough to be specific, shallow enough to
 stay whole blocks. If the frontier is longer than ``top`` the rest is one "other" bar,
 and time spent in a parent's own code outside its children is one "outside" bar, so
-the bars add up to the model's time. The title names the depth.
+the bars add up to the model's time. The title names the depth. With several phases
+(prefill/decode; forward/backward/optimizer) there is one such panel per phase on a shared
+time axis, each headed and labelled with its phase (a module in two phases is two bars, each
+saying which), and the title says "per <word>" (forward, generation, training step).
+
+Both functions return what they drew (:class:`RooflinePicture`, :class:`ModulePicture`: the
+points, stars, ceilings and legend; the panels and their bars), so tests check the content
+rather than the pixels.
 """
 from __future__ import annotations
 
@@ -158,7 +165,7 @@ def _place_labels(fig, ax, items, avoid=()) -> None:
 
 
 @dataclass
-class _Star:
+class Star:
     """A whole-run or per-phase point: intensity and rate of all counted FLOPs over the un-profiled p50."""
 
     label: str
@@ -179,17 +186,17 @@ def model_point(summary: dict) -> dict:
             "utilization": s.get("utilization")}
 
 
-def _star(label: str, p: dict, color: str, pf: float | None) -> _Star | None:
+def _star(label: str, p: dict, color: str, pf: float | None) -> Star | None:
     tf, nbytes, t = (float(p.get(k) or 0) for k in ("total_flops", "bytes", "time_s"))
     if not (tf > 0 and nbytes > 0 and t > 0):
         return None
     util = p.get("utilization")
     if util is None and pf:
         util = float(p.get("flops") if p.get("flops") is not None else tf) / t / pf
-    return _Star(label, tf / nbytes, tf / t, t, util, color)
+    return Star(label, tf / nbytes, tf / t, t, util, color)
 
 
-def _stars(model: dict, phases: dict | None, pf: float | None) -> list[_Star]:
+def _stars(model: dict, phases: dict | None, pf: float | None) -> list[Star]:
     """The whole model, then one star per phase when there is more than one."""
     out = [_star("whole model", model, "#d62728", pf)]
     if phases and len(phases) > 1:
@@ -212,7 +219,7 @@ def _bandwidths(peak: "Peak | None") -> tuple[list[tuple[str, float]], bool]:
     return ([("DRAM", float(peak.bytes_per_s))] if peak.bytes_per_s else []), False
 
 
-def _frame(ax, pts: pd.DataFrame, stars: list[_Star], pf: float | None, bws: list[tuple[str, float]]):
+def _frame(ax, pts: pd.DataFrame, stars: list[Star], pf: float | None, bws: list[tuple[str, float]]):
     """Log axes spanning the points, the stars and the ridge points; returns ``(x_lo, x_hi, y_lo, y_hi)``."""
     from matplotlib.ticker import LogLocator, NullFormatter
 
@@ -337,7 +344,7 @@ def _draw_ops(ax, pts: pd.DataFrame, hot: pd.Series) -> tuple[list, list]:
     return handles, labels
 
 
-def _draw_stars(ax, stars: list[_Star], hot_run: bool, pf: float | None) -> tuple[list, list]:
+def _draw_stars(ax, stars: list[Star], hot_run: bool, pf: float | None) -> tuple[list, list]:
     """The whole model (and each phase): legend entries name the time they use and the utilization
     (the summary's own figure)."""
     from matplotlib.lines import Line2D
@@ -380,9 +387,26 @@ def _exceeded_note(exceeded: list[dict] | None, peak: "Peak | None", any_hot: bo
     return f"red ring: above the {'/'.join(sources)} ceiling: the ceiling is wrong, not the result"
 
 
+@dataclass(frozen=True)
+class RooflinePicture:
+    """What :func:`roofline_png` drew, and where: ``points`` (name, intensity FLOP/B, FLOP/s, time s) in the
+    order of :func:`roofline_points`, ``stars`` (the whole model, then each phase), ``ceilings``
+    (``("compute", FLOP/s)`` then ``(level, B/s)`` fastest first), the legend's labels, the red note
+    (``""`` when nothing is above a ceiling) and which points are ringed (``hot``, per point)."""
+
+    path: Path
+    title: str
+    points: tuple[tuple[str, float, float, float], ...]
+    stars: tuple[Star, ...]
+    ceilings: tuple[tuple[str, float], ...]
+    legend: tuple[str, ...]
+    note: str
+    hot: tuple[bool, ...]
+
+
 def roofline_png(path: str | Path, ops: pd.DataFrame, peak: "Peak", model: dict, title: str, *,
-                 phases: dict | None = None, exceeded: list[dict] | None = None) -> Path:
-    """Draw ``roofline.png`` (see the module docstring) and return its path.
+                 phases: dict | None = None, exceeded: list[dict] | None = None) -> RooflinePicture:
+    """Draw ``roofline.png`` (see the module docstring); returns what was drawn (:class:`RooflinePicture`).
 
     ``ops``: rows with ``name``, ``total_flops`` (or ``flops`` + ``other_flops``), ``bytes``,
     ``self_time_s`` (profiled). ``model``: ``{"total_flops", "bytes", "time_s"}`` for the whole
@@ -404,8 +428,10 @@ def roofline_png(path: str | Path, ops: pd.DataFrame, peak: "Peak", model: dict,
     hot_run = any(e.get("what") == "run" for e in exceeded or [])
     star_handles, star_labels = _draw_stars(ax, stars, hot_run, pf)
     any_hot = bool(hot.any()) or hot_run or any(pf and s.y > pf for s in stars)
-    fig.suptitle(f"{title}\n{_subtitle(pts, skipped, pf, bws)}", fontsize=10, x=0.5, y=0.985)
-    ax.legend(handles=handles + op_handles + star_handles, loc="upper left", bbox_to_anchor=(1.02, 1.0),
+    head = f"{title}\n{_subtitle(pts, skipped, pf, bws)}"
+    fig.suptitle(head, fontsize=10, x=0.5, y=0.985)
+    legend = handles + op_handles + star_handles
+    ax.legend(handles=legend, loc="upper left", bbox_to_anchor=(1.02, 1.0),
               fontsize=8.5, frameon=False, title="legend", title_fontsize=8.5, alignment="left")
     note = _exceeded_note(exceeded, peak, any_hot)
     if note:
@@ -414,7 +440,15 @@ def roofline_png(path: str | Path, ops: pd.DataFrame, peak: "Peak", model: dict,
     if peak is not None and peak.note:
         fig.text(0.69, 0.1, _wrap(f"peak: {peak.note}", 56), fontsize=7, color="#555555", va="bottom")
     _place_labels(fig, ax, star_labels[:1] + op_labels + star_labels[1:], avoid)
-    return save_png(fig, path)
+    ceilings = ((("compute", pf),) if pf else ()) + tuple(bws)
+    return RooflinePicture(save_png(fig, path), head, _point_tuples(pts), tuple(stars),
+                           ceilings, tuple(h.get_label() for h in legend), note, tuple(hot.to_numpy().tolist()))
+
+
+def _point_tuples(pts: pd.DataFrame) -> tuple[tuple[str, float, float, float], ...]:
+    """``(name, intensity, flop_per_s, time_s)`` per plotted point."""
+    cols = ["name", "intensity", "flop_per_s", "time_s"]
+    return tuple((str(n), float(x), float(y), float(s)) for n, x, y, s in pts[cols].itertuples(index=False, name=None))
 
 
 def _subtitle(pts: pd.DataFrame, skipped: int, pf: float | None, bws: list) -> str:
@@ -504,60 +538,145 @@ def _module_rate(r: pd.Series, exceeded: bool) -> str:
     return f" · {100 * util:.1f}% of peak FLOP/s" + (" (above the ceiling: the ceiling is wrong)" if exceeded else "")
 
 
-def time_by_module_png(path: str | Path, modules: pd.DataFrame, title: str, top: int = 15, *,
-                       exceeded: list[dict] | None = None) -> Path:
-    """Draw ``time_by_module.png`` (see the module docstring) and return its path.
+@dataclass(frozen=True)
+class Bar:
+    """One bar of time_by_module.png: its label (module, type and, with several phases, the phase),
+    its profiled time and the text drawn beside it."""
 
-    ``modules``: rows with ``path``, ``type``, ``depth``, ``time_s`` (profiled) and optionally
-    ``flops``, ``utilization``. ``exceeded``: ``summary["peak_exceeded"]``; a module it names
-    is flagged beside its utilization.
-    """
-    hot = {str(e.get("name")) for e in exceeded or [] if e.get("what") == "module"}
-    rows, depth, total = module_frontier(modules if modules is not None else pd.DataFrame(columns=["path"]), top)
-    n_frontier = len(rows)
-    shown = rows.head(top if n_frontier <= top else top - 1)
-    bars: list[tuple[str, float, str]] = []
+    label: str
+    value_s: float
+    text: str
+    phase: str | None = None
+
+    @property
+    def grey(self) -> bool:
+        """The "other" and "outside these modules" bars (drawn grey)."""
+        return self.label.startswith(("other: ", "outside "))
+
+
+@dataclass(frozen=True)
+class ModulePanel:
+    """One panel of time_by_module.png: a phase's modules (``phase`` None: the only phase)."""
+
+    phase: str | None
+    depth: int
+    n_modules: int
+    total_s: float
+    title: str
+    bars: tuple[Bar, ...]
+
+
+@dataclass(frozen=True)
+class ModulePicture:
+    """What :func:`time_by_module_png` drew, and where."""
+
+    path: Path
+    title: str
+    xlabel: str
+    panels: tuple[ModulePanel, ...]
+
+    @property
+    def labels(self) -> list[str]:
+        return [b.label for p in self.panels for b in p.bars]
+
+
+def module_panel(modules: pd.DataFrame, top: int, *, phase: str | None = None, word: str = "forward",
+                 hot: set[str] = frozenset()) -> ModulePanel:
+    """The bars of one phase's modules (``modules``: that phase's rows): the frontier
+    (:func:`module_frontier`) without its modules of no time, an "other" bar past ``top``, an
+    "outside these modules" bar for the parents' own ops; with ``phase`` each label ends with `` · <phase>``."""
+    frontier, depth, total = module_frontier(modules, top)
+    rows = frontier[frontier["time_s"] > 0]
+    shown = rows.head(top if len(rows) <= top else top - 1)
+    tail = f" · {phase}" if phase else ""
+    bars = []
     for _, r in shown.iterrows():
         typ = str(r.get("type") or "")
-        label = f"{r['path']}" + (f"  ({typ})" if typ and typ != "nan" else "")
+        label = f"{r['path']}" + (f"  ({typ})" if typ and typ != "nan" else "") + tail
         bars.append((label, float(r["time_s"]), _module_rate(r, str(r["path"]) in hot)))
     rest = rows.iloc[len(shown):]
     if len(rest):
-        bars.append((f"other: {len(rest)} smaller modules", float(rest["time_s"].sum()), ""))
-    covered = float(rows["time_s"].sum())
-    outside = total - covered
+        bars.append((f"other: {len(rest)} smaller modules{tail}", float(rest["time_s"].sum()), ""))
+    outside = total - float(rows["time_s"].sum())
     if total > 0 and outside > 0.005 * total:
-        bars.append(("outside these modules (parents' own ops)", outside, ""))
-    denom = total if total > 0 else (covered or 1.0)
+        bars.append((f"outside these modules (parents' own ops){tail}", outside, ""))
+    denom = total if total > 0 else (sum(b[1] for b in bars) or 1.0)
+    drawn = tuple(Bar(lab, v, f"{seconds(v)} · {100 * v / denom:.1f}% of time{extra}", phase) for lab, v, extra in bars)
+    title = _panel_title(phase, word, depth, total, len(rows), len(frontier) - len(rows),
+                         bool(drawn) and drawn[-1].label.startswith("outside "))
+    return ModulePanel(phase, depth, len(rows), total, title, drawn)
 
-    height = max(2.8, 0.9 + 0.36 * max(len(bars), 1))
-    fig = new_figure(9.5, height)
-    ax = fig.add_subplot(1, 1, 1)
-    if bars:
-        labels = [b[0] for b in bars][::-1]
-        vals = [b[1] for b in bars][::-1]
-        colors = ["#9e9e9e" if b[0].startswith(("other: ", "outside ")) else "#1f77b4" for b in bars][::-1]
-        ypos = range(len(bars))
-        ax.barh(list(ypos), vals, color=colors, height=0.7)
-        ax.set_yticks(list(ypos))
-        ax.set_yticklabels(labels, fontsize=8)
-        vmax = max(vals) if vals else 1.0
-        for y, (_, v, extra) in zip(ypos, bars[::-1]):
-            ax.text(v + vmax * 0.01, y, f"{seconds(v)} · {100 * v / denom:.1f}% of time{extra}", va="center",
-                    fontsize=8)
-        ax.set_xlim(0, vmax * 1.8)
-    else:
+
+def _panel_title(phase: str | None, word: str, depth: int, total: float, n: int, idle: int, outside: bool) -> str:
+    """What a panel shows and that its bars add up to its phase's profiled op time."""
+    where = f"phase {phase}: " if phase else ""
+    parts = f"{n} modules at depth {depth} (+ shallower leaf modules)" + (" + time outside them" if outside else "")
+    text = (f"{where}{seconds(total)} profiled op time per {word} = {parts}, nothing counted twice" if n else
+            f"{where}{seconds(total)} profiled op time per {word}, none of it inside the modules at depth {depth}")
+    return text + (f"; {idle} modules with no time in it not drawn" if idle else "")
+
+
+def module_panels(modules: pd.DataFrame | None, top: int = 15, *, phases: list[str] | None = None,
+                  word: str = "forward", exceeded: list[dict] | None = None) -> list[ModulePanel]:
+    """One :class:`ModulePanel` per phase when ``modules`` has a ``phase`` column and there are
+    several ``phases`` (default: the column's values in order), each with ``ceil(top / phases)``
+    bars (at least 5); else one panel of the whole table."""
+    df = modules if modules is not None else pd.DataFrame(columns=["path"])
+    hot = {str(e.get("name")) for e in exceeded or [] if e.get("what") == "module"}
+    if "phase" in df.columns and phases is None:
+        phases = [str(p) for p in dict.fromkeys(df["phase"].dropna().astype(str)) if p]
+    if "phase" not in df.columns or not phases or len(phases) < 2:
+        return [module_panel(df, top, word=word, hot=hot)]
+    each = max(5, math.ceil(top / len(phases)))
+    return [module_panel(df[df["phase"].astype(str) == p], each, phase=p, word=word, hot=hot) for p in phases]
+
+
+def _draw_panel(ax, panel: ModulePanel, vmax: float, several: bool) -> None:
+    """Horizontal bars, largest on top, each with its time, share of the panel's total and rate."""
+    bars = panel.bars[::-1]
+    if not bars:
         ax.text(0.5, 0.5, "no module times", ha="center", va="center", transform=ax.transAxes)
         ax.set_yticks([])
-    from matplotlib.ticker import FuncFormatter
-
-    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _p: "0" if v == 0 else seconds(v)))
-    ax.set_xlabel("profiled op time per forward (a module's time includes its children's)")
+    else:
+        ypos = list(range(len(bars)))
+        ax.barh(ypos, [b.value_s for b in bars], color=["#9e9e9e" if b.grey else "#1f77b4" for b in bars],
+                height=0.7)
+        ax.set_yticks(ypos)
+        ax.set_yticklabels([b.label for b in bars], fontsize=8)
+        for y, b in zip(ypos, bars):
+            ax.text(b.value_s + vmax * 0.01, y, b.text, va="center", fontsize=8)
+    if several:
+        ax.set_ylabel(f"phase {panel.phase}", fontsize=9.5, fontweight="bold")
+    ax.set_title(_wrap(panel.title, 110), fontsize=8.5, loc="left")
     ax.grid(True, axis="x", lw=0.4, color="#dddddd")
     ax.set_axisbelow(True)
-    parts = f"{n_frontier} modules" + (" + time outside them" if bars and bars[-1][0].startswith("outside ") else "")
-    what = (f"time by module at depth {depth} (+ shallower leaf modules): {parts} make up the {seconds(total)} "
-            f"profiled op time per forward, nothing counted twice")
-    ax.set_title(f"{title}\n{what}", fontsize=9.5)
+
+
+def time_by_module_png(path: str | Path, modules: pd.DataFrame, title: str, top: int = 15, *,
+                       exceeded: list[dict] | None = None, phases: list[str] | None = None,
+                       word: str = "forward") -> ModulePicture:
+    """Draw ``time_by_module.png`` (see the module docstring); returns what was drawn (:class:`ModulePicture`).
+
+    ``modules``: rows with ``path``, ``type``, ``depth``, ``time_s`` (profiled) and optionally
+    ``phase``, ``flops``, ``utilization``. With a ``phase`` column and several ``phases``, one
+    panel per phase on a shared time axis, each labelled with its phase. ``exceeded``:
+    ``summary["peak_exceeded"]``; a module it names is flagged beside its utilization. ``word``:
+    what one iteration is called (forward, generation, training step).
+    """
+    from matplotlib.ticker import FuncFormatter
+
+    panels = module_panels(modules, top, phases=phases, word=word, exceeded=exceeded)
+    sizes = [max(len(p.bars), 1) + 2.0 for p in panels]
+    fig = new_figure(10.5, max(2.8, 0.9 + 0.36 * sum(sizes)))
+    axes = fig.subplots(len(panels), 1, sharex=True, squeeze=False, gridspec_kw={"height_ratios": sizes})[:, 0]
+    vmax = max([b.value_s for p in panels for b in p.bars] or [1.0]) or 1.0
+    for ax, panel in zip(axes, panels):
+        _draw_panel(ax, panel, vmax, len(panels) > 1)
+    axes[0].set_xlim(0, vmax * 1.8)
+    axes[-1].xaxis.set_major_formatter(FuncFormatter(lambda v, _p: "0" if v == 0 else seconds(v)))
+    xlabel = f"profiled op time per {word} (a module's time includes its children's)"
+    axes[-1].set_xlabel(xlabel)
+    head = f"{title}\ntime by module per {word}" + (", one panel per phase" if len(panels) > 1 else "")
+    fig.suptitle(head, fontsize=10)
     fig.tight_layout()
-    return save_png(fig, path)
+    return ModulePicture(save_png(fig, path), head, xlabel, tuple(panels))

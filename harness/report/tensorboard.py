@@ -9,7 +9,8 @@ Layout under ``LOGDIR`` (a TensorBoard *run* is a directory holding event files)
     LOGDIR/<scenario>/<run_id>/                 run "<scenario>/<run_id>"
         <worker>.<span>.pt.trace.json             -> torch-tb-profiler (online views)
         events.out.tfevents.<step>.<run_id>       -> this module, one file:
-            TEXT    report/summary, report/top_operators, report/top_modules  (markdown tables)
+            TEXT    report/summary (+ the workload's own rows), report/top_operators,
+                    report/top_modules  (markdown tables; one per phase when the workload has several)
             IMAGES  roofline, time_by_module      (one per key of ``images``)
             HPARAMS session start (config) + end; metric scalars hparams/latency_p50_ms, ...
     LOGDIR/<scenario>/trends/<config>/          run "<scenario>/trends/<config>"
@@ -47,9 +48,9 @@ import pandas as pd
 from ..core.fsio import TMP_PREFIX, atomic_write_bytes
 from ..core.schema import config_label, parse_config_key
 from .caveats import warnings
-from .cells import dispatch_level, iteration_word, num
-from .html import markdown_table, modules_table, ops_table, phases_table, summary_rows
-from .phases import phase_table, rows_of_phase
+from .cells import CACHE_LEGEND, cache_marked, dispatch_level, iteration_word, num
+from .html import figures_table, markdown_table, modules_table, ops_table, phases_table, summary_rows
+from .phases import phases_in, rows_of_phase
 
 EVENT_PREFIX = "events.out.tfevents."
 TEXT_SUMMARY = "report/summary"
@@ -221,38 +222,53 @@ def _steps_in(trend_dir: Path) -> list[int]:
 # ------------------------------------------------------------ content -------
 
 def summary_markdown(summary: dict) -> str:
-    """Warnings (one bold line each), the summary table, then the phases table when there are phases."""
-    rows = [[k, v] for k, v in summary_rows(summary)]
-    parts = [f"**⚠ {w}**" for w in warnings(summary or {})]
-    parts.append(markdown_table(["Quantity (unit)", "Value"], rows))
-    ph, prows = phases_table(summary or {})
+    """Warnings (one bold line each), the summary table, the workload's own rows (TTFT, decode step
+    and MBU; training step, MFU/HFU and memory split), then the phases table when there are phases."""
+    s = summary or {}
+    rows = [[k, v] for k, v in summary_rows(s)]
+    parts = [f"**⚠ {w}**" for w in warnings(s)]
+    parts.append(f"**Run summary** (per {iteration_word(s)})\n\n" + markdown_table(["Quantity (unit)", "Value"], rows))
+    fh, frows = figures_table(s)
+    if frows:
+        parts.append(f"**Workload `{s.get('workload')}`** (per {iteration_word(s)})\n\n" + markdown_table(fh, frows))
+    ph, prows = phases_table(s)
     if prows:
         parts.append("**Phases** (time: un-profiled p50 of each phase)\n\n" + markdown_table(ph, prows))
     return "\n\n".join(parts)
 
 
+def _per_phase(summary: dict, df: pd.DataFrame | None) -> list[tuple[str | None, pd.DataFrame | None]]:
+    """``[(phase, its rows)]`` when the run has several phases and ``df`` a phase column, else ``[(None, df)]``."""
+    phases = phases_in(summary, df)
+    return [(p, rows_of_phase(df, p)) for p in phases] if phases else [(None, df)]
+
+
 def ops_markdown(ops: pd.DataFrame | None, top: int = TOP, summary: dict | None = None) -> str:
     """The top dispatch-level operators, one table per phase when the run has phases."""
     s = summary or {}
-    phases = list(phase_table(s)) if ops is not None and "phase" in ops.columns else []
-    blocks = [(None, ops)] if not phases else [(p, rows_of_phase(ops, p)) for p in phases]
     out = []
-    for phase, part in blocks:
+    for phase, part in _per_phase(s, ops):
         headers, rows = ops_table(part, top=top, summary=s)
         n = len(dispatch_level(part)) if part is not None else 0
         where = f" in phase {phase}" if phase else ""
-        out.append(f"**Top {len(rows)} of {n} dispatch-level operators{where} by profiled self time per {iteration_word(s)}** "
-                   "(FLOPs counted by harness, time by torch.profiler; — = none of that work, "
-                   "uncounted = no formula)\n\n" + markdown_table(headers, rows, code_columns=["Operator"]))
+        cache = f"; {CACHE_LEGEND}" if cache_marked(rows) else ""
+        out.append(f"**Top {len(rows)} of {n} dispatch-level operators{where} by profiled self time "
+                   f"per {iteration_word(s)}** (FLOPs counted by harness, time by torch.profiler; — = none of that work, "
+                   f"uncounted = no formula{cache})\n\n" + markdown_table(headers, rows, code_columns=["Operator"]))
     return "\n\n".join(out)
 
 
 def modules_markdown(modules: pd.DataFrame | None, top: int = TOP, summary: dict | None = None) -> str:
-    headers, rows = modules_table(modules, top=top, summary=summary)
-    n = 0 if modules is None else len(modules)
-    title = (f"**Top {len(rows)} of {n} modules by profiled time per {iteration_word(summary)}** "
-             "(root module excluded)\n\n")
-    return title + markdown_table(headers, rows, code_columns=["Module"])
+    """The top modules by profiled time (root excluded), one table per phase when the run has phases."""
+    s = summary or {}
+    out = []
+    for phase, part in _per_phase(s, modules):
+        headers, rows = modules_table(part, top=top, summary=s)
+        n = 0 if part is None else len(part)
+        where = f" in phase {phase}" if phase else ""
+        out.append(f"**Top {len(rows)} of {n} modules{where} by profiled time per {iteration_word(s)}** "
+                   "(root module excluded)\n\n" + markdown_table(headers, rows, code_columns=["Module"]))
+    return "\n\n".join(out)
 
 
 def phase_scalars(s: dict) -> list[tuple[str, float]]:

@@ -23,8 +23,8 @@ if TYPE_CHECKING:  # pandas is imported by the callers' DataFrames; the CLI pars
 from ..core.units import percent, seconds, si
 from ..errors import HarnessError
 from .caveats import exceeded_names, timing_noise, warnings
-from .cells import calls_column, dispatch_level, iteration_word, num, op_cells
-from .phases import PHASE_HEADERS, phase_rows, phase_table, rows_of_phase
+from .cells import CACHE_LEGEND, cache_marked, calls_column, dispatch_level, iteration_word, num, op_cells
+from .phases import PHASE_HEADERS, largest_phase, phase_rows, phase_table, phases_in, rows_of_phase
 
 # The seeds' key_averages().table(sort_by=...) names, mapped to ops.csv columns.
 SORT_KEYS = {
@@ -49,6 +49,7 @@ PROFILER_COLUMNS = {
     "self_cpu_memory_usage_bytes": "prof self mem",
 }
 NAME_WIDTH = 40
+MAX_PHASE_TABLES = 3  # more phases than this: the operator table of the largest one only
 
 
 def _plural(n, word: str) -> str:
@@ -84,9 +85,9 @@ def render_summary(summary: dict) -> str:
     if cov.get("top_uncounted_by_time"):
         row("uncounted", ", ".join(f"{u['op']} ({seconds(u['time_s'])})" for u in cov["top_uncounted_by_time"][:3]))
     row("files", f"{s.get('path')}/")
-    from ..pipeline.workloads import figures
+    from ..pipeline.workloads import render
 
-    lines += [f"  {f.label:<14}{f.text}" for f in figures(s)]
+    lines += [line for line in render(s).split("\n") if line]
     lines += [f"warning: {w}" for w in warnings(s)]
     if phase_table(s):
         lines += ["", "Phases (time: un-profiled p50 of each phase)", *_grid(PHASE_HEADERS, phase_rows(s))]
@@ -133,22 +134,39 @@ def render_top_ops(ops: pd.DataFrame, summary: dict, *, top: int, sort_by: str, 
 
     Default: dispatch-level ops (``kind == "op"``); ``all_rows``: labels and nested rows too,
     with a kind column and the profiler's own time and memory columns (which count nested calls).
-    With more than one phase (a ``phase`` column and ``summary["phases"]``), one table per phase;
-    ``phase`` picks one (exit 2 for a phase the run does not have).
+    With several phases (a ``phase`` column and ``summary["phases"]``): one table per phase when
+    there are at most :data:`MAX_PHASE_TABLES`, else the largest phase's, saying so; ``phase``
+    picks one (exit 2 for a phase the run does not have, naming its phases).
     """
     col = SORT_KEYS[sort_by]
     if col not in ops.columns:
         raise HarnessError(f"--sort-by {sort_by} is not available on {summary['device']} runs")
-    phases = list(phase_table(summary)) if "phase" in ops.columns else []
-    if phase is not None:
-        names = list(summary.get("phase_names") or phases)
-        if phase not in names:
-            raise HarnessError(f"--phase {phase}: this run's phases are {', '.join(names)}")
-        phases = [phase] if phases else []
+    phases, note = _phases_shown(ops, summary, phase)
+    kw = dict(top=top, col=col, sort_by=sort_by, all_rows=all_rows)
     if not phases:
-        return _ops_block(ops, summary, top=top, col=col, sort_by=sort_by, all_rows=all_rows, phase=None)
-    return "\n\n".join(_ops_block(rows_of_phase(ops, p), summary, top=top, col=col, sort_by=sort_by,
-                                  all_rows=all_rows, phase=p) for p in phases)
+        return _ops_block(ops, summary, phase=None, **kw)
+    blocks = [_ops_block(rows_of_phase(ops, p), summary, phase=p, **kw) for p in phases]
+    return "\n\n".join(([note] if note else []) + blocks)
+
+
+def check_phase(phase: str, names: list[str] | tuple[str, ...], whose: str = "this run's") -> None:
+    """Exit 2 (HarnessError) when ``phase`` is not one of ``names``, listing them."""
+    if phase not in names:
+        raise HarnessError(f"--phase {phase}: {whose} phases are {', '.join(names)}")
+
+
+def _phases_shown(ops: pd.DataFrame, s: dict, phase: str | None) -> tuple[list[str], str]:
+    """``(phases whose table is shown, a line saying why only one)``: every phase up to
+    :data:`MAX_PHASE_TABLES`, else the largest by profiled op time; ``phase`` when given."""
+    phases = phases_in(s, ops)
+    if phase is not None:
+        check_phase(phase, list(s.get("phase_names") or phases or ["forward"]))
+        return ([phase] if phases else []), ""
+    if len(phases) <= MAX_PHASE_TABLES:
+        return phases, ""
+    big = largest_phase(ops, phases)
+    return [big], (f"showing phase {big}, the largest (most profiled op time) of {len(phases)} phases "
+                   f"({', '.join(phases)}); --phase NAME for another")
 
 
 render_phase_ops = render_top_ops
@@ -163,7 +181,7 @@ def _ops_block(ops: pd.DataFrame, s: dict, *, top: int, col: str, sort_by: str, 
     head = (["operator"] + (["kind"] if all_rows else []) + ["calls" if exact else "calls*", "time", "share",
             "FLOP", "other FLOP", "moved", "achieved", "of peak", "net alloc"] + [PROFILER_COLUMNS[c] for c in extra])
     hot = exceeded_names(s, "op")
-    body = []
+    body: list[list[str]] = []
     for _, r in df.iterrows():
         c = op_cells(r, exceeded=str(r["name"]) in hot)
         name = str(r["name"])
@@ -177,13 +195,16 @@ def _ops_block(ops: pd.DataFrame, s: dict, *, top: int, col: str, sort_by: str, 
     where = f" in phase {phase}" if phase else ""
     title = (f"Top {shown}{where} by {sort_by.replace('_', ' ')}"
              f" (per {iteration_word(s)}; time = profiled self time incl. the kernels the op dispatched)")
-    return "\n".join([title, *_grid(head, body), *_legend(exact, bool(extra), all_rows)])
+    legend = _legend(exact, bool(extra), all_rows, cache_marked(body))
+    return "\n".join([title, *_grid(head, body), *legend])
 
 
-def _legend(exact_calls: bool, profiler_cols: bool, all_rows: bool) -> list[str]:
+def _legend(exact_calls: bool, profiler_cols: bool, all_rows: bool, cache: bool = False) -> list[str]:
     parts = ["achieved: FLOP/s of multiply-add work, or B/s moved for ops with none (of peak: same kind)",
              "net alloc: allocated − freed inside the op (negative: it freed more)",
              "—: none of that work; uncounted: no formula"]
+    if cache:
+        parts.append(CACHE_LEGEND)
     if not exact_calls:
         parts.append("calls*: profiler count, nested calls included")
     if profiler_cols:

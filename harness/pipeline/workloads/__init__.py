@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 
 from ...errors import HarnessError
-from .base import Figure, Option, PhaseScope, Workload, no_scope
+from .base import Figure, Option, PhaseScope, Workload, figure_lines, no_scope
 from .forward import Forward
 from .generate import Generate
 from .train import Train
@@ -18,7 +18,8 @@ from .train import Train
 WORKLOADS: dict[str, type[Workload]] = {}
 
 __all__ = ["get", "names", "register", "unregister", "cls_for", "declared_options", "word", "figures",
-           "history_columns", "phase_p50s", "Workload", "Option", "Figure", "PhaseScope", "no_scope", "WORKLOADS"]
+           "history_columns", "phase_p50s", "render", "figure_lines", "Workload", "Option", "Figure", "PhaseScope",
+           "no_scope", "WORKLOADS"]
 
 
 def register(cls: type[Workload]) -> type[Workload]:
@@ -105,4 +106,4 @@ def phase_p50s(summary: dict) -> dict[str, float | None]:
 
 def render(summary: dict) -> str:
     """The workload's own terminal lines for a run summary ('' when it has none)."""
-    return "\n".join(f"  {f.label:<14}{f.text}" for f in figures(summary))
+    return figure_lines(figures(summary))

@@ -93,6 +93,15 @@ class Figure(NamedTuple):
     text: str
 
 
+LABEL_WIDTH = 14
+
+
+def figure_lines(rows: list[Figure]) -> str:
+    """Figure rows as aligned terminal lines (``"  TTFT          p50 2.67 ms ..."``): the one text
+    rendering of a workload's rows (the run summary and the multi-rank printout both use it)."""
+    return "\n".join(f"  {f.label:<{LABEL_WIDTH}}{f.text}" for f in rows)
+
+
 class Workload:
     """The forward-only base: subclasses set ``name``/``phases`` and override :meth:`iteration`."""
 

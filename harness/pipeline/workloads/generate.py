@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Any, Callable, Mapping
 from ...core.samples import rate, ratio, sample_stats
 from ...core.units import percent, seconds, si
 from ...errors import HarnessError
-from .base import Figure, Option, PhaseScope, Workload
+from .base import Figure, Option, PhaseScope, Workload, figure_lines
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -334,7 +334,7 @@ def figures(s: dict) -> list[Figure]:
 
 def render(s: dict) -> str:
     """The terminal lines of a generate run's own figures."""
-    return "\n".join(f"  {f.label:<14}{f.text}" for f in figures(s))
+    return figure_lines(figures(s))
 
 
 def _known(value: float | None, fmt: Callable[[float], str]) -> str:

@@ -30,7 +30,7 @@ import ast
 from typing import TYPE_CHECKING, Any, Callable
 
 from ...core.training import OPTIMIZERS, default_loss, make_optimizer, train_step
-from .base import Figure, Option, PhaseScope, Workload
+from .base import Figure, Option, PhaseScope, Workload, figure_lines
 
 if TYPE_CHECKING:
     import torch
@@ -274,4 +274,4 @@ def figures(summary: dict) -> list[Figure]:
 
 def render(summary: dict) -> str:
     """The terminal lines of a train run's own figures."""
-    return "\n".join(f"  {f.label:<14}{f.text}" for f in figures(summary))
+    return figure_lines(figures(summary))
