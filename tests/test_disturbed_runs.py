@@ -1,6 +1,6 @@
 """A run measures its own disturbance, and compare never calls noise a regression.
 
-Real processes only: the hog is one busy Python process per CPU, started here and killed
+Real processes only: the hog is busy Python processes (two per CPU, less our two threads), started here and killed
 by pid; the runs are real `python -m harness run` processes; compare reads their files.
 """
 from __future__ import annotations
@@ -15,16 +15,17 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, run_cli
+from conftest import ROOT, hogs_to_halve, run_cli
 
 SCEN = ROOT / "benchmarks" / "scenarios"
 
 
 class Hog:
-    """One busy process per CPU while the block runs; killed by pid on the way out."""
+    """Busy processes enough to keep a 2-thread run off the CPU half the time (conftest.hogs_to_halve:
+    2 on 2 CPUs, 30 on 16) while the block runs; killed by pid on the way out."""
 
     def __enter__(self):
-        self.procs = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(os.cpu_count() or 2)]
+        self.procs = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(hogs_to_halve(2))]
         time.sleep(0.3)  # let them take the CPUs
         return self
 

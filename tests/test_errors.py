@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 
 from conftest import ROOT, TINY_SCENARIO, run_cli, write_scenario
 
@@ -65,8 +66,14 @@ def test_broken_scenarios(earlier, tmp_path, body, words):
     assert_clean_failure(proc, logdir, before, *words)
 
 
+# A CUDA index no machine has: exit 2 on every host, for its own reason on each (no GPU at all here,
+# or fewer GPUs than 100: harness.pipeline.prepare.resolve_device).
+NO_SUCH_GPU = ([f"--device cuda:99: only {torch.cuda.device_count()} CUDA device(s) here"] if torch.cuda.is_available()
+               else ["--device cuda was asked for but no CUDA GPU is available here"])
+
+
 @pytest.mark.parametrize("args, words", [
-    (["--device", "cuda"], ["no CUDA GPU"]),
+    (["--device", "cuda:99"], NO_SUCH_GPU),
     (["--device", "tpu9"], ["unknown device 'tpu9'"]),
     (["--dtype", "float8"], ["unknown dtype 'float8'"]),
     (["--batch-size", "0"], ["--batch-size must be at least 1"]),
@@ -79,6 +86,15 @@ def test_bad_options(earlier, args, words):
     before = snapshot(logdir)
     proc = run_cli("run", str(scen), "--logdir", str(logdir), *args)
     assert_clean_failure(proc, logdir, before, *words)
+
+
+def test_device_cuda_where_no_gpu_is_visible(earlier):
+    """`--device cuda` with no GPU visible: exit 2, one line. On a GPU machine the GPUs are hidden
+    from the harness process (CUDA_VISIBLE_DEVICES=""), a real machine without a visible GPU."""
+    scen, logdir = earlier
+    before = snapshot(logdir)
+    proc = run_cli("run", str(scen), "--logdir", str(logdir), "--device", "cuda", env={"CUDA_VISIBLE_DEVICES": ""})
+    assert_clean_failure(proc, logdir, before, "--device cuda was asked for but no CUDA GPU is available here")
 
 
 def test_missing_scenario_file(earlier, tmp_path):
