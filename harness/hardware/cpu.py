@@ -234,6 +234,38 @@ def _llc_bytes(levels: dict) -> int | None:
     return levels[max(levels)]["size_bytes"] if levels else None
 
 
+def _usable_and_physical(cpus: list[dict]) -> tuple[list[int], int]:
+    """The CPUs this process may run on, and how many distinct physical cores they are."""
+    try:
+        usable = sorted(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        usable = list(range(os.cpu_count() or 1))
+    cores: set[tuple[str, str]] = set()
+    for c in cpus:
+        try:
+            if int(c.get("processor", -1)) not in usable:
+                continue
+        except ValueError:
+            continue
+        if "core id" in c:
+            cores.add((c.get("physical id", "0"), c["core id"]))
+    return usable, (len(cores) if cores else len(usable))
+
+
+def _clock(sys_root: str, model_name: str | None, mhz_now: list[float]) -> tuple[float | None, str]:
+    """The CPU's top clock and where it came from: cpufreq's maximum, else the model name's
+    nominal GHz, else the current 'cpu MHz' (said so), else unknown."""
+    clock_hz = _max_freq_hz(sys_root)
+    if clock_hz is not None:
+        return clock_hz, "cpufreq cpuinfo_max_freq (max turbo)"
+    m = re.search(r"@\s*([\d.]+)\s*GHz", model_name or "")
+    if m:
+        return float(m.group(1)) * 1e9, "nominal clock in the model name"
+    if mhz_now:
+        return max(mhz_now) * 1e6, "/proc/cpuinfo 'cpu MHz' (current clock, not the sustained maximum)"
+    return None, "unknown"
+
+
 def cpu_info(cpuinfo_text: str | None = None, sys_root: str = "/sys") -> dict:
     """This machine's CPU: model, vendor, flags of interest, cores, clock and its source,
     last-level cache, and the derived per-cycle rates (``flop_per_cycle_per_core``).
@@ -252,32 +284,9 @@ def cpu_info(cpuinfo_text: str | None = None, sys_root: str = "/sys") -> dict:
     stepping = int(first["stepping"]) if first.get("stepping", "").isdigit() else None
     flags = set((first.get("flags") or first.get("Features") or "").split())
 
-    try:
-        usable = sorted(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        usable = list(range(os.cpu_count() or 1))
-    cores: set[tuple[str, str]] = set()
-    for c in cpus:
-        try:
-            if int(c.get("processor", -1)) not in usable:
-                continue
-        except ValueError:
-            continue
-        if "core id" in c:
-            cores.add((c.get("physical id", "0"), c["core id"]))
-    physical = len(cores) if cores else len(usable)
-
-    clock_hz, clock_source = _max_freq_hz(sys_root), "cpufreq cpuinfo_max_freq (max turbo)"
-    if clock_hz is None:
-        m = re.search(r"@\s*([\d.]+)\s*GHz", model_name or "")
-        if m:
-            clock_hz, clock_source = float(m.group(1)) * 1e9, "nominal clock in the model name"
+    usable, physical = _usable_and_physical(cpus)
     mhz_now = [float(c["cpu MHz"]) for c in cpus if _is_float(c.get("cpu MHz"))]
-    if clock_hz is None and mhz_now:
-        clock_hz = max(mhz_now) * 1e6
-        clock_source = "/proc/cpuinfo 'cpu MHz' (current clock, not the sustained maximum)"
-    if clock_hz is None:
-        clock_source = "unknown"
+    clock_hz, clock_source = _clock(sys_root, model_name, mhz_now)
 
     tp = throughput_from_flags(flags, vendor, family, model)
     info = {
