@@ -1,10 +1,16 @@
-"""How often does `harness ab` call a real 5 % slowdown, and how often identical code?
+"""How often does `harness ab` call a real slowdown (5 % or 2 %), and how often identical code?
 
 Each trial is one complete `harness ab` session (fresh models, warm-up, alternating blocks
 for --budget-s seconds, verdict) in this process, through harness.tracking.ab.run_ab:
 
-* "identical": benchmarks/scenarios/chain_20.py against itself (two separate model instances);
-* "+5 %":      chain_20.py against chain_21.py (21 instead of 20 identical layers: 5 % more work).
+* "identical": the base scenario against itself (two separate model instances);
+* "+5 %" (``--effect 0.05``): chain_20.py against chain_21.py (21 instead of 20 applications
+  of one layer: 5 % more work);
+* "+2 %" (``--effect 0.02``): chain_50.py against chain_51.py, or with ``--workload generate``
+  decode_chain_50.py against decode_chain_51.py (a decode step of 51 applications).
+
+``--workload forward|train|generate`` picks what ab times and judges: a forward, a training
+step (forward, backward, optimizer), or a generation's decode step (its verdict phase).
 
 Trials of the two kinds alternate, so a change in the machine's load affects both alike.
 Every trial's pairs are also judged with the other interval methods (same data), so the
@@ -13,6 +19,7 @@ number of trials and the wall time per verdict (setup included).
 
     python benchmarks/regression_power.py --trials 100 --budget-s 5 --json power.json
     python benchmarks/regression_power.py --isolate --trials 20          # the --isolate mode
+    python benchmarks/regression_power.py --effect 0.02 --threshold 0.01 --workload train --budget-s 15
     python benchmarks/regression_power.py --between-runs 30              # separate processes
 
 ``--between-runs N`` instead times chain_20 in N back-to-back processes (100 iterations
@@ -74,20 +81,45 @@ def loadavg() -> str:
         return "n/a"
 
 
+PAIRS = {  # (effect, workload) -> (base file, slower file)
+    (0.05, "forward"): ("chain_20", "chain_21"), (0.05, "train"): ("chain_20", "chain_21"),
+    (0.02, "forward"): ("chain_50", "chain_51"), (0.02, "train"): ("chain_50", "chain_51"),
+    (0.02, "generate"): ("decode_chain_50", "decode_chain_51"),
+}
+
+
+def effect_kind(args) -> str:
+    return f"+{args.effect:.0%}"
+
+
+def sides(args) -> dict:
+    """``{"identical": (base, same), "+N%": (base, slower)}`` as ab SideSpecs of ``args.workload``."""
+    from harness.tracking import ab
+
+    try:
+        base, slower = PAIRS[(args.effect, args.workload)]
+    except KeyError:
+        raise SystemExit(f"no benchmark pair for --effect {args.effect} --workload {args.workload}: "
+                         f"have {sorted(PAIRS)}") from None
+
+    def side(name: str):
+        return ab.SideSpec.of(str(SCEN / f"{name}.py"), threads=args.threads, workload=args.workload)
+
+    return {"identical": (side(base), side(base)), effect_kind(args): (side(base), side(slower))}
+
+
 def power(args) -> dict:
     from harness.tracking import ab, stats
 
-    base = ab.SideSpec.of(str(SCEN / "chain_20.py"), threads=args.threads)
-    same = ab.SideSpec.of(str(SCEN / "chain_20.py"), threads=args.threads)
-    slow = ab.SideSpec.of(str(SCEN / "chain_21.py"), threads=args.threads)
-    kinds = {"identical": same, "+5%": slow}
+    kinds = sides(args)
     out: dict = {k: [] for k in kinds}
-    print(f"{args.trials} trials per kind, budget {args.budget_s} s each, threshold {args.threshold:.0%}, "
+    print(f"{args.workload}: {args.trials} trials per kind, budget {args.budget_s} s each, "
+          f"threshold {args.threshold:.0%}, effect {effect_kind(args)}, "
           f"{'isolated workers' if args.isolate else 'in one process'}, threads {args.threads or 'default'}; "
           f"load average at start {loadavg()}", flush=True)
     t_all = time.perf_counter()
     for t in range(args.trials):
-        for kind, cand in kinds.items():
+        for kind, (base, cand) in kinds.items():
             t0 = time.perf_counter()
             r = ab.run_ab(base, cand, budget_s=args.budget_s, threshold=args.threshold, logdir=None, count=False,
                           isolate=args.isolate, generation_s=args.generation_s, min_pairs=8)
@@ -109,7 +141,8 @@ def power(args) -> dict:
                     f.write(json.dumps(rec) + "\n")
         if (t + 1) % max(1, args.trials // 10) == 0 or t + 1 == args.trials:
             done = {k: sum(v["verdicts"]["hl"] == "slower" for v in out[k]) for k in kinds}
-            print(f"  {t + 1:4d}/{args.trials}: called slower: identical {done['identical']}, +5% {done['+5%']}"
+            print(f"  {t + 1:4d}/{args.trials}: called slower: identical {done['identical']}, "
+                  f"{effect_kind(args)} {done[effect_kind(args)]}"
                   f"   ({time.perf_counter() - t_all:.0f} s, load {loadavg()})", flush=True)
     return out
 
@@ -119,7 +152,8 @@ def report(out: dict, args) -> dict:
 
     from harness.tracking import stats
 
-    summary = {"trials_per_kind": args.trials, "budget_s": args.budget_s, "threshold": args.threshold,
+    summary = {"workload": args.workload, "effect": args.effect,
+               "trials_per_kind": args.trials, "budget_s": args.budget_s, "threshold": args.threshold,
                "isolate": args.isolate, "threads": args.threads, "load_average_end": loadavg(), "methods": {}}
     print()
     methods = ["hl"] if args.isolate else list(stats.METHODS)
@@ -132,8 +166,8 @@ def report(out: dict, args) -> dict:
             row[kind] = {"slower": k, "n": n, "rate": k / n if n else math.nan, "ci95": [lo, hi]}
         summary["methods"][m] = row
         name = {"hl": "Hodges-Lehmann (default)", "bootstrap": "bootstrap median", "sign": "sign-test median"}[m]
-        d, f = row["+5%"], row["identical"]
-        print(f"{name:<26} +5% called slower {d['slower']}/{d['n']} = {d['rate']:.1%} "
+        d, f = row[effect_kind(args)], row["identical"]
+        print(f"{name:<26} {effect_kind(args)} called slower {d['slower']}/{d['n']} = {d['rate']:.1%} "
               f"[{d['ci95'][0]:.1%}, {d['ci95'][1]:.1%}]   identical called slower {f['slower']}/{f['n']} = "
               f"{f['rate']:.1%} [{f['ci95'][0]:.1%}, {f['ci95'][1]:.1%}]")
     walls = [v["wall_s"] for kind in out for v in out[kind]]
@@ -147,8 +181,8 @@ def report(out: dict, args) -> dict:
     print(f"time per verdict: median {summary['wall_s_per_verdict']['median']:.2f} s, mean "
           f"{summary['wall_s_per_verdict']['mean']:.2f} s (setup + warm-up + {args.budget_s} s of blocks); "
           f"median {summary['pairs_median']:.0f} pairs per verdict")
-    print(f"median estimated ratio: identical {summary['median_ratio']['identical']:.4f}, +5% "
-          f"{summary['median_ratio']['+5%']:.4f}")
+    print(f"median estimated ratio: identical {summary['median_ratio']['identical']:.4f}, {effect_kind(args)} "
+          f"{summary['median_ratio'][effect_kind(args)]:.4f}")
     print(f"all verdicts (default method): {json.dumps(summary['other_verdicts'])}")
     print(f"load average at end {loadavg()}")
     return summary
@@ -201,6 +235,10 @@ def main() -> int:
     ap.add_argument("--threads", type=int, default=1,
                     help="torch threads for both sides (default 1: on a shared 2-vCPU host a neighbour on one core "
                          "makes 2-thread iterations 10-100x slower while it lasts; 0 = torch's default)")
+    ap.add_argument("--effect", type=float, default=0.05, choices=(0.05, 0.02),
+                    help="the real slowdown of the 'slower' side (default 0.05: chain_20/21; 0.02: chain_50/51)")
+    ap.add_argument("--workload", default="forward", choices=("forward", "train", "generate"),
+                    help="what ab times and judges (default forward; generate judges the decode step)")
     ap.add_argument("--isolate", action="store_true", help="benchmark the --isolate mode")
     ap.add_argument("--generation-s", type=float, default=0.5, help="--isolate generation length (default 0.5)")
     ap.add_argument("--between-runs", type=int, default=0, metavar="N",
