@@ -140,7 +140,7 @@ def render_markdown(res) -> str:
              "|---|---:|---:|---:|---:|---|"]
     for c in res.configs:
         verdict = f"**{_md(c.verdict)}**" if c.regression else _md(c.verdict)
-        commit = f" `{_md(c.latest_commit)}`" if c.latest_commit else ""
+        commit = f" (harness `{_md(c.harness_commit[:7])}`)" if c.harness_commit else ""
         lines.append(f"| {_md(c.label)}{commit} | " + " | ".join(_md(x) for x in _cells(c)) + f" | {verdict} |")
     notes = [(c, c.notes) for c in res.configs if c.notes]
     if notes:

@@ -127,7 +127,7 @@ class ConfigCheck:
     verdict: str
     regression: bool = False
     latest_runs: list[str] = field(default_factory=list)
-    latest_commit: str | None = None
+    harness_commit: str | None = None  # the harness commit that made the latest run (env_key), not the model code's
     baseline_runs: list[str] = field(default_factory=list)
     baseline_value: float | None = None
     latest_value: float | None = None
@@ -242,7 +242,7 @@ def check_config(logdir: Path, rows: pd.DataFrame, m: Metric, *, window: int, la
     res, rows = _start(rows, m, level)
     cand, before = rows.tail(latest), rows.iloc[:-latest] if len(rows) > latest else rows.iloc[:0]
     res.latest_runs = [str(x) for x in cand["run_id"]]
-    res.latest_commit = _text(cand.iloc[-1]["git_commit"])
+    res.harness_commit = _text(cand.iloc[-1]["git_commit"])
     if m.kind == "counted":
         return _counted(res, cand, before, m, threshold)
     quiet_c = cand[~_flag(cand)]
