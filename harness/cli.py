@@ -13,7 +13,7 @@ import sys
 
 from .errors import EXIT_BAD_INPUT, EXIT_INTERRUPTED, HarnessError
 
-VERBS = ["run", "list", "count", "devices", "calibrate", "history", "compare", "ab", "sweep"]
+VERBS = ["run", "list", "count", "devices", "calibrate", "history", "history_check", "compare", "ab", "sweep"]
 
 
 class _Parser(argparse.ArgumentParser):
@@ -33,8 +33,18 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def subcommand(argv: list[str]) -> list[str]:
+    """``history check ...`` -> ``history-check ...`` (``history``'s own positional is a scenario, so its
+    check is a parser of its own; a scenario named check is ``history check.py``)."""
+    argv = list(argv)
+    i = next((k for k, a in enumerate(argv) if not a.startswith("-")), None)
+    if i is not None and argv[i] == "history" and argv[i + 1:i + 2] == ["check"]:
+        argv[i:i + 2] = ["history-check"]
+    return argv
+
+
 def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
+    argv = subcommand(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv or os.environ.get("HARNESS_DEBUG") == "1"
     try:
         parser = build_parser()

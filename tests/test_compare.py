@@ -288,6 +288,19 @@ def test_scenario_pair_of_different_networks_exits_2(tmp_path: Path):
     assert proc.returncode == 1 and "WORK DIFFERS" in proc.stdout
 
 
+def test_only_the_kept_attempt_is_the_runs_samples(tmp_path: Path):
+    """--retry-disturbed keeps every attempt in samples.csv; the headline p50 (and so compare's within-run
+    interval) is the kept attempt's: a disturbed attempt 10x slow must not be pooled with it."""
+    d = make_run(tmp_path, 1, 0.50, record=False)
+    kept = pd.read_csv(d / "samples.csv")["latency_s"].tolist()
+    rows = [{"iteration": i, "latency_s": v * 10, "attempt": 0, "kept": False} for i, v in enumerate(kept)]
+    rows += [{"iteration": i, "latency_s": v, "attempt": 1, "kept": True} for i, v in enumerate(kept)]
+    fsio.atomic_write_csv(d / "samples.csv", pd.DataFrame(rows))
+    run = cmp.load_run_dir(d)
+    assert run.samples == pytest.approx(kept)
+    assert np.median(run.samples) == pytest.approx(0.50)
+
+
 def test_threshold_and_noise_through_the_cli_on_real_runs(tmp_path: Path):
     """Two real runs of the tiny scenario, batch 2 and batch 3 (--force: their configs differ). --threshold
     decides the memory verdict, which is exact (counted, never disturbed): a change r is "more memory" once

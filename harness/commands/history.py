@@ -1,4 +1,6 @@
-"""``python -m harness history [SCENARIO] [--plot FILE.png]``: every run, one line each."""
+"""``python -m harness history [SCENARIO] [--plot FILE.png]``: every run, one line each.
+
+``python -m harness history check ...`` is :mod:`.history_check` (step detection over history)."""
 from __future__ import annotations
 
 import argparse
@@ -7,14 +9,19 @@ from pathlib import Path
 
 from ..errors import HarnessError
 from ..core.units import percent, seconds, si
+from ..tracking.history import row_label as config_label  # noqa: F401 (this module's name for it)
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("history", help="table (and plot) of past runs from LOGDIR/history.csv",
+    p = sub.add_parser("history", help="table (and plot) of past runs from LOGDIR/history.csv; `history check`: "
+                                      "is the latest run a step away from the runs before it",
                        description="Show LOGDIR/history.csv: one line per run, oldest first, with the run's CPU "
                                    "share and a DISTURBED flag when the machine was busy; optionally plot latency "
-                                   "and achieved FLOP/s over runs (log axes), one line per config.")
-    p.add_argument("scenario", nargs="?", default=None, help="only runs of this scenario (name, or a scenario file)")
+                                   "and achieved FLOP/s over runs (log axes), one line per config. "
+                                   "`history check` judges each config's latest run against the runs before it "
+                                   "(see `python -m harness history check --help`).")
+    p.add_argument("scenario", nargs="?", default=None,
+                   help="only runs of this scenario (name, or a scenario file; a scenario named check: check.py)")
     p.add_argument("--logdir", default="logs", help="where runs are written (default: logs)")
     p.add_argument("--plot", metavar="FILE.png", default=None, help="write a plot of latency and achieved FLOP/s over runs")
     p.add_argument("--last", type=int, default=None, metavar="N", help="only the last N runs")
@@ -91,25 +98,6 @@ def _short_time(t) -> str:
     if not isinstance(t, str):
         return ""
     return t.replace("T", " ")[:19]
-
-
-def config_label(r) -> str:
-    tag = r.get("tag")
-    bits = [str(r.get("scenario")), f"bs {_i(r.get('batch_size'))}", str(r.get("dtype")), str(r.get("device")),
-            f"{_i(r.get('threads'))} thr"]
-    if isinstance(tag, str) and tag:
-        bits.append(f"tag {tag}")
-    workload = r.get("workload")
-    if isinstance(workload, str) and workload != "forward":
-        bits.append(workload)
-    return " · ".join(bits)
-
-
-def _i(v) -> str:
-    try:
-        return str(int(v))
-    except (TypeError, ValueError):
-        return "?"
 
 
 def _ok(v) -> bool:

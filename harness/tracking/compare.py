@@ -222,12 +222,21 @@ def load_run_dir(path: str | os.PathLike) -> LoadedRun:
         import pandas as pd
 
         try:
-            df = pd.read_csv(sp)
+            df = kept_attempt(pd.read_csv(sp))
             vals = pd.to_numeric(df["latency_s"], errors="coerce").dropna()
             samples = [float(v) for v in vals if v > 0]
         except Exception as exc:  # noqa: BLE001 - any unreadable file is bad input
             raise HarnessError(f"{sp} is unreadable ({short_exc(exc, 100)})") from None
     return LoadedRun(path=p, summary=summary, samples=samples or None)
+
+
+def kept_attempt(df):
+    """The rows of samples.csv that the headline p50 uses: the ``kept`` attempt (``--retry-disturbed``
+    re-times a disturbed loop and keeps every attempt in the file); a file without the column, all rows."""
+    if "kept" not in df.columns:
+        return df
+    kept = df["kept"].map(lambda v: str(v).strip().lower() in ("true", "1", "1.0"))
+    return df[kept]
 
 
 def resolve(ref: str, logdir: str | os.PathLike) -> LoadedRun:
@@ -295,8 +304,9 @@ def _time_sorted(df):
 # --------------------------------------------------------------------------- noise
 
 def between_run_noise(logdir: str | os.PathLike | None, summary: dict, exclude: set[str] = frozenset(),
-                      default: float | None = None) -> tuple[float, str, int]:
-    """``(sd, source, runs)``: the between-run log SD of one run's median for this config on this machine."""
+                      default: float | None = None, column: str = "latency_p50_s") -> tuple[float, str, int]:
+    """``(sd, source, runs)``: the between-run log SD of one run's median for this config on this machine
+    (``column``: the history column of that median; a phase's ``<phase>_p50_s`` for a phase's noise)."""
     rows = None
     if logdir is not None:
         from . import history
@@ -306,15 +316,16 @@ def between_run_noise(logdir: str | os.PathLike | None, summary: dict, exclude: 
                 df = history.read(logdir)
                 ck, dev = summary.get("config_key"), summary.get("device_name")
                 rows = df[(df["config_key"] == ck) & ((df["device_name"] == dev) if dev else True)]
+                rows = rows if column in rows.columns else rows.iloc[:0]
                 rows = rows[~rows["run_id"].isin(list(exclude))]
                 rows = rows[~rows["disturbed"].fillna(0).astype(bool)]  # a busy machine's runs say nothing of noise
         except HarnessError:
             rows = None
-    n = 0 if rows is None else int(rows["latency_p50_s"].notna().sum())
+    n = 0 if rows is None else int(rows[column].notna().sum())
     if n < MIN_HISTORY_RUNS:
         return default if default is not None else default_sd(summary), (f"default for this machine (history has {n} other undisturbed run(s) of this config; "
                             f"{MIN_HISTORY_RUNS} needed)"), n
-    p50 = _time_sorted(rows)["latency_p50_s"].dropna().to_numpy(dtype=float)
+    p50 = _time_sorted(rows)[column].dropna().to_numpy(dtype=float)
     import numpy as np
 
     d = np.diff(np.log(p50[p50 > 0]))
@@ -439,13 +450,23 @@ def _work_evidence(metrics: list[MetricResult], change: float | None, threshold:
     if change is None or abs(change) <= threshold:
         return
     for m in metrics:
-        if m.name not in ("latency", "throughput") or m.change is None:
+        if m.name not in ("latency", "throughput"):
             continue
-        worse = m.change < -threshold if m.higher_is_better else m.change > threshold
-        better = m.change > threshold if m.higher_is_better else m.change < -threshold
-        if (change > 0 and worse) or (change < 0 and better):
-            m.verdict = f"{'slower' if change > 0 else 'faster'} (counted work {change:+.0%})"
-            m.regression = change > 0
+        word = work_verdict(change, m.change, threshold, m.higher_is_better)
+        if word is not None:
+            m.verdict, m.regression = word, change > 0
+
+
+def work_verdict(work: float | None, change: float | None, threshold: float, higher_is_better: bool) -> str | None:
+    """``slower (counted work +X%)`` (or ``faster``) when counted work and a timed metric's ``change`` both
+    moved past ``threshold`` the same way (:func:`_work_evidence`'s rule); None otherwise."""
+    if work is None or change is None or abs(work) <= threshold:
+        return None
+    worse = change < -threshold if higher_is_better else change > threshold
+    better = change > threshold if higher_is_better else change < -threshold
+    if (work > 0 and worse) or (work < 0 and better):
+        return f"{'slower' if work > 0 else 'faster'} (counted work {work:+.0%})"
+    return None
 
 
 def _metric(name, label, bval, cval, badness: stats.Estimate, threshold, *, higher_is_better: bool) -> MetricResult:

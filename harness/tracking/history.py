@@ -138,6 +138,26 @@ LOCK_TIMEOUT_S = 120.0
 
 # --------------------------------------------------------------------------- rows
 
+def row_label(r: Any) -> str:
+    """A history row (or summary) in words: ``vgg16 · bs 1 · float32 · cpu · 2 thr`` (+ tag, workload)."""
+    tag = r.get("tag")
+    bits = [str(r.get("scenario")), f"bs {_int_text(r.get('batch_size'))}", str(r.get("dtype")),
+            str(r.get("device")), f"{_int_text(r.get('threads'))} thr"]
+    if isinstance(tag, str) and tag:
+        bits.append(f"tag {tag}")
+    workload = r.get("workload")
+    if isinstance(workload, str) and workload != "forward":
+        bits.append(workload)
+    return " · ".join(bits)
+
+
+def _int_text(v: Any) -> str:
+    try:
+        return str(int(v))
+    except (TypeError, ValueError):
+        return "?"
+
+
 def row_from_summary(summary: dict, logdir: str | os.PathLike | None = None) -> dict[str, Any]:
     """The history row for a run's ``summary.json`` dict: every column of :func:`columns`, plus the
     phase columns of the run's own workload (were it not registered here)."""
