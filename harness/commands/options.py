@@ -33,10 +33,24 @@ def add_scenario_options(p: argparse.ArgumentParser, *, shared: bool = False, sw
     p.add_argument("--device", default=None, help=f"cpu, cuda, cuda:N or auto{both} (default: the scenario's, else cpu)")
     p.add_argument("--channels-last", action="store_true",
                    help=f"channels_last memory format for the model and its 4-d inputs{both}")
+    add_compile_options(p, both)
     add_workload_options(p, lists=sweep)
     from ..models import add_arguments as add_model_arguments
 
     add_model_arguments(p)
+
+
+def add_compile_options(p: argparse.ArgumentParser, both: str = "") -> None:
+    """``--compile [MODE]``, ``--compile-backend``, ``--dynamic/--no-dynamic`` (:mod:`harness.pipeline.compiled`)."""
+    g = p.add_argument_group("torch.compile")
+    g.add_argument("--compile", nargs="?", const="default", default=None, metavar="MODE",
+                   choices=("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"),
+                   help=f"run the model under torch.compile{both} (MODE: default, reduce-overhead, max-autotune, "
+                        "max-autotune-no-cudagraphs; default when given bare); the compile cost is measured apart")
+    g.add_argument("--compile-backend", default=None, metavar="NAME",
+                   help="torch.compile backend (default inductor; needs --compile)")
+    g.add_argument("--dynamic", action=argparse.BooleanOptionalAction, default=None,
+                   help="compile with dynamic shapes, or --no-dynamic for static ones (default: dynamo decides)")
 
 
 def add_workload_options(p: argparse.ArgumentParser, lists: bool = False) -> None:
@@ -101,7 +115,8 @@ def spec_from_args(args: argparse.Namespace, **overrides: Any) -> RunSpec:
     fields: dict[str, Any] = dict(
         target=str(get("scenario", "") or ""), workload=get("workload"), workload_options=workload_options(args),
         model=model_options(args), batch_size=get("batch_size"), device=get("device"), dtype=get("dtype"),
-        threads=get("threads"), channels_last=bool(get("channels_last")), warmup=get("warmup"), iters=get("iters"),
+        threads=get("threads"), channels_last=bool(get("channels_last")), compile=get("compile"),
+        compile_backend=get("compile_backend"), dynamic=get("dynamic"), warmup=get("warmup"), iters=get("iters"),
         retry_disturbed=get("retry_disturbed", 0) or 0, profile=profile, logdir=get("logdir", "logs"),
         tag=get("tag"))
     fields.update(overrides)

@@ -73,6 +73,28 @@ class Estimate6N(TypedDict):
     counted_over_estimate: float | None
 
 
+class GraphBreak(TypedDict):
+    reason: str
+    count: int
+
+
+class CompileRecord(TypedDict, total=False):
+    """``--compile``: settings and what compiling cost (README "torch.compile")."""
+
+    mode: str                     # default | reduce-overhead | max-autotune | max-autotune-no-cudagraphs
+    backend: str
+    dynamic: bool | None
+    compile_s: float              # wall time of the first (compiling) iteration
+    settle_iterations: int        # iterations after it until one compiled nothing
+    frames_compiled: int
+    graphs: int
+    graph_breaks: list[GraphBreak]
+    recompiles: int               # frames compiled after the first iteration
+    cache: str                    # warm | cold | partly warm | not used (Inductor FX graph cache)
+    recompiles_while_timed: int
+    steady: bool                  # nothing compiled while timed
+
+
 class Summary(TypedDict, total=False):
     """Every key of summary.json; README "summary.json" documents each."""
 
@@ -129,6 +151,7 @@ class Summary(TypedDict, total=False):
     stage_times_s: dict[str, float]
     path: str | None
     model_options: dict           # a model by name: its ModelOptions fields ({} for defaults)
+    compile: CompileRecord        # only when the model ran under torch.compile
     # generate (README "LLM generation")
     prompt_len: int
     new_tokens: int

@@ -19,6 +19,7 @@ from ..core.samples import rate, ratio, sample_stats
 from ..core.text import utc_iso
 from ..core.units import si
 from ..version import __version__
+from .compiled import warnings as compile_warnings
 from .measure import Timing
 from .prepare import Prepared, dtype_name
 from .workloads import no_scope
@@ -57,6 +58,7 @@ class Parts:
     finished_at: str | None = None
     path: str | None = None  # the run directory it will be renamed to (None without a logdir)
     model_options: dict = field(default_factory=dict)
+    compile: dict | None = None  # the compile record (harness.pipeline.compiled), None for an eager run
 
     @functools.cached_property
     def phases(self) -> dict[str, dict]:
@@ -190,6 +192,8 @@ def summary(p: Parts, trace_bytes: int | None) -> dict:
         "torch_version": torch.__version__, "harness_version": __version__, "git_commit": p.env["git_commit"],
         **_keys(p), "path": p.path,
     }
+    if p.compile is not None:
+        s["compile"] = p.compile
     return s
 
 
@@ -254,7 +258,7 @@ def contention(p: Parts) -> dict | None:
 
 def warnings(p: Parts, summary: dict) -> list[str]:
     """One line each for what makes this run's figures less than they look."""
-    out = []
+    out = compile_warnings(p.compile)
     if p.prep.device.type == "cuda" and not p.prof.device_time_recorded:
         out.append("no device time was recorded (is CUPTI available?): per-op times are CPU times")
     if p.prep.device.type == "cuda" and p.warmup == 0:

@@ -362,7 +362,8 @@ def _modules(calls, counts, aligned, steps, phases, ceilings: Ceilings, op_time)
     return _derive(modules, "time_s", Ceilings(ceilings.flop_per_s, ceilings.bytes_per_s), op_time)
 
 
-def _coverage(calls: pd.DataFrame, counts: Any, aligned: bool, steps: int, op_time: float) -> dict:
+def _coverage(calls: pd.DataFrame, counts: Any, aligned: bool, steps: int, op_time: float,
+              total_time: float = 0.0) -> dict:
     cov = dict(getattr(counts, "coverage", {}) or {})
     op_calls = calls[calls.kind == "op"]
     counted_time = float(op_calls.loc[op_calls.counted.astype(bool), "self_time_s"].sum()) / steps
@@ -371,7 +372,8 @@ def _coverage(calls: pd.DataFrame, counts: Any, aligned: bool, steps: int, op_ti
     return {
         "share_of_ops": (cov.get("ops_counted", 0) / cov["ops_seen"]) if cov.get("ops_seen") else 1.0,
         "share_of_calls": cov.get("share_of_calls", 1.0),
-        "share_of_time": counted_time / op_time if op_time > 0 else 1.0,
+        # no op time in a profiled iteration that took time (a compiled model's fused kernels): none covered
+        "share_of_time": counted_time / op_time if op_time > 0 else 0.0 if total_time > 0 else 1.0,
         "ops_seen": cov.get("ops_seen"),
         "ops_counted": cov.get("ops_counted"),
         "uncounted_ops": cov.get("uncounted_ops", []),
@@ -410,6 +412,6 @@ def join(profile: Profile, counts: Any, *, peak_flop_per_s: float | None = None,
     return Joined(calls=calls, ops_by_shape=table(["name", "input_shapes"], profile.ops_by_shape_raw),
                   ops=table(["name"], profile.ops_raw),
                   modules=_modules(calls, counts, aligned, steps, profile.phases, ceilings, op_time),
-                  coverage=_coverage(calls, counts, aligned, steps, op_time), aligned=aligned,
+                  coverage=_coverage(calls, counts, aligned, steps, op_time, total_time), aligned=aligned,
                   kernels=_kernel_table(kernels, calls, steps),
                   time_per_forward_s=total_time, op_time_per_forward_s=op_time)

@@ -145,6 +145,7 @@ class Prepared:
     saved: ModelState | None = None
     module: Any = None  # the scenario file's module (workloads read their hooks from it); None for the API
     config_extra: dict = field(default_factory=dict)  # config-key parts of the model's options (named models)
+    compile: dict | None = None  # torch.compile settings when the model runs compiled (harness.pipeline.compiled)
 
     def restore(self) -> None:
         """Put the caller's model back as it was (modes, requires_grad); a copy needs nothing."""

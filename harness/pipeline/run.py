@@ -23,6 +23,7 @@ from ..core.schema import Summary
 from ..core.text import utc_iso
 from ..errors import HarnessError, forward_error
 from . import assemble, write
+from .compiled import count_eagerly
 from . import scenario as scenario_mod
 from . import workloads
 from .environment import environment
@@ -144,6 +145,41 @@ def _measure(stages: "Stages", workload, prep: Prepared, scenario: str, warmup: 
     return stages.run("latency", attempts)
 
 
+def _begin_compile(prep: Prepared) -> Any:
+    from . import compiled
+
+    return compiled.begin() if prep.compile is not None else None
+
+
+def _compile_stage(stages: "Stages", workload, prep: Prepared, scenario: str, begun: Any) -> dict | None:
+    """A compiled model's setup and first iterations, timed apart (compile cost, graphs, breaks, cache)."""
+    settings = prep.compile
+    if settings is None:
+        return None
+    from . import compiled
+    from .measure import synchronizer
+    from .workloads import no_scope
+
+    def warm() -> dict:
+        try:
+            return compiled.warm(lambda: workload.iteration(prep, no_scope), synchronizer(prep.device), settings,
+                                 begun)
+        except (HarnessError, KeyboardInterrupt):
+            raise
+        except Exception as exc:
+            raise forward_error(scenario, exc) from exc
+
+    return stages.run("compile", warm)
+
+
+def _after_timing(record: dict | None) -> dict | None:
+    if record is None:
+        return None
+    from . import compiled
+
+    return compiled.after_timing(record)
+
+
 def _profile(stages: "Stages", workload, prep: Prepared, cfg: ProfileConfig, rundir, started: datetime, rank=None):
     worker = rank.worker if rank is not None else f"{socket.gethostname()}_{os.getpid()}"
     trace_name = trace_file_name(worker, str(int(started.timestamp() * 1000)), cfg.gzip)
@@ -220,15 +256,19 @@ def execute(prep: Prepared, spec: RunSpec, *, scenario: str, workload: workloads
     run_id = rank.run_id if rank is not None else fsio.new_run_id(started)
     rundir = _open_rundir(root, scenario, run_id)
     try:
+        begun = _begin_compile(prep)
         workload.setup(prep)
         with workload.grad_mode():
+            compile_record = _compile_stage(stages, workload, prep, scenario, begun)
             attempts = _measure(stages, workload, prep, scenario, warmup, iters, spec.retry_disturbed)
-            counts = stages.run("count", lambda: workload.count(prep))
+            compile_record = _after_timing(compile_record)
+            counts = stages.run("count", lambda: count_eagerly(workload, prep))
             prof, profiled_contention = _profile(stages, workload, prep, cfg, rundir, started, rank)
         kept = _least_disturbed(attempts)
         parts_kw = dict(workload=workload, scenario=scenario, run_id=run_id, started=started, tag=spec.tag,
                         warmup=warmup, iters=iters, config=cfg, timing=attempts[kept][0], attempts=attempts,
                         kept=kept, profiled_contention=profiled_contention, model_options=dict(spec.model),
+                        compile=compile_record,
                         path=str(rundir.final) if rundir is not None else None)
         run = _assemble(stages.run("join", lambda: _join(parts_kw, prep, prof, counts)))
         if rundir is not None and root is not None:  # a run dir is opened under a root, never without one
@@ -272,6 +312,7 @@ def profile(
     workload_options: dict | None = None,
     profile_config: ProfileConfig | None = None,
     retry_disturbed: int = 0,
+    compile: str | None = None,
     **options: Any,
 ) -> Run:
     """Measure, profile and count ``model`` on ``inputs``; write a run dir when ``logdir`` is given.
@@ -281,14 +322,18 @@ def profile(
 
     The caller's model is left as it was: defaults are its own device and dtype; another
     device or dtype runs on a copy; modes and ``requires_grad`` flags are restored.
-    ``name`` defaults to the model's class name. Returns a :class:`Run`.
+    ``name`` defaults to the model's class name. ``compile``: a ``torch.compile`` mode
+    (``"default"``, ...) to run the model compiled; it is compiled in place (``nn.Module.compile``)
+    and stays so afterwards. Returns a :class:`Run`.
     """
-    spec = RunSpec(target=name or type(model).__name__, workload=workload,
+    spec = RunSpec(target=name or type(model).__name__, workload=workload, compile=compile,
                    workload_options={**(workload_options or {}), **options}, batch_size=batch_size,
                    threads=threads, warmup=warmup, iters=iters, retry_disturbed=retry_disturbed,
                    profile=profile_config or ProfileConfig(), logdir=None if logdir is None else str(logdir), tag=tag)
     wl = workloads.get(spec.workload, **spec.workload_options)  # bad options fail before the model is touched
     prep = prepare_model(model, inputs, name=name, device=device, dtype=dtype, batch_size=batch_size, threads=threads)
+    prep.config_extra = spec.compile_config_extra()
+    compile_model(prep, spec)
     return execute(prep, spec, scenario=prep.name, workload=wl)
 
 
@@ -309,6 +354,7 @@ def run_scenario(
     profile_config: ProfileConfig | None = None,
     progress: Callable[[str], None] | None = None,
     retry_disturbed: int = 0,
+    compile: str | None = None,
 ) -> Run:
     """Load a scenario (built-in name, file path or model by name with ``model_options``:
     :class:`harness.models.ModelOptions`), build it, and run it (:func:`run_spec`)."""
@@ -320,7 +366,7 @@ def run_scenario(
     spec = RunSpec(target=str(name_or_path), workload=workload, workload_options=workload_options or {},
                    model=model, batch_size=batch_size, device=None if device is None else str(device),
                    dtype=None if dtype is None else dtype_name(dtype) if isinstance(dtype, torch.dtype) else str(dtype),
-                   threads=threads, warmup=warmup, iters=iters, retry_disturbed=retry_disturbed,
+                   threads=threads, warmup=warmup, iters=iters, retry_disturbed=retry_disturbed, compile=compile,
                    profile=profile_config or ProfileConfig(), logdir=None if logdir is None else str(logdir), tag=tag)
     return run_spec(spec, progress=progress)
 
@@ -336,8 +382,18 @@ def build(spec: RunSpec, stages: Stages | None = None) -> tuple[Any, workloads.W
     prep = stages.run("build", lambda: prepare_scenario(sc, batch_size=spec.batch_size, device=spec.device,
                                                         dtype=spec.dtype, threads=spec.threads,
                                                         channels_last=spec.channels_last))
-    prep.config_extra = {**model_config_extra(spec.model), **({"channels_last": 1} if spec.channels_last else {})}
+    prep.config_extra = {**model_config_extra(spec.model), **({"channels_last": 1} if spec.channels_last else {}),
+                         **spec.compile_config_extra()}
+    compile_model(prep, spec)
     return sc, wl, prep
+
+
+def compile_model(prep: Prepared, spec: RunSpec) -> None:
+    """``--compile``: the prepared model compiled in place (:mod:`harness.pipeline.compiled`)."""
+    if spec.compile is not None:
+        from . import compiled
+
+        prep.compile = compiled.apply(prep.model, spec.compile, spec.compile_backend, spec.dynamic)
 
 
 def run_spec(spec: RunSpec, progress: Callable[[str], None] | None = None) -> Run:

@@ -45,7 +45,10 @@ class RunSpec:
     ``model``: :class:`harness.models.ModelOptions` fields for a model by name (as a dict);
     ``workload`` and ``workload_options``: how the model is driven and that workload's own
     options (``{"prompt_len": 128}``), checked against the workload's declared options;
-    ``channels_last``: the model and its 4-d inputs in channels_last memory format.
+    ``channels_last``: the model and its 4-d inputs in channels_last memory format;
+    ``compile``: a ``torch.compile`` mode (``default``, ``reduce-overhead``, ``max-autotune``,
+    ``max-autotune-no-cudagraphs``) or None for eager, with ``compile_backend`` (default
+    ``inductor``) and ``dynamic`` (None: dynamo decides) (:mod:`harness.pipeline.compiled`).
     """
 
     target: str
@@ -57,6 +60,9 @@ class RunSpec:
     dtype: str | None = None
     threads: int | None = None
     channels_last: bool = False
+    compile: str | None = None
+    compile_backend: str | None = None
+    dynamic: bool | None = None
     warmup: int | None = None
     iters: int | None = None
     retry_disturbed: int = 0
@@ -87,8 +93,24 @@ class RunSpec:
             value = value.__index__()
             if value < minimum:
                 raise HarnessError(f"{name} must be at least {minimum}, got {value}")
+        self._check_compile()
         if not self.target:
             raise HarnessError("give a scenario: a built-in name, a .py file or a model by name (timm:NAME, ...)")
+
+    def _check_compile(self) -> None:
+        modes = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
+        if self.compile is not None and self.compile not in modes:
+            raise HarnessError(f"--compile {self.compile!r}: use one of {', '.join(modes)}")
+        if self.compile is None and (self.compile_backend is not None or self.dynamic is not None):
+            flag = "--compile-backend" if self.compile_backend is not None else "--dynamic/--no-dynamic"
+            raise HarnessError(f"{flag} needs --compile [MODE]")
+
+    def compile_config_extra(self) -> dict[str, str]:
+        """The config-key part of compilation: eager and compiled runs are never one config."""
+        if self.compile is None:
+            return {}
+        dyn = {None: "", True: "+dynamic", False: "+static"}[self.dynamic]
+        return {"compile": f"{self.compile}/{self.compile_backend or 'inductor'}{dyn}"}
 
     # ------------------------------------------------------------ derived
 

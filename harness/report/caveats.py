@@ -95,4 +95,7 @@ def exceeded_names(summary: dict, what: str) -> set[str]:
 
 def warnings(summary: dict) -> list[str]:
     """Every warning line of a run, most serious first."""
-    return [w for w in (timing_disturbed(summary), peak_exceeded(summary), timing_noise(summary)) if w]
+    from ..pipeline.compiled import warnings as compiled_warnings
+
+    return ([w for w in (timing_disturbed(summary), peak_exceeded(summary), timing_noise(summary)) if w]
+            + compiled_warnings(summary.get("compile")))

@@ -77,8 +77,10 @@ def count_side(workload, prep) -> dict:
     """Params / MACs / FLOPs of one iteration of the workload (:meth:`Workload.count` on the prepared
     side: a forward, a generation, a training step); ``{"error": ...}`` when counting fails."""
     try:
+        from ...pipeline.compiled import count_eagerly
+
         with workload.grad_mode():
-            c = workload.count(prep)
+            c = count_eagerly(workload, prep)
         return {"params": int(c.params), "macs": int(c.macs), "flops": int(c.flops)}
     except Exception as exc:  # noqa: BLE001 - counting is a side note of an A/B, never its failure
         return {"error": short_exc(exc, 120)}

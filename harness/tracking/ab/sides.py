@@ -14,7 +14,8 @@ from ...pipeline import workloads
 from ...pipeline.spec import RunSpec
 
 SIDE_KEYS = {"batch_size": "batch_size", "bs": "batch_size", "dtype": "dtype", "device": "device",
-             "threads": "threads", "channels_last": "channels_last", "label": "label", "python": "python"}
+             "threads": "threads", "channels_last": "channels_last", "label": "label", "python": "python",
+             "compile": "compile"}
 OWN_FIELDS = ("label", "python")  # ab's own fields of a side; everything else is the run spec's
 
 
@@ -59,7 +60,7 @@ def defaults_of(spec: RunSpec) -> dict[str, Any]:
 
 def parse_side(text: str, **defaults: Any) -> SideSpec:
     """``SCENARIO[:key=value,...]`` with keys batch_size (bs), dtype, device, threads, channels_last,
-    label, ``workload`` and each workload option by name (``prompt_len=64``, ``optimizer=sgd``: checked
+    compile (bare: torch.compile's default mode; ``compile=max-autotune``), label, ``workload`` and each workload option by name (``prompt_len=64``, ``optimizer=sgd``: checked
     by the option's :meth:`~harness.pipeline.workloads.Option.parse`); ``defaults`` (RunSpec fields,
     ``label``, ``python``: the shared command-line options) apply where the side says nothing, and a
     side's workload options are added to the shared ones. A model by name keeps its source:
@@ -86,7 +87,7 @@ def parse_side(text: str, **defaults: Any) -> SideSpec:
             options[key] = _side_error(text, workloads.declared_options()[key].parse, value.strip())
         else:
             raise HarnessError(f"side {text!r}: unknown option {key!r}; use batch_size (bs), dtype, device, threads, "
-                               f"channels_last, label, workload or a workload option "
+                               f"channels_last, compile, label, workload or a workload option "
                                f"({', '.join(workloads.declared_options())})")
     spec = _side_error(text, lambda: RunSpec(target=scen, **{**run, "workload_options": options, "logdir": None}))
     if spec.workload is not None:
@@ -114,6 +115,8 @@ def _option_value(text: str, key: str, value: str) -> Any:
     """A side's generic ``key=value``, checked (a bare ``channels_last`` means true)."""
     if key == "channels_last":
         return value.strip().lower() not in ("0", "false", "no", "off") if value else True
+    if key == "compile":  # a bare ``compile`` is torch.compile's default mode
+        return value.strip() or "default"
     if key in ("batch_size", "threads"):
         try:
             number = int(value)

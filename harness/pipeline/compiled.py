@@ -1,0 +1,162 @@
+"""``--compile``: the run's model under ``torch.compile``, its compile cost measured apart.
+
+The model is compiled **in place** (``nn.Module.compile``): the module object, its parameter
+names and its module paths stay the eager model's, so the profiler's module labels, the
+counter's module tree and history's config all speak of the same model.
+
+What a compiled run measures before timing (:func:`warm`), from ``torch._dynamo``'s own
+counters (``torch._dynamo.utils.counters``, differences around each call):
+
+- ``compile_s``: the wall time from before the workload's setup (a training run's setup
+  already steps once) to the end of the first iteration: tracing, graph lowering, code
+  generation, the C++ compiler on CPU, and one run of the compiled code;
+- ``settle_iterations``: further iterations until one compiles nothing (a generation's
+  growing context recompiles its decode step until dynamo marks the length dynamic);
+- ``frames_compiled``, ``graphs``, ``graph_breaks`` (each reason and how often) and
+  ``recompiles`` (frames compiled after the first iteration: a new shape or a failed guard);
+- ``cache``: ``warm`` when Inductor's FX graph cache served every graph, ``cold`` when it
+  served none, ``partly warm`` otherwise (a warm cache compiles several times faster);
+- after timing, ``recompiles_while_timed``: a run that kept recompiling is not a steady
+  state, and says so (``steady`` false, a warning).
+
+Counting runs the same iteration **eagerly** (:func:`eager`): the compiled code does the same
+math, and the counter's dispatch mode sees every aten op only in eager mode.
+"""
+from __future__ import annotations
+
+import contextlib
+import time
+from typing import Any, Callable, Iterator
+
+MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
+DEFAULT_BACKEND = "inductor"
+MAX_SETTLE = 5  # iterations after the first that may still compile before timing starts anyway
+
+
+def apply(model: Any, mode: str, backend: str | None, dynamic: bool | None) -> dict:
+    """Compile ``model`` in place; the ``compile`` record's settings (mode, backend, dynamic)."""
+    backend = backend or DEFAULT_BACKEND
+    kwargs: dict[str, Any] = {"backend": backend, "dynamic": dynamic}
+    if backend == "inductor":
+        kwargs["mode"] = None if mode == "default" else mode
+        _profile_generated_kernels()
+    model.compile(**kwargs)
+    return {"mode": mode, "backend": backend, "dynamic": dynamic}
+
+
+def _profile_generated_kernels() -> None:
+    """Generated CPU kernels appear in the profiler's trace by name (``cpp_fused_...``)."""
+    import torch._inductor.config as inductor_config
+
+    inductor_config.cpp.enable_kernel_profile = True
+
+
+def is_compiled(model: Any) -> bool:
+    return getattr(model, "_compiled_call_impl", None) is not None
+
+
+@contextlib.contextmanager
+def eager(model: Any) -> Iterator[None]:
+    """Run ``model`` eagerly inside the block (a no-op for a model that is not compiled)."""
+    saved = getattr(model, "_compiled_call_impl", None)
+    if saved is None:
+        yield
+        return
+    model._compiled_call_impl = None
+    try:
+        yield
+    finally:
+        model._compiled_call_impl = saved
+
+
+def count_eagerly(workload: Any, prep: Any) -> Any:
+    """``workload.count(prep)`` with the model run eagerly: the work a compiled model does is the
+    eager model's math (the counter's dispatch mode sees every aten op only in eager mode)."""
+    with eager(prep.model):
+        return workload.count(prep)
+
+
+def counters() -> dict:
+    """A snapshot of dynamo's and Inductor's counters that :func:`warm` reads."""
+    from torch._dynamo.utils import counters as c
+
+    return {"frames": c["frames"].get("ok", 0), "graphs": c["stats"].get("unique_graphs", 0),
+            "breaks": dict(c["graph_break"]), "cache_hits": c["inductor"].get("fxgraph_cache_hit", 0),
+            "cache_misses": c["inductor"].get("fxgraph_cache_miss", 0)}
+
+
+def _breaks(before: dict, after: dict) -> list[dict]:
+    """Graph breaks between two snapshots: ``[{"reason", "count"}]``, most frequent first."""
+    counts = {str(r): int(n - before["breaks"].get(r, 0)) for r, n in after["breaks"].items()}
+    return [{"reason": r, "count": n} for r, n in sorted(counts.items(), key=lambda kv: -kv[1]) if n > 0]
+
+
+def _cache_state(hits: int, misses: int) -> str:
+    if hits + misses == 0:
+        return "not used"
+    return "warm" if misses == 0 else "cold" if hits == 0 else "partly warm"
+
+
+def begin() -> tuple[dict, float]:
+    """The counters and the clock before anything runs the compiled model (pass to :func:`warm`)."""
+    return counters(), time.perf_counter()
+
+
+def warm(iteration: Callable[[], None], sync: Callable[[], None], settings: dict,
+         begun: tuple[dict, float] | None = None) -> dict:
+    """Run the first (compiling) iteration, then iterations until one compiles nothing; the record.
+    ``begun`` (:func:`begin`, taken before the workload's setup) makes that setup part of the cost."""
+    start, t0 = begun or begin()
+    iteration()
+    sync()
+    compile_s = time.perf_counter() - t0
+    first = counters()
+    settle = 0
+    while settle < MAX_SETTLE:
+        before = counters()["frames"]
+        iteration()
+        sync()
+        settle += 1
+        if counters()["frames"] == before:
+            break
+    end = counters()
+    return {**settings, "compile_s": compile_s, "settle_iterations": settle,
+            "frames_compiled": end["frames"] - start["frames"], "graphs": end["graphs"] - start["graphs"],
+            "graph_breaks": _breaks(start, end), "recompiles": end["frames"] - first["frames"],
+            "cache": _cache_state(end["cache_hits"] - start["cache_hits"], end["cache_misses"] - start["cache_misses"]),
+            "frames_before_timing": end["frames"]}
+
+
+def after_timing(record: dict) -> dict:
+    """The record with ``recompiles_while_timed`` and ``steady`` (nothing compiled while timed)."""
+    out = {k: v for k, v in record.items() if k != "frames_before_timing"}
+    timed = counters()["frames"] - record["frames_before_timing"]
+    return {**out, "recompiles_while_timed": timed, "steady": timed == 0}
+
+
+UNATTRIBUTED = ("compiled: the op and module tables do not yet attribute the time of generated (fused) kernels "
+                "to the ops they fused, so their times cover only the aten ops the compiled code still calls; "
+                "latency, counted work and achieved FLOP/s are whole-iteration figures and hold")
+
+
+def warnings(record: dict | None) -> list[str]:
+    """Lines for summary.warnings: what the tables of a compiled run leave out, and a model that kept
+    recompiling while timed."""
+    if not record:
+        return []
+    out = [UNATTRIBUTED]
+    if not record.get("steady", True):
+        out.append(f"the compiled model recompiled {record['recompiles_while_timed']} times while timed: its median "
+                   "is not a steady state (pass --dynamic, or a fixed shape)")
+    return out
+
+
+def describe(record: dict) -> str:
+    """One terminal line: mode, backend, compile time and what dynamo did."""
+    breaks = sum(b["count"] for b in record.get("graph_breaks", []))
+    dyn = {None: "", True: ", dynamic", False: ", static"}[record.get("dynamic")]
+    return (f"compiled ({record['mode']}, {record['backend']}{dyn}): {record['compile_s']:.1f} s to the end of the "
+            f"first iteration, "
+            f"{record['graphs']} graph{'s' if record['graphs'] != 1 else ''}, {breaks} graph break"
+            f"{'s' if breaks != 1 else ''}, {record['recompiles']} recompile{'s' if record['recompiles'] != 1 else ''}"
+            f" after it, Inductor cache {record['cache']}")

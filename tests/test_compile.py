@@ -1,0 +1,175 @@
+"""``--compile``: a compiled model timed, its compile cost measured apart, its work counted eagerly.
+
+Real torch.compile (Inductor and gcc on CPU) on one tiny MLP, compiled once per test module
+(a fixture shares the run); a graph break uses the ``eager`` backend, which traces with dynamo
+but generates no code, so it costs no C++ compile.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from conftest import run_cli, write_scenario
+from harness.errors import HarnessError
+from harness.pipeline.spec import RunSpec
+from harness.tracking.ab.sides import parse_side
+
+MLP = '''
+import torch
+from torch import nn
+
+batch_size = 4
+
+
+def build_model():
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Linear(32, 64), nn.GELU(), nn.Linear(64, 8))
+
+
+def make_inputs(batch_size, device):
+    return torch.randn(batch_size, 32, device=device)
+'''
+
+BREAK = '''
+import torch
+from torch import nn
+
+batch_size = 2
+
+
+class Broken(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.a, self.b = nn.Linear(16, 16), nn.Linear(16, 4)
+
+    def forward(self, x):
+        x = self.a(x)
+        torch._dynamo.graph_break()
+        return self.b(x)
+
+
+def build_model():
+    torch.manual_seed(0)
+    return Broken()
+
+
+def make_inputs(batch_size, device):
+    return torch.randn(batch_size, 16, device=device)
+'''
+
+QUICK = ("--iters", "5", "--warmup", "1", "--active", "1")
+
+
+def _only_run(logdir: Path, scenario: str) -> Path:
+    (run,) = [p for p in (logdir / scenario).iterdir() if p.name != "trends"]
+    return run
+
+
+@pytest.fixture(scope="module")
+def compiled_run(tmp_path_factory):
+    """One compiled forward run of the MLP through the CLI: (terminal text, summary, run dir, logdir)."""
+    d = tmp_path_factory.mktemp("compiled")
+    scen = write_scenario(d, "mlp", MLP)
+    r = run_cli("run", str(scen), "--compile", "--threads", "1", "--logdir", str(d / "logs"), *QUICK, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    run = _only_run(d / "logs", "mlp")
+    return r.stdout, json.loads((run / "summary.json").read_text()), run, d
+
+
+def test_compile_record(compiled_run):
+    _, s, _, _ = compiled_run
+    c = s["compile"]
+    assert (c["mode"], c["backend"], c["dynamic"]) == ("default", "inductor", None)
+    # one frame (the Sequential's forward), one graph, no break, nothing compiled after the first iteration
+    assert (c["frames_compiled"], c["graphs"], c["graph_breaks"], c["recompiles"]) == (1, 1, [], 0)
+    assert c["recompiles_while_timed"] == 0 and c["steady"] is True
+    assert c["cache"] in ("warm", "cold")  # one graph: the FX graph cache served it or it did not
+    assert c["compile_s"] > 0 and c["settle_iterations"] == 1
+    assert s["stage_times_s"]["compile"] >= c["compile_s"]
+
+
+def test_compiled_work_is_the_eager_count(compiled_run):
+    """The compiled run counts the eager model's math, exactly: 4 x (32 x 64 + 64 x 8) MACs."""
+    _, s, _, _ = compiled_run
+    assert s["macs"] == 4 * (32 * 64 + 64 * 8) == 10_240
+    assert s["flops"] == 2 * s["macs"]
+    eager = json.loads(run_cli("count", str(Path(s["path"]).parent.parent.parent / "mlp.py"), "--json").stdout)
+    assert (eager["macs"], eager["flops"], eager["other_flops"]) == (s["macs"], s["flops"], s["other_flops"])
+
+
+def test_compiled_config_is_its_own(compiled_run):
+    """Eager and compiled runs never share a config: history, compare and trends keep them apart."""
+    _, s, _, d = compiled_run
+    assert s["config_key"].endswith("|compile=default/inductor")
+    hist = pd.read_csv(d / "logs" / "history.csv")
+    assert list(hist["config_key"]) == [s["config_key"]]
+
+
+def test_compiled_terminal_and_report_say_so(compiled_run):
+    out, s, run, _ = compiled_run
+    line = next(x for x in out.splitlines() if x.strip().startswith("compiled"))
+    assert f"{s['compile']['compile_s']:.1f} s to the end of the first iteration" in line
+    assert "1 graph, 0 graph breaks, 0 recompiles after it" in line
+    # the tables' limit is said, not hidden: fused kernels' time is not attributed to ops yet
+    assert "do not yet attribute the time of generated (fused) kernels" in out
+    assert any("fused" in w for w in s["warnings"])
+    assert "do not yet attribute the time of generated (fused) kernels" in (run / "report.html").read_text()
+
+
+def test_graph_break_is_reported(tmp_path):
+    """A graph break in forward: two frames, two graphs, the break's reason counted once per compile."""
+    scen = write_scenario(tmp_path, "broken", BREAK)
+    r = run_cli("run", str(scen), "--compile", "--compile-backend", "eager", "--no-dynamic", "--threads", "1",
+                "--logdir", str(tmp_path / "logs"), *QUICK, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    s = json.loads((_only_run(tmp_path / "logs", "broken") / "summary.json").read_text())
+    c = s["compile"]
+    assert (c["backend"], c["dynamic"], c["cache"]) == ("eager", False, "not used")
+    assert c["graphs"] == 2 and c["frames_compiled"] == 2
+    assert len(c["graph_breaks"]) == 1 and c["graph_breaks"][0]["count"] == 1
+    assert "graph_break" in c["graph_breaks"][0]["reason"].lower() or "graph break" in c["graph_breaks"][0]["reason"]
+    assert s["macs"] == 2 * (16 * 16 + 16 * 4)
+    assert s["config_key"].endswith("|compile=default/eager+static")
+
+
+@pytest.mark.parametrize("args, message", [
+    (("--compile-backend", "eager"), "--compile-backend needs --compile [MODE]"),
+    (("--no-dynamic",), "--dynamic/--no-dynamic needs --compile [MODE]"),
+])
+def test_compile_options_need_compile(args, message, tmp_path):
+    r = run_cli("run", "vgg16", *args, "--logdir", str(tmp_path))
+    assert r.returncode == 2 and message in r.stderr
+
+
+def test_compile_mode_is_checked(tmp_path):
+    r = run_cli("run", "vgg16", "--compile", "fastest", "--logdir", str(tmp_path))
+    assert r.returncode == 2 and "fastest" in r.stderr
+    with pytest.raises(HarnessError, match="use one of default, reduce-overhead"):
+        RunSpec(target="vgg16", compile="fastest")
+
+
+def test_ab_side_compile_key():
+    """``ab X X:compile``: the side's run spec carries the mode (bare: default)."""
+    assert parse_side("vgg16").spec.compile is None
+    assert parse_side("vgg16:compile").spec.compile == "default"
+    assert parse_side("vgg16:compile=max-autotune").spec.compile == "max-autotune"
+    with pytest.raises(HarnessError, match="side 'vgg16:compile=fast'"):
+        parse_side("vgg16:compile=fast")
+
+
+def test_python_api_compile():
+    """``harness.profile(model, x, compile="default")`` (no logdir): the record says compiled, the work is eager's."""
+    import torch
+    from torch import nn
+
+    import harness
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(8, 8), nn.ReLU())
+    run = harness.profile(model, torch.randn(3, 8), compile="default", iters=3, warmup=1, threads=1)
+    assert run.summary["compile"]["graphs"] == 1 and run.summary["compile"]["steady"] is True
+    assert run.summary["macs"] == 3 * 8 * 8
+    assert run.summary["config_key"].endswith("|compile=default/inductor")
