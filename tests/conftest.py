@@ -41,6 +41,13 @@ def make_inputs(batch_size, device):
 F32 = 4  # bytes per float32 element
 
 
+def hogs_to_halve(threads: int) -> int:
+    """How many busy processes make ``threads`` threads of ours wait for a CPU about half the time on
+    this machine: with N CPUs in our affinity mask (inherited by the hogs), 2N runnable threads give
+    each about half a CPU. 2 hogs next to 2 threads on 2 CPUs, 30 on 16; at least 1."""
+    return max(1, 2 * len(os.sched_getaffinity(0)) - threads)
+
+
 class Fn(torch.nn.Module):
     """Wrap a function of the inputs as a module (count() takes modules)."""
 

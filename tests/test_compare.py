@@ -4,12 +4,13 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
+from statistics import NormalDist
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import run_cli
+from conftest import TINY_SCENARIO, run_cli, write_scenario
 from harness.tracking import compare as cmp
 from harness.core import fsio
 from harness.tracking import history
@@ -285,3 +286,57 @@ def test_scenario_pair_of_different_networks_exits_2(tmp_path: Path):
     assert "different networks (params 138 M vs 25.6 M, macs 15.5 G vs 4.09 G)" in proc.stderr
     proc = run_cli("compare", "--scenario", "model", "--logdir", str(tmp_path), "--force")
     assert proc.returncode == 1 and "WORK DIFFERS" in proc.stdout
+
+
+def test_threshold_and_noise_through_the_cli_on_real_runs(tmp_path: Path):
+    """Two real runs of the tiny scenario, batch 2 and batch 3 (--force: their configs differ). --threshold
+    decides the memory verdict, which is exact (counted, never disturbed): a change r is "more memory" once
+    r >= 1 + threshold/2, "no significant change" while r <= 1 + threshold. --noise widens the latency
+    interval on the log scale: each half-width w becomes sqrt(w^2 + 2 (z x noise)^2), z the normal quantile
+    of the 98% level (the within-run bootstrap and each run's own disturbance stay as they were)."""
+    scen = write_scenario(tmp_path, "tiny", TINY_SCENARIO)
+    logdir = tmp_path / "logs"
+    runs = []
+    for bs in ("2", "3"):
+        p = run_cli("run", str(scen), "--batch-size", bs, "--threads", "1", "--iters", "5", "--warmup", "1",
+                    "--active", "1", "--top", "0", "--json", "--logdir", str(logdir))
+        assert p.returncode == 0, p.stderr
+        runs.append(json.loads(p.stdout))
+
+    def compare(*flags: str) -> tuple[int, dict]:
+        p = run_cli("compare", runs[0]["path"], runs[1]["path"], "--logdir", str(logdir), "--force",
+                    "--fail-on", "memory", "--json", *flags)
+        assert p.returncode in (0, 1), p.stdout + p.stderr
+        out = json.loads(p.stdout)
+        assert out["exit_code"] == p.returncode
+        return p.returncode, out
+
+    def metric(out: dict, name: str) -> dict:
+        return next(m for m in out["metrics"] if m["name"] == name)
+
+    # CPU peak memory = weights (21,416 B, both runs) + inputs + activations: one more sample adds its input
+    # (3 x 16 x 16 x 4 = 3,072 B) and its activations (about 28 KB against 77 KB in all at batch 2: r ~ 1.36)
+    r = runs[1]["peak_memory_bytes"] / runs[0]["peak_memory_bytes"]
+    assert runs[1]["peak_memory_bytes"] - runs[0]["peak_memory_bytes"] > 3 * 16 * 16 * 4
+    assert 1 + 0.05 / 2 <= r < 1 + 0.9 / 2, r  # so 5% and 90% must disagree
+    code, strict = compare("--threshold", "5%", "--noise", "1%")
+    assert strict["threshold"] == 0.05 and metric(strict, "memory")["verdict"] == "more memory"
+    assert code == 1 and strict["regressed_metrics"] == ["memory"]
+    code, loose = compare("--threshold", "90%", "--noise", "1%")
+    assert loose["threshold"] == 0.9 and metric(loose, "memory")["verdict"] == "no significant change"
+    assert code == 0 and loose["regressed_metrics"] == []
+    for out in (strict, loose):
+        assert metric(out, "memory")["change"] == pytest.approx(r - 1)
+        assert out["between_run_noise"] == {"sd_log": 0.01, "source": "given with --noise", "runs": 0}
+    # --noise 30%: the same latency ratio, its interval widened by exactly the extra noise
+    _, noisy = compare("--threshold", "5%", "--noise", "30%")
+    assert noisy["between_run_noise"]["sd_log"] == 0.3
+    z = NormalDist().inv_cdf(1 - (1 - strict["level"]) / 2)  # level 0.98: z = 2.326
+    narrow, wide = metric(strict, "latency"), metric(noisy, "latency")
+    assert wide["change"] == narrow["change"]
+    c = math.log(1 + narrow["change"])
+    for side, sign in (("low", -1), ("high", 1)):
+        w_narrow = sign * (math.log(1 + narrow[side]) - c)
+        w_wide = sign * (math.log(1 + wide[side]) - c)
+        assert w_wide ** 2 == pytest.approx(w_narrow ** 2 + 2 * (z * 0.3) ** 2 - 2 * (z * 0.01) ** 2)
+    assert wide["low"] < narrow["low"] and wide["high"] > narrow["high"]

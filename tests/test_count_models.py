@@ -48,15 +48,41 @@ def _meta_model(name):
         return getattr(torchvision.models, name)().eval()
 
 
-@pytest.mark.parametrize(
-    "name, macs, params",
-    [
-        ("vgg16", 15_470_264_320, 138_357_544),
-        ("resnet50", 4_089_184_256, 25_557_032),
-        ("mobilenet_v2", 300_774_272, 3_504_872),
-        ("vit_b_16", 17_563_828_224, 86_567_656),
-    ],
-)
+# batch 1, 3 x 224 x 224: vgg16 and vit_b_16 are derived by hand below; every row is also what
+# FlopCounterMode counts (conv + matmul MACs) and what the model's own parameters add up to
+REFERENCE = [
+    ("vgg16", 15_470_264_320, 138_357_544),
+    ("resnet50", 4_089_184_256, 25_557_032),
+    ("mobilenet_v2", 300_774_272, 3_504_872),
+    ("vit_b_16", 17_563_828_224, 86_567_656),
+]
+
+
+@pytest.mark.parametrize("name, macs, params", REFERENCE)
+def test_reference_figures_are_torchs_own(name, macs, params):
+    # on meta too: FlopCounterMode needs only shapes (fast paths off: what it counts exactly)
+    model = _meta_model(name)
+    assert flop_counter_macs(model, torch.empty(1, 3, 224, 224, device="meta")) == macs
+    assert sum(p.numel() for p in model.parameters()) == params
+
+
+def test_vgg16_by_hand():
+    # 13 3x3 convolutions, padding 1 (output side = input side), 2x2 max-pool after each stage:
+    # (side, in channels, out channels); MACs = side^2 x out x in x 9
+    convs = [(224, 3, 64), (224, 64, 64), (112, 64, 128), (112, 128, 128),
+             (56, 128, 256), (56, 256, 256), (56, 256, 256), (28, 256, 512), (28, 512, 512), (28, 512, 512),
+             (14, 512, 512), (14, 512, 512), (14, 512, 512)]
+    conv_macs = sum(side * side * cout * cin * 9 for side, cin, cout in convs)
+    assert conv_macs == 15_346_630_656
+    # classifier on the 512 x 7 x 7 pooled features: 25,088 -> 4096 -> 4096 -> 1000
+    fcs = [(512 * 7 * 7, 4096), (4096, 4096), (4096, 1000)]
+    fc_macs = sum(i * o for i, o in fcs)  # 102,760,448 + 16,777,216 + 4,096,000 = 123,633,664
+    assert conv_macs + fc_macs == 15_470_264_320
+    params = sum(cout * cin * 9 + cout for _, cin, cout in convs) + sum(i * o + o for i, o in fcs)
+    assert params == 138_357_544
+
+
+@pytest.mark.parametrize("name, macs, params", REFERENCE)
 def test_reference_figures_on_meta(name, macs, params):
     c = count(_meta_model(name), torch.empty(1, 3, 224, 224, device="meta"))
     assert c.macs == macs

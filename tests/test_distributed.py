@@ -73,6 +73,26 @@ def make_inputs(batch_size, device):
     return torch.randn(batch_size, 8, device=device)
 '''
 
+# Rank 1 hangs while building its model (never reaches the ranks' first barrier); pids as RAISES.
+HANGS = '''
+import os
+import time
+import torch
+from torch import nn
+
+
+def build_model():
+    with open(os.path.join(os.environ["PID_DIR"], "rank" + os.environ["RANK"]), "w") as f:
+        f.write(str(os.getpid()))
+    if os.environ["RANK"] == "1":
+        time.sleep(3600)
+    return nn.Linear(8, 8)
+
+
+def make_inputs(batch_size, device):
+    return torch.randn(batch_size, 8, device=device)
+'''
+
 QUICK = ("--warmup", "1", "--iters", "3", "--active", "2", "--top", "0")
 
 
@@ -186,6 +206,34 @@ def test_failed_rank_exits_2_naming_it(tmp_path: Path):
     while any(_alive(p) for p in pids) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert not any(_alive(p) for p in pids)
+
+
+def test_hanging_rank_is_bounded_by_rank_timeout(tmp_path: Path):
+    """Rank 1 sleeps in build_model; rank 0 waits for it at the barrier before timing. --rank-timeout-s 15
+    bounds that wait: the job exits 2 within the timeout plus start-up and shutdown (SIGTERM to the hung
+    rank), with one line saying a rank timed out at the barrier, not that the model raised."""
+    sc = write_scenario(tmp_path, "hangs", HANGS)
+    pid_dir = tmp_path / "pids"
+    pid_dir.mkdir()
+    logdir = tmp_path / "logs"
+    t0 = time.monotonic()
+    r = run_cli("run", str(sc), "--nproc-per-node", "2", "--logdir", str(logdir), "--rank-timeout-s", "15", *QUICK,
+                env={"PID_DIR": str(pid_dir)}, timeout=120)
+    took = time.monotonic() - t0
+    assert r.returncode == 2, r.stderr[-3000:]
+    assert 15 <= took < 15 + 40, took  # waited for the timeout, and not much longer
+    lines = [ln for ln in r.stderr.splitlines() if ln.startswith("error:")]
+    assert len(lines) == 1, r.stderr[-3000:]
+    assert "rank 0 of 2" in lines[0] and "barrier before latency failed (another rank stopped or timed out)" in lines[0]
+    assert "the model raised" not in lines[0]  # the model did not raise: a peer never came
+    assert not (logdir / "hangs").exists() or not any((logdir / "hangs").iterdir())
+    assert not (logdir / "history.csv").exists()
+    pids = [int(p.read_text()) for p in pid_dir.iterdir()]
+    assert len(pids) == 2
+    deadline = time.monotonic() + 5
+    while any(_alive(p) for p in pids) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not any(_alive(p) for p in pids)  # the hung rank was stopped too
 
 
 def test_rank_flag_refused_under_torchrun(tmp_path: Path, tiny_scenario: Path):

@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 
 from conftest import ROOT, TINY_SCENARIO, run_cli, write_scenario
 
@@ -65,8 +66,14 @@ def test_broken_scenarios(earlier, tmp_path, body, words):
     assert_clean_failure(proc, logdir, before, *words)
 
 
+# A CUDA index no machine has: exit 2 on every host, for its own reason on each (no GPU at all here,
+# or fewer GPUs than 100: harness.pipeline.prepare.resolve_device).
+NO_SUCH_GPU = ([f"--device cuda:99: only {torch.cuda.device_count()} CUDA device(s) here"] if torch.cuda.is_available()
+               else ["--device cuda was asked for but no CUDA GPU is available here"])
+
+
 @pytest.mark.parametrize("args, words", [
-    (["--device", "cuda"], ["no CUDA GPU"]),
+    (["--device", "cuda:99"], NO_SUCH_GPU),
     (["--device", "tpu9"], ["unknown device 'tpu9'"]),
     (["--dtype", "float8"], ["unknown dtype 'float8'"]),
     (["--batch-size", "0"], ["--batch-size must be at least 1"]),
@@ -79,6 +86,15 @@ def test_bad_options(earlier, args, words):
     before = snapshot(logdir)
     proc = run_cli("run", str(scen), "--logdir", str(logdir), *args)
     assert_clean_failure(proc, logdir, before, *words)
+
+
+def test_device_cuda_where_no_gpu_is_visible(earlier):
+    """`--device cuda` with no GPU visible: exit 2, one line. On a GPU machine the GPUs are hidden
+    from the harness process (CUDA_VISIBLE_DEVICES=""), a real machine without a visible GPU."""
+    scen, logdir = earlier
+    before = snapshot(logdir)
+    proc = run_cli("run", str(scen), "--logdir", str(logdir), "--device", "cuda", env={"CUDA_VISIBLE_DEVICES": ""})
+    assert_clean_failure(proc, logdir, before, "--device cuda was asked for but no CUDA GPU is available here")
 
 
 def test_missing_scenario_file(earlier, tmp_path):
@@ -96,7 +112,8 @@ def test_logdir_is_a_file(earlier, tmp_path):
     assert proc.returncode == 2 and "is a file" in proc.stderr and f.read_text() == "keep me"
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root writes through read-only permissions")
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes through read-only permissions (as root the unwritable "
+                    "logdir is checked full and through a file: test_*full_disk*, test_logdir_through_a_regular_file)")
 def test_logdir_read_only(earlier, tmp_path):
     scen, _ = earlier
     ro = tmp_path / "ro"
@@ -106,19 +123,48 @@ def test_logdir_read_only(earlier, tmp_path):
     assert proc.returncode == 2 and "not writable" in proc.stderr
 
 
-def test_logdir_on_a_full_disk(earlier, tmp_path):
-    """A full disk, simulated with a file-size limit of 0 bytes (every write fails with EFBIG, as
-    ENOSPC would): checked before the model is even built, nothing left behind."""
-    scen, _ = earlier
-    logdir = tmp_path / "full"
+def run_on_a_full_disk(*args: str) -> subprocess.CompletedProcess:
+    """The CLI with a file-size limit of 0 bytes: every write of a byte fails with EFBIG, as ENOSPC
+    would on a full disk (SIGXFSZ ignored, so the write fails instead of killing the process).
+    Directories are not files: mkdir still works, as on a full disk with inodes left."""
     code = ("import resource, signal, sys; signal.signal(signal.SIGXFSZ, signal.SIG_IGN); "
             "resource.setrlimit(resource.RLIMIT_FSIZE, (0, 0)); from harness.cli import main; "
-            f"sys.exit(main(['run', {str(scen)!r}, '--logdir', {str(logdir)!r}]))")
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT,
+            f"sys.exit(main({list(args)!r}))")
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT,
                           env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=120)
+
+
+def test_logdir_on_a_full_disk(earlier, tmp_path):
+    """A new logdir on a full disk: checked before the model is even built, nothing left behind."""
+    scen, _ = earlier
+    logdir = tmp_path / "full"
+    proc = run_on_a_full_disk("run", str(scen), "--logdir", str(logdir))
     assert proc.returncode == 2, proc.stderr
-    assert "cannot be written" in proc.stderr and "Traceback" not in proc.stderr
-    assert not any(p.name.startswith(".tmp-") for p in logdir.rglob("*"))
+    assert proc.stderr.strip() == (f"error: --logdir {logdir} cannot be written (File too large); "
+                                   "free space or pick another directory")
+    assert proc.stdout == ""  # no stage ran
+    assert [p for p in logdir.rglob("*")] == []  # the probe file is gone too
+
+
+def test_existing_logdir_on_a_full_disk_keeps_its_runs(earlier):
+    """Root writes through read-only permissions (CI runs as root), so the unwritable logdir holding
+    earlier runs is a full one: exit 2, one line, every earlier file byte for byte as it was."""
+    scen, logdir = earlier
+    before = snapshot(logdir)
+    proc = run_on_a_full_disk("run", str(scen), "--logdir", str(logdir), "--iters", "2", "--warmup", "1")
+    assert_clean_failure(proc, logdir, before, f"--logdir {logdir} cannot be written (File too large)")
+
+
+def test_logdir_through_a_regular_file(earlier, tmp_path):
+    """A --logdir whose parent is a regular file (``file/sub``) cannot be created, by root either."""
+    scen, _ = earlier
+    f = tmp_path / "afile"
+    f.write_text("keep me")
+    proc = run_cli("run", str(scen), "--logdir", str(f / "sub"))
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.strip() == (f"error: --logdir {f / 'sub'} cannot be written (Not a directory); "
+                                   "free space or pick another directory")
+    assert f.read_text() == "keep me" and list(tmp_path.iterdir()) == [f]
 
 
 @pytest.mark.parametrize("stage", ["latency", "count", "profile", "join", "write", "write-mid", "commit"])

@@ -28,14 +28,17 @@ def test_calibration_is_plausible_fast_and_cached():
     clock = r["clock_hz"]
     # 2 threads: somewhere between a slow single SSE core and a wide AVX-512 pair
     assert 5e9 < fp32 < 2e12
-    assert 0.35 < fp64 / fp32 < 0.7                               # fp64 has half the lanes
+    assert 0.2 < fp64 / fp32 < 1.0      # all-thread rates, best of 5: as noisy as the shared host
+    per_cycle = r["flop_per_cycle_per_thread"]
+    assert 0.4 < per_cycle["float64"] / per_cycle["float32"] < 0.6   # one thread, paired with its clock: half the lanes
     assert 0.5e9 < clock < 6.5e9
     if derived_fp32_per_cycle:
-        # measured FLOP per cycle per thread vs the ISA's (e.g. 32 for AVX2 with 2 FMA units);
-        # clock and FLOP/s are sampled in the same interleaved repeats, so this ratio is stable
+        # one thread's FLOP per cycle vs the ISA's (e.g. 32 for AVX2 with 2 FMA units, 64 for
+        # AVX-512): one thread's rate over one thread's clock, paired per repeat, so a neighbour
+        # on the shared host cannot push it past the ISA (CI once read 111 on a 64 core when
+        # all-thread rate was divided by an all-thread clock sampled in a busier moment)
         per = r["flop_per_cycle_per_thread"]["float32"]
-        cores = min(2, info["physical_cores"] or 2)
-        assert 0.45 * derived_fp32_per_cycle * cores / 2 < per < 1.3 * derived_fp32_per_cycle
+        assert 0.6 * derived_fp32_per_cycle < per < 1.15 * derived_fp32_per_cycle
     assert 0.5e9 < r["bytes_per_s"] < 2e12
     assert r["bytes_per_s"] == max(r["bandwidth"]["copy_bytes_per_s"], r["bandwidth"]["read_bytes_per_s"])
     assert "bfloat16" in r["flop_per_s"] or "bfloat16" in r["skipped"]

@@ -158,6 +158,20 @@ def test_unknown_scenario_exit_2_one_line():
     assert proc.stderr.strip().count("\n") == 0 and "vgg16" in proc.stderr and "Traceback" not in proc.stderr
 
 
-def test_cuda_without_gpu_exit_2(tiny_scenario):
-    proc = run_cli("run", str(tiny_scenario), "--device", "cuda")
+def test_cuda_without_gpu_exit_2_and_auto_falls_back_to_cpu(tiny_scenario, tmp_path):
+    # No GPU visible on any host: CUDA_VISIBLE_DEVICES="" hides a GPU machine's devices from the run
+    hidden = {"CUDA_VISIBLE_DEVICES": ""}
+    logdir = tmp_path / "logs"
+    proc = run_cli("run", str(tiny_scenario), "--device", "cuda", "--logdir", str(logdir), env=hidden)
     assert proc.returncode == 2 and "no CUDA GPU" in proc.stderr and "Traceback" not in proc.stderr
+    assert not any(p.is_file() for p in logdir.rglob("*"))  # checked before any work: nothing written
+    auto = run_cli("run", str(tiny_scenario), "--device", "auto", "--logdir", str(logdir), "--iters", "2",
+                   "--warmup", "1", "--active", "1", "--json", "--top", "0", env=hidden)
+    assert auto.returncode == 0, auto.stderr
+    s = json.loads(auto.stdout)
+    assert s["device"] == "cpu" and s["macs"] == TINY_CONV_MACS + TINY_LINEAR_MACS
+    # an index beyond this machine's GPUs (none, or fewer than 100) is refused the same way everywhere
+    far = run_cli("run", str(tiny_scenario), "--device", "cuda:99", "--logdir", str(tmp_path / "far"))
+    assert far.returncode == 2 and "Traceback" not in far.stderr and len(far.stderr.strip().splitlines()) == 1
+    assert "--device cuda" in far.stderr
+    assert not any(p.is_file() for p in (tmp_path / "far").rglob("*"))

@@ -26,25 +26,48 @@ def resnet18():
     return torchvision.models.resnet18()
 
 
+# resnet18 at 224 x 224, batch 1, by hand (MACs = output elements x input channels x kernel area):
+CONV1_MACS = 64 * 112 * 112 * 3 * 7 * 7  # 7x7 stride 2: 118,013,952
+LAYER1_MACS = 4 * 64 * 56 * 56 * 64 * 9  # two blocks of two 3x3 convs, 64 -> 64 at 56: 4 x 115,605,504
+
+
+def _stage_macs(cout: int, side: int) -> int:
+    """layer2-4: a strided 3x3 conv cout/2 -> cout, three 3x3 convs cout -> cout and a 1x1 downsample
+    cout/2 -> cout, all at the output side; each stage halves the side and doubles the channels, so each
+    costs the same: 57,802,752 + 3 x 115,605,504 + 6,422,528 = 411,041,792."""
+    return side * side * cout * (cout // 2 * 9 + 3 * cout * 9 + cout // 2)
+
+
+FORWARD_MACS = CONV1_MACS + LAYER1_MACS + _stage_macs(128, 28) + _stage_macs(256, 14) + _stage_macs(512, 7) \
+    + 512 * 1000  # fc; = 1,814,073,344
+CONV1_FLOPS = 2 * CONV1_MACS  # 236,027,904
+
+
 def test_resnet18_reference_figures(resnet18):
+    assert _stage_macs(128, 28) == _stage_macs(256, 14) == _stage_macs(512, 7) == 411_041_792
+    assert 2 * FORWARD_MACS == 3_628_146_688
     x = torch.randn(1, 3, 224, 224)
     c = harness.count(resnet18, x, train=True, optimizer="none")
     assert c.phases == ["forward", "backward"]
-    assert _phase(c, "forward") == 3_628_146_688
+    assert _phase(c, "forward") == 2 * FORWARD_MACS
+    # backward: grad input + grad weight of every conv and linear (2 x forward), less conv1's grad input
+    # (the image does not require grad): 7,256,293,376 - 236,027,904 = 7,020,265,472
+    assert _phase(c, "backward") == 2 * 2 * FORWARD_MACS - CONV1_FLOPS
     assert _phase(c, "forward") + _phase(c, "backward") == c.flops == 10_648_412_160
     # PyTorch's own test_flop_counter figure: the input requires grad, so conv1 computes its input gradient
     c = harness.count(resnet18, x.clone().requires_grad_(True), train=True, optimizer="none")
-    assert c.flops == 10_884_440_064
+    assert c.flops == 3 * 2 * FORWARD_MACS == 10_884_440_064
     assert c.coverage["share_of_calls"] == 1.0, c.coverage
 
 
 def test_resnet18_backward_by_module(resnet18):
     c = harness.count(resnet18, torch.randn(1, 3, 224, 224), train=True, optimizer="none")
-    assert _module(c, "layer1.0.conv1", "forward") == 231_211_008
-    assert _module(c, "layer1.0.conv1", "backward") == 462_422_016  # grad input + grad weight
+    layer1_conv = 2 * 64 * 56 * 56 * 64 * 9  # 3x3, 64 -> 64 at 56 x 56: 2 x 115,605,504 FLOPs
+    assert _module(c, "layer1.0.conv1", "forward") == layer1_conv == 231_211_008
+    assert _module(c, "layer1.0.conv1", "backward") == 2 * layer1_conv == 462_422_016  # grad input + grad weight
     # the first layer computes no input gradient: its backward is its forward (grad weight only)
     conv1_fwd = 64 * 112 * 112 * 3 * 7 * 7 * 2
-    assert _module(c, "conv1", "forward") == conv1_fwd == 236_027_904
+    assert _module(c, "conv1", "forward") == conv1_fwd == CONV1_FLOPS == 236_027_904
     assert _module(c, "conv1", "backward") == conv1_fwd
     # fc: grad input (1 x 512 x 1000) + grad weight, bias grad a sum (other flops)
     assert _module(c, "fc", "backward") == 2 * 2 * 512 * 1000

@@ -34,16 +34,14 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 
 def _rate_lines(result: dict) -> list[str]:
-    """One line per measured dtype: rate, path, and FLOP (or op) per cycle."""
-    threads, clock = result.get("threads"), result.get("clock_hz")
-    busy = result.get("concurrent_threads", threads)
+    """One line per measured dtype: rate, path, and one thread's FLOP (or op) per cycle."""
+    clock = result.get("clock_hz_one_thread") or result.get("clock_hz")
     lines = []
     for key, unit, per_key in (("flop_per_s", "FLOP/s", "flop_per_cycle_per_thread"),
                                ("int_op_per_s", "OP/s", "int_op_per_cycle_per_thread")):
         for dt, rate in result.get(key, {}).items():
             per = result.get(per_key, {}).get(dt)
-            how = (f"  = {busy} thread{'s' if busy != 1 else ''} x {per:.1f} {unit[:-2]}/cycle x {si(clock, 'Hz')}"
-                   if per and clock else "")
+            how = f"  (one thread: {per:.1f} {unit[:-2]}/cycle at {si(clock, 'Hz')})" if per and clock else ""
             path = result.get("measured_path", {}).get(dt)
             lines.append(f"  {SHORT.get(dt, dt):<6} {si(rate, unit):>14}{how}" + (f"  [{path}]" if path else ""))
     return lines

@@ -87,13 +87,12 @@ def render_ranks(s: dict) -> str:
              si(r["achieved_flop_per_s"], "FLOP/s"), percent(r["utilization"]) if r["utilization"] is not None else "",
              seconds(r["comm_time_s"]) if r["comm_time_s"] is not None else "",
              percent(r["comm_share"]) if r["comm_share"] is not None else ""] for r in s["ranks"]]
-    widths = [max(len(h), *(len(x[i]) for x in rows)) for i, h in enumerate(head)]
-    fmt = lambda cells: "  ".join(c.ljust(w) if i in (1, 2) else c.rjust(w)  # noqa: E731
-                                  for i, (c, w) in enumerate(zip(cells, widths))).rstrip()
+    from ..core.text import table
+
     slow = s["ranks"][s["slowest_rank"]]
     out = [f"{s['world_size']} ranks · {s['backend']} · job: {si(s['achieved_flop_per_s'], 'FLOP/s')} "
-           f"(sum of rank FLOPs / slowest rank's p50)", fmt(head), fmt(["-" * w for w in widths])]
-    out += [fmt(r) for r in rows]
+           f"(sum of rank FLOPs / slowest rank's p50)"]
+    out += table(head, rows, right=set(range(len(head))) - {1, 2})
     imb = s.get("imbalance")
     out.append(f"straggler: rank {slow['rank']} ({slow['host']}), p50 {seconds(slow['latency_s']['p50'])}"
                + (f", {imb:.2f}x the fastest rank" if imb else "")

@@ -21,8 +21,9 @@ How (``python -m harness calibrate``; a few seconds on 2 cores):
   x86 and Arm cores), run on all threads at once (at most one per usable CPU): adds per
   second = sustained Hz. Repeats are interleaved (clock, fp32, fp64, ..., again) so that
   on a shared machine whose clock drifts all figures come from the same quiet moments;
-  FLOP per cycle = FLOP/s / threads / clock is then a stable ratio (≈ 32 for AVX2 with
-  two FMA units).
+  FLOP per cycle per thread is one thread's FLOP/s over one thread's clock, paired within
+  each repeat, median over repeats: the core's figure (≈ 32 for AVX2 with two FMA units),
+  which vCPUs time-sliced on a shared host do not distort.
 * **caches**: per level in ``/sys`` (L1d, L2, L3), a read and a copy loop on every thread
   over a private buffer of :data:`CACHE_FRACTION` × the level's capacity for the run
   (:func:`harness.hardware.formulas.cache_capacity_bytes`) ÷ threads.
@@ -47,6 +48,7 @@ import hashlib
 import json
 import os
 import re
+import statistics
 import threading
 import time
 from datetime import datetime, timezone
@@ -185,7 +187,15 @@ def _clock_threads(threads: int, info: dict) -> int:
 def _run_interleaved(lib, kernels, threads: int, info: dict, target_s: float, repeats: int) -> dict:
     """Clock and every kernel path, repeats interleaved (clock, fp32, fp64, ... then again) so that
     on a shared machine whose clock drifts every figure gets samples from the same quiet moments.
-    Returns ``{"rates": {(dtype, path): best ops/s}, "clock_hz", "clock_hz_one_thread", "spread"}``."""
+
+    Each repeat times every path on all ``threads`` (the peak rate) and, right after the clock,
+    on one thread alone: one thread's rate over one thread's clock, paired within a repeat, is
+    the ops per cycle of one core - an ISA figure that vCPUs time-sliced on a shared host
+    cannot distort (measured here: two threads at once each saw 2.2-2.9 GHz of add chain while
+    their FMA loops did not slow in step, so all-thread rate / all-thread clock read 100
+    FLOP/cycle on a 64-FLOP/cycle AVX-512 core). Returns ``{"rates": {(dtype, path): best
+    ops/s}, "per_cycle": {(dtype, path): [one-thread ops per cycle, per repeat]}, "clock_hz",
+    "clock_hz_one_thread", "spread", "has_clock"}``."""
     probe = (ctypes.c_int64 * 2)()
     has_clock = lib.harness_add_chain(1, probe) >= 0
     clock_threads = _clock_threads(threads, info)
@@ -193,22 +203,28 @@ def _run_interleaved(lib, kernels, threads: int, info: dict, target_s: float, re
     # threads beyond the usable CPUs are time-sliced: shorten each so the wall time stays ~target_s
     share = clock_threads / threads
     sized = [(dt, path, fn, per, max(1, int(_sized_iters(fn, target_s) * share))) for dt, path, fn, per in kernels]
-    out = {"rates": {}, "clock_hz": None, "clock_hz_one_thread": None, "spread": 0.0, "has_clock": has_clock}
+    out: dict = {"rates": {}, "per_cycle": {}, "clock_hz": None, "clock_hz_one_thread": None, "spread": 0.0,
+                 "has_clock": has_clock}
     best_clock = best_single = 0.0
     for _ in range(repeats):
-        if has_clock and clock_threads > 1:
-            _, per1 = _parallel(lib.harness_add_chain, clock_iters, 1)
-            best_single = max(best_single, clock_iters * ADDS_PER_ITER / per1[0])
+        single = 0.0
         if has_clock:
+            _, per1 = _parallel(lib.harness_add_chain, clock_iters, 1)
+            single = clock_iters * ADDS_PER_ITER / per1[0]
+            best_single = max(best_single, single)
             _, per = _parallel(lib.harness_add_chain, clock_iters, clock_threads)
             hz = clock_iters * ADDS_PER_ITER / max(per)  # the slowest thread: the all-core sustained clock
             if hz > best_clock:
                 best_clock, out["spread"] = hz, max(per) / min(per) - 1
         for dt, path, fn, per_iter, iters in sized:
+            if single:
+                _, one = _parallel(fn, iters, 1)
+                out["per_cycle"].setdefault((dt, path), []).append(iters * per_iter / one[0] / single)
             span, _ = _parallel(fn, iters, threads)
             rate = threads * iters * per_iter / span
             out["rates"][(dt, path)] = max(out["rates"].get((dt, path), 0.0), rate)
-    out["clock_hz"], out["clock_hz_one_thread"] = best_clock or None, best_single or None
+    out["clock_hz"] = best_clock or None
+    out["clock_hz_one_thread"] = best_single if best_single and clock_threads > 1 else None
     return out
 
 
@@ -265,6 +281,17 @@ def _pick_peaks(result: dict, rates: dict, missing: dict, threads: int, info: di
             result["measured_path"][dt] = fastest if best == fastest else f"{fastest} ({best} was faster)"
 
 
+def _per_cycle(run: dict, dt: str, measured_path: str | None, rate: float, clock: float,
+               clock_threads: int) -> float:
+    """Ops per cycle per thread of ``dt``'s peak path: the median over repeats of one thread's
+    rate over one thread's clock (see :func:`_run_interleaved`). Paths outside the interleaved
+    loop (torch.mm) fall back to the best all-thread rate / threads / the best all-thread clock."""
+    paired = run.get("per_cycle", {}).get((dt, (measured_path or "").split(" (")[0]))
+    if paired and " was faster)" not in (measured_path or ""):
+        return statistics.median(paired)
+    return rate / clock_threads / clock
+
+
 def _check_clock(result: dict, run: dict, threads: int, info: dict) -> None:
     """Clock fields, FLOP per cycle per thread, and warnings when the machine was shared."""
     result["clock_hz"] = run["clock_hz"]
@@ -283,15 +310,14 @@ def _check_clock(result: dict, run: dict, threads: int, info: dict) -> None:
     if not clock:
         return
     result["concurrent_threads"] = clock_threads
-    for dt, rate in result["flop_per_s"].items():
-        result["flop_per_cycle_per_thread"][dt] = rate / clock_threads / clock
-    for dt, rate in result["int_op_per_s"].items():
-        result["int_op_per_cycle_per_thread"][dt] = rate / clock_threads / clock
+    for key, rates in (("flop_per_cycle_per_thread", result["flop_per_s"]),
+                       ("int_op_per_cycle_per_thread", result["int_op_per_s"])):
+        for dt, rate in rates.items():
+            result[key][dt] = _per_cycle(run, dt, result["measured_path"].get(dt), rate, clock, clock_threads)
     derived = (info.get("flop_per_cycle_per_core") or {}).get("float32")
     measured = result["flop_per_cycle_per_thread"].get("float32")
     if derived and measured:
-        cores = min(threads, info.get("physical_cores") or threads)
-        expect = derived * cores / clock_threads
+        expect = derived  # one thread alone on a core
         if measured < 0.6 * expect:
             result["warnings"].append(
                 f"measured {measured:.1f} fp32 FLOP/cycle per thread, derived {expect:g}: fewer FMA units "

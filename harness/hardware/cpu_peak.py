@@ -53,10 +53,11 @@ def _derived(dt: str, info: dict, tp, cal: dict | None, threads: int) -> tuple[f
 
 def _calibrated_note(cal: dict, dt: str, rate: float, derived: float | None, dnote: str) -> str:
     per = (cal.get("int_op_per_cycle_per_thread" if dt == "int8" else "flop_per_cycle_per_thread") or {}).get(dt)
-    clock, busy = cal.get("clock_hz"), cal.get("concurrent_threads", cal.get("threads"))
+    clock, threads = cal.get("clock_hz"), cal.get("threads")
     unit = "op" if dt == "int8" else "FLOP"
-    how = (f"{busy} thread{'s' if busy != 1 else ''} x {per:.1f} {unit}/cycle x {si(clock, 'Hz')} (measured clock)"
-           if per and clock else f"{cal.get('threads')} threads")
+    how = f"{threads} thread{'s' if threads != 1 else ''}" + (
+        f" at a measured all-thread clock of {si(clock, 'Hz')}; one thread alone does {per:.1f} {unit}/cycle"
+        if per and clock else "")
     note = (f"measured by `harness calibrate` ({cal.get('created')}) on the fastest path "
             f"{cal.get('measured_path', {}).get(dt, '?')}: {how}; cache {cal.get('path')}")
     if derived:

@@ -126,19 +126,22 @@ def _least_disturbed(attempts: list[tuple[Any, dict]]) -> int:
 
 def _measure(stages: "Stages", workload, prep: Prepared, scenario: str, warmup: int, iters: int,
              retries: int = 0) -> list[tuple[Any, dict]]:
-    """The timed loop, re-timed up to ``retries`` times while disturbed; every attempt is kept."""
-    def attempts() -> list[tuple[Any, dict]]:
-        out = [_timed_attempt(workload, prep, warmup, iters)]
-        while out[-1][1].get("disturbed") and len(out) <= retries:
-            out.append(_timed_attempt(workload, prep, warmup, iters))
-        return out
+    """The timed loop, re-timed up to ``retries`` times while disturbed; every attempt is kept.
 
-    try:
-        return stages.run("latency", attempts)
-    except (HarnessError, KeyboardInterrupt):
-        raise
-    except Exception as exc:
-        raise forward_error(scenario, exc) from exc
+    Only the loop's own exceptions are the model's (``forward_error``); what the stage's progress hook
+    raises (a multi-rank job's barrier timing out on a hung peer) passes through as it is."""
+    def attempts() -> list[tuple[Any, dict]]:
+        try:
+            out = [_timed_attempt(workload, prep, warmup, iters)]
+            while out[-1][1].get("disturbed") and len(out) <= retries:
+                out.append(_timed_attempt(workload, prep, warmup, iters))
+            return out
+        except (HarnessError, KeyboardInterrupt):
+            raise
+        except Exception as exc:
+            raise forward_error(scenario, exc) from exc
+
+    return stages.run("latency", attempts)
 
 
 def _profile(stages: "Stages", workload, prep: Prepared, cfg: ProfileConfig, rundir, started: datetime, rank=None):

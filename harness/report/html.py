@@ -25,7 +25,7 @@ from ..core.fsio import atomic_write_text
 from ..core.units import percent, seconds, si
 from .caveats import exceeded_names, timing_noise, warnings
 from .cells import CACHE_LEGEND, cache_marked, calls_column, dispatch_level, iteration_word, num, op_cells
-from .phases import PHASE_HEADERS, phase_rows, phases_in, rows_of_phase
+from .phases import PHASE_HEADERS, per_phase, phase_rows
 
 # ---------------------------------------------------------------- values ----
 
@@ -322,11 +322,8 @@ def _warnings_html(s: dict) -> str:
 
 def _ops_section(s: dict, ops: pd.DataFrame | None, top_ops: int | None) -> str:
     """The operator table, or one per phase (top operators of each) when the run has phases."""
-    phases = phases_in(s, ops)
-    if not phases:
-        return _ops_block(s, ops, top_ops, "Operators", "operators")
-    return "\n".join(_ops_block(s, rows_of_phase(ops, p), top_ops, f"Operators in phase {p}", f"operators-{p}")
-                     for p in phases)
+    return "\n".join(_ops_block(s, rows, top_ops, f"Operators in phase {p}" if p else "Operators",
+                                 f"operators-{p}" if p else "operators") for p, rows in per_phase(s, ops))
 
 
 def _ops_block(s: dict, ops: pd.DataFrame | None, top_ops: int | None, heading: str, anchor: str) -> str:
@@ -347,11 +344,8 @@ def _ops_block(s: dict, ops: pd.DataFrame | None, top_ops: int | None, heading: 
 
 def _modules_section(s: dict, modules: pd.DataFrame | None, max_modules: int | None) -> str:
     """The module tree, or one per phase (each headed with its phase) when the run has phases."""
-    phases = phases_in(s, modules)
-    if not phases:
-        return _modules_block(s, modules, max_modules, "Modules", "modules")
-    return "\n".join(_modules_block(s, rows_of_phase(modules, p), max_modules, f"Modules in phase {p}",
-                                    f"modules-{p}") for p in phases)
+    return "\n".join(_modules_block(s, rows, max_modules, f"Modules in phase {p}" if p else "Modules",
+                                    f"modules-{p}" if p else "modules") for p, rows in per_phase(s, modules))
 
 
 def _modules_block(s: dict, modules: pd.DataFrame | None, max_modules: int | None, heading: str,

@@ -73,6 +73,13 @@ def rows_of_phase(df: pd.DataFrame | None, phase: str) -> pd.DataFrame | None:
     return df[df["phase"].astype(str) == phase]
 
 
+def per_phase(summary: dict, df: pd.DataFrame | None) -> list[tuple[str | None, pd.DataFrame | None]]:
+    """The one ops/modules-by-phase iterator: ``[(phase, its rows)]`` when the run has several phases
+    and ``df`` a phase column, else ``[(None, df)]``."""
+    phases = phases_in(summary, df)
+    return [(p, rows_of_phase(df, p)) for p in phases] if phases else [(None, df)]
+
+
 def phase_point(p: dict) -> dict:
     """A phase as a roofline point: ``{"total_flops", "bytes", "time_s"}`` (time = un-profiled p50)."""
     t = p.get("time_s")

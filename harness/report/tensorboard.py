@@ -50,7 +50,7 @@ from ..core.schema import config_label, parse_config_key
 from .caveats import warnings
 from .cells import CACHE_LEGEND, cache_marked, dispatch_level, iteration_word, num
 from .html import figures_table, markdown_table, modules_table, ops_table, phases_table, summary_rows
-from .phases import phases_in, rows_of_phase
+from .phases import per_phase
 
 EVENT_PREFIX = "events.out.tfevents."
 TEXT_SUMMARY = "report/summary"
@@ -237,17 +237,11 @@ def summary_markdown(summary: dict) -> str:
     return "\n\n".join(parts)
 
 
-def _per_phase(summary: dict, df: pd.DataFrame | None) -> list[tuple[str | None, pd.DataFrame | None]]:
-    """``[(phase, its rows)]`` when the run has several phases and ``df`` a phase column, else ``[(None, df)]``."""
-    phases = phases_in(summary, df)
-    return [(p, rows_of_phase(df, p)) for p in phases] if phases else [(None, df)]
-
-
 def ops_markdown(ops: pd.DataFrame | None, top: int = TOP, summary: dict | None = None) -> str:
     """The top dispatch-level operators, one table per phase when the run has phases."""
     s = summary or {}
     out = []
-    for phase, part in _per_phase(s, ops):
+    for phase, part in per_phase(s, ops):
         headers, rows = ops_table(part, top=top, summary=s)
         n = len(dispatch_level(part)) if part is not None else 0
         where = f" in phase {phase}" if phase else ""
@@ -262,7 +256,7 @@ def modules_markdown(modules: pd.DataFrame | None, top: int = TOP, summary: dict
     """The top modules by profiled time (root excluded), one table per phase when the run has phases."""
     s = summary or {}
     out = []
-    for phase, part in _per_phase(s, modules):
+    for phase, part in per_phase(s, modules):
         headers, rows = modules_table(part, top=top, summary=s)
         n = 0 if part is None else len(part)
         where = f" in phase {phase}" if phase else ""

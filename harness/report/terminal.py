@@ -227,10 +227,7 @@ def _profiler_cell(v, col: str) -> str:
 
 
 def _grid(head: list[str], rows: list[list[str]]) -> list[str]:
-    """Aligned text columns: the first left-aligned, the rest right-aligned, a rule under the header."""
-    widths = [max([len(h)] + [len(r[i]) for r in rows]) for i, h in enumerate(head)]
+    """Aligned text columns (:func:`harness.core.text.table`): the first left-aligned, the rest right-aligned."""
+    from ..core.text import table
 
-    def fmt(cells: list[str]) -> str:
-        return "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths))).rstrip()
-
-    return [fmt(head), fmt(["-" * w for w in widths])] + [fmt(r) for r in rows]
+    return table(head, rows, right=set(range(1, len(head))))
