@@ -21,37 +21,70 @@ import numpy as np
 import pandas as pd
 
 from .counts import (BY_MODULE_COLUMNS, BY_OP_COLUMNS, BY_PHASE_COLUMNS, EVENT_COLUMNS, UNCOUNTED_COLUMNS,
-                     Counts)
+                     Counts, Deferred)
 from .mode import CountingMode, ModuleTracker, dtype_name, shape_text, shapes_text
 
 
 def build_counts(named: list, tracker: ModuleTracker, mode: CountingMode, phase_names: list[str],
                  order: list[int], params: tuple[int, int, int], device: str, training: bool) -> Counts:
-    """Tables and totals of the events in ``mode``.
+    """Totals and coverage of the events in ``mode``, and its tables, each built on first read from
+    a :class:`Snapshot` taken now (the events, module calls and modules as they are at this call).
 
     ``named``: ``model.named_modules(remove_duplicate=False)``; ``phase_names[i]``: the
     name of phase index ``i``; ``order``: the phase indices to list, in order;
     ``params``: (params, trainable_params, buffers).
     """
-    fpath = tracker.frame_path
-    ev = _EventText(
-        module=[fpath[f] if f >= 0 else "" for f in mode.ev_frame],
-        shapes=_texts(mode.ev_shapes, shapes_text),
-        dtype=_texts(mode.ev_dtype, dtype_name),
-    )
-    rank = {p: i for i, p in enumerate(order)}
-    uncounted, coverage = _coverage(mode)
+    snap = Snapshot(named, tracker, mode, phase_names, order)
+    unc, coverage = _coverage(mode)
     macs = sum(mode.ev_macs)
     return Counts(
         params=params[0], trainable_params=params[1], buffers=params[2],
         macs=macs, flops=2 * macs, other_flops=sum(mode.ev_other), bytes=sum(mode.ev_bytes),
-        by_op=_by_op(mode, ev, phase_names, rank),
-        by_module=_by_module(named, tracker, mode, phase_names, order),
-        uncounted=uncounted, coverage=coverage,
-        events=_events(mode, ev, phase_names),
-        by_phase=_by_phase(mode, phase_names, order),
+        by_op=Deferred(_by_op, snap), by_module=Deferred(_by_module, snap),
+        uncounted=Deferred(_uncounted, unc), coverage=coverage,
+        events=Deferred(_events, snap), by_phase=Deferred(_by_phase, snap),
         device=device, training=training, notes=list(dict.fromkeys(mode.notes)),
     )
+
+
+class Snapshot:
+    """What the tables are built from, copied when the counts are taken (a :class:`Counter` may go
+    on counting; its earlier result keeps what was counted until then): the events' columns (as
+    :class:`CountingMode` keeps them), the module calls (:class:`ModuleTracker`'s frames), every
+    entry of ``named`` as (path, module id, type name, [(parameter id, numel)]), and the phases."""
+
+    def __init__(self, named: list, tracker: ModuleTracker, mode: CountingMode, phase_names: list[str],
+                 order: list[int]):
+        self.ev_op = list(mode.ev_op)
+        self.ev_shapes = list(mode.ev_shapes)
+        self.ev_dtype = list(mode.ev_dtype)
+        self.ev_macs = list(mode.ev_macs)
+        self.ev_other = list(mode.ev_other)
+        self.ev_bytes = list(mode.ev_bytes)
+        self.ev_frame = list(mode.ev_frame)
+        self.ev_counted = list(mode.ev_counted)
+        self.ev_phase = list(mode.ev_phase)
+        self.frame_path = list(tracker.frame_path)
+        self.frame_parent = list(tracker.frame_parent)
+        self.frame_out = list(tracker.frame_out)
+        self.frame_phase = list(tracker.frame_phase)
+        self.modules = [(path, id(mod), type(mod).__name__,
+                         [(id(p), p.numel()) for p in mod._parameters.values() if p is not None])
+                        for path, mod in named]
+        self.phase_names = list(phase_names)
+        self.order = list(order)
+        self._text: _EventText | None = None
+
+    def text(self) -> "_EventText":
+        """The events' text columns (made once, shared by ``events`` and ``by_op``)."""
+        if self._text is None:
+            fpath = self.frame_path
+            self._text = _EventText(
+                module=[fpath[f] if f >= 0 else "" for f in self.ev_frame],
+                shapes=_texts(self.ev_shapes, shapes_text),
+                dtype=_texts(self.ev_dtype, dtype_name),
+            )
+        return self._text
 
 
 class _EventText(NamedTuple):
@@ -74,7 +107,9 @@ def _texts(keys: list, fmt: Callable[[Any], str]) -> list[str]:
     return out
 
 
-def _events(mode: CountingMode, ev: _EventText, phase_names: list[str]) -> pd.DataFrame:
+def _events(snap: Snapshot) -> pd.DataFrame:
+    """One row per dispatched op call, in order."""
+    mode, ev, phase_names = snap, snap.text(), snap.phase_names
     n = len(mode.ev_op)
     return frame({
         "seq": range(n),
@@ -91,8 +126,10 @@ def _events(mode: CountingMode, ev: _EventText, phase_names: list[str]) -> pd.Da
     }, EVENT_COLUMNS)
 
 
-def _by_op(mode: CountingMode, ev: _EventText, phase_names: list[str], rank: dict[int, int]) -> pd.DataFrame:
+def _by_op(snap: Snapshot) -> pd.DataFrame:
     """One row per (phase, op, input_shapes, dtype, module): phases in order, then first-seen order."""
+    mode, ev, phase_names = snap, snap.text(), snap.phase_names
+    rank = {p: i for i, p in enumerate(snap.order)}
     agg: dict[tuple, list] = {}
     for phase, op, shapes, dtype, macs, other, nb, path in zip(
         mode.ev_phase, mode.ev_op, ev.shapes, ev.dtype, mode.ev_macs, mode.ev_other, mode.ev_bytes, ev.module,
@@ -116,7 +153,7 @@ def _by_op(mode: CountingMode, ev: _EventText, phase_names: list[str], rank: dic
     }, BY_OP_COLUMNS, from_rows=True)
 
 
-def _credited(tracker: ModuleTracker) -> list[frozenset]:
+def _credited(tracker: Snapshot) -> list[frozenset]:
     """For each frame, the module paths its ops are credited to (see the module docstring)."""
     out: list[frozenset] = []
     for path, parent in zip(tracker.frame_path, tracker.frame_parent):
@@ -130,8 +167,9 @@ def _credited(tracker: ModuleTracker) -> list[frozenset]:
     return out
 
 
-def _module_work(tracker: ModuleTracker, mode: CountingMode) -> dict[tuple[int, str], list[int]]:
+def _module_work(snap: Snapshot) -> dict[tuple[int, str], list[int]]:
     """(phase, path) -> [macs, other_flops, bytes] by the crediting rule."""
+    tracker = mode = snap
     own: dict[tuple[int, int], list[int]] = {}
     for frame, phase, macs, other, nb in zip(mode.ev_frame, mode.ev_phase, mode.ev_macs, mode.ev_other,
                                              mode.ev_bytes):
@@ -154,7 +192,7 @@ def _module_work(tracker: ModuleTracker, mode: CountingMode) -> dict[tuple[int, 
     return work
 
 
-def _module_calls(tracker: ModuleTracker) -> tuple[dict, dict]:
+def _module_calls(tracker: Snapshot) -> tuple[dict, dict]:
     """(phase, path) -> own calls (a call nested in a call of the same module is part of it) and first output."""
     fpath, parent = tracker.frame_path, tracker.frame_parent
     calls: dict[tuple[int, str], int] = {}
@@ -172,19 +210,18 @@ def _module_calls(tracker: ModuleTracker) -> tuple[dict, dict]:
     return calls, first_out
 
 
-def _by_module(named: list, tracker: ModuleTracker, mode: CountingMode, phase_names: list[str],
-               order: list[int]) -> pd.DataFrame:
+def _by_module(snap: Snapshot) -> pd.DataFrame:
     """One row per (phase, module); a shared module once, under its first path (as ``named_modules``)."""
-    work = _module_work(tracker, mode)
-    calls, first_out = _module_calls(tracker)
-    subtree_params = _subtree_params(named)
+    phase_names, order = snap.phase_names, snap.order
+    work = _module_work(snap)
+    calls, first_out = _module_calls(snap)
+    subtree_params = _subtree_params(snap.modules)
     modules = []
     listed: set[int] = set()
-    for path, mod in named:
-        if id(mod) not in listed:
-            listed.add(id(mod))
-            modules.append((path, type(mod).__name__, 0 if path == "" else path.count(".") + 1,
-                            subtree_params.get(path, 0)))
+    for path, mod_id, typ, _ in snap.modules:
+        if mod_id not in listed:
+            listed.add(mod_id)
+            modules.append((path, typ, 0 if path == "" else path.count(".") + 1, subtree_params.get(path, 0)))
     zero = (0, 0, 0)
     keys = [(phase, path) for phase in order for path, _, _, _ in modules]
     sums = [work.get(k, zero) for k in keys]
@@ -198,24 +235,21 @@ def _by_module(named: list, tracker: ModuleTracker, mode: CountingMode, phase_na
     }, BY_MODULE_COLUMNS, from_rows=True)
 
 
-def _subtree_params(named: list) -> dict[str, int]:
+def _subtree_params(modules: list) -> dict[str, int]:
     """Parameters of each module path including its children, unique tensors (as ``mod.parameters()``).
 
-    ``named`` is ``model.named_modules(remove_duplicate=False)``: a shared submodule is
-    seen under every path, so each of its parents includes it.
+    ``modules`` is :attr:`Snapshot.modules`, from ``model.named_modules(remove_duplicate=False)``:
+    a shared submodule is seen under every path, so each of its parents includes it.
     """
     totals: dict[str, int] = {}
     seen: dict[str, set] = {}
-    for path, mod in named:
-        for p in mod._parameters.values():
-            if p is None:
-                continue
-            n = p.numel()
+    for path, _, _, own in modules:
+        for pid, n in own:
             prefix = path
             while True:
                 ids = seen.setdefault(prefix, set())
-                if id(p) not in ids:
-                    ids.add(id(p))
+                if pid not in ids:
+                    ids.add(pid)
                     totals[prefix] = totals.get(prefix, 0) + n
                 if not prefix:
                     break
@@ -224,7 +258,9 @@ def _subtree_params(named: list) -> dict[str, int]:
     return totals
 
 
-def _by_phase(mode: CountingMode, phase_names: list[str], order: list[int]) -> pd.DataFrame:
+def _by_phase(snap: Snapshot) -> pd.DataFrame:
+    """One row per phase in order of first use: op calls and totals."""
+    mode, phase_names, order = snap, snap.phase_names, snap.order
     agg = {p: [0, 0, 0, 0] for p in order}
     for phase, macs, other, nb in zip(mode.ev_phase, mode.ev_macs, mode.ev_other, mode.ev_bytes):
         a = agg[phase]
@@ -239,7 +275,8 @@ def _by_phase(mode: CountingMode, phase_names: list[str], order: list[int]) -> p
     }, BY_PHASE_COLUMNS, from_rows=True)
 
 
-def _coverage(mode: CountingMode) -> tuple[pd.DataFrame, dict]:
+def _coverage(mode: CountingMode) -> tuple[dict[str, int], dict]:
+    """(uncounted op -> calls, the coverage dict) of the events."""
     unc: dict[str, int] = {}
     names_seen: set[str] = set()
     names_counted: set[str] = set()
@@ -252,8 +289,6 @@ def _coverage(mode: CountingMode) -> tuple[pd.DataFrame, dict]:
         else:
             unc[op] = unc.get(op, 0) + 1
     n = len(mode.ev_op)
-    ops = sorted(unc, key=lambda op: (-unc[op], op))
-    uncounted = frame({"op": ops, "calls": [unc[op] for op in ops]}, UNCOUNTED_COLUMNS, from_rows=True)
     coverage = {
         "ops_seen": len(names_seen),
         "ops_counted": len(names_counted - set(unc)),
@@ -262,7 +297,13 @@ def _coverage(mode: CountingMode) -> tuple[pd.DataFrame, dict]:
         "share_of_calls": (calls_counted / n) if n else 1.0,
         "uncounted_ops": sorted(unc),
     }
-    return uncounted, coverage
+    return unc, coverage
+
+
+def _uncounted(unc: dict[str, int]) -> pd.DataFrame:
+    """The ops that ran without a formula, most calls first."""
+    ops = sorted(unc, key=lambda op: (-unc[op], op))
+    return frame({"op": ops, "calls": [unc[op] for op in ops]}, UNCOUNTED_COLUMNS, from_rows=True)
 
 
 # ---------------------------------------------------------------- DataFrames from columns
