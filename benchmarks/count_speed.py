@@ -146,7 +146,9 @@ def bench(label: str, model: torch.nn.Module, inputs: Any, rounds: int, min_ms: 
             call(model)
 
     methods = {"forward": forward, "count": lambda: count(model, inputs),
-               "count meta": lambda: count(model, inputs, device="meta")}
+               "count meta": lambda: count(model, inputs, device="meta"),
+               "count + every table read": lambda: read_tables(count(model, inputs)),
+               "count meta + every table read": lambda: read_tables(count(model, inputs, device="meta"))}
     if fcm:
         methods.update({"FlopCounterMode (inference_mode)": fcm_inference, "FlopCounterMode (no_grad)": fcm_no_grad})
     times = interleaved(methods, rounds, min_ms)
@@ -160,22 +162,19 @@ def bench(label: str, model: torch.nn.Module, inputs: Any, rounds: int, min_ms: 
 
 
 class _Timed:
-    """A stand-in for the pandas module inside ``harness.count.build`` that times ``DataFrame(...)`` calls."""
+    """A stand-in for ``harness.count.build.frame`` (columns -> typed arrays -> DataFrame) that times its calls."""
 
-    def __init__(self, pd):
-        self._pd = pd
+    def __init__(self, fn: Callable[..., Any]):
+        self.fn = fn
         self.seconds = 0.0
-        self.calls = 0  # of Counter.result(), counted by the caller
+        self.calls = 0  # of the table builds, counted by the caller
 
-    def DataFrame(self, *args, **kwargs):  # noqa: N802 (pandas' name)
+    def __call__(self, *args, **kwargs):
         t = CLOCK()
         try:
-            return self._pd.DataFrame(*args, **kwargs)
+            return self.fn(*args, **kwargs)
         finally:
             self.seconds += CLOCK() - t
-
-    def __getattr__(self, name):
-        return getattr(self._pd, name)
 
 
 def _record_ops(model: torch.nn.Module, call: Call, fast_meta: bool) -> list[tuple]:
@@ -252,25 +251,35 @@ def _replay(calls: list[tuple]) -> dict[str, Callable[[], Any]]:
     return {"replay formulas": _in_inference(formulas), "replay _on_op": _in_inference(on_op)}
 
 
-def _tables(model: torch.nn.Module, call: Call) -> tuple[Callable[[], Any], _Timed]:
-    """``Counter.result()`` of one counted forward (rebuilt on every call), and its DataFrame timer."""
+def read_tables(counts: Any) -> Any:
+    """Read every table of a ``Counts`` (each is built on its first read)."""
+    from harness.count.counts import TABLES
+
+    for name in TABLES:
+        getattr(counts, name)
+    return counts
+
+
+def _tables(model: torch.nn.Module, call: Call) -> tuple[dict[str, Callable[[], Any]], _Timed]:
+    """``Counter.result()`` of one counted forward (taken anew on every call), alone and with every
+    table read (built), and the DataFrame timer of the latter."""
     from harness.count import Counter
     from harness.count import build as build_mod
 
     c = Counter(model)
     with c, torch.inference_mode():
         call(model)
-    timed = _Timed(build_mod.pd)
+    timed = _Timed(build_mod.frame)
 
     def tables():
         timed.calls += 1
-        build_mod.pd = timed
+        build_mod.frame = timed
         try:
-            c.result()
+            read_tables(c.result())
         finally:
-            build_mod.pd = timed._pd
+            build_mod.frame = timed.fn
 
-    return tables, timed
+    return {"result": c.result, "tables": tables}, timed
 
 
 def profile(label: str, model: torch.nn.Module, inputs: Any, rounds: int, min_ms: float) -> None:
@@ -281,11 +290,13 @@ def profile(label: str, model: torch.nn.Module, inputs: Any, rounds: int, min_ms
     (C++ -> Python per op, op lookup, decomposition, running the op); plus the module
     tracking hooks; plus the per-op counting (describing shapes/dtype/bytes, the formula,
     recording the event); the whole ``Counter`` (setup and restore: RNG fork, buffer
-    snapshot and compare, parameter versions); and ``Counter.result()`` (the tables).
-    ``count()`` end to end gives the rest (placing inputs, the meta copy). The per-op
-    counting is split further by replaying the recorded ops outside the forward: the
-    formulas alone, and the rest of ``_on_op``; the tables into ``pd.DataFrame(...)``
-    construction and the Python aggregation before it.
+    snapshot and compare, parameter versions); and ``Counter.result()`` (totals, coverage and
+    the snapshot the tables are built from). ``count()`` end to end gives the rest (placing
+    inputs, the meta copy). The per-op counting is split further by replaying the recorded
+    ops outside the forward: the formulas alone, and the rest of ``_on_op``. Last, what
+    ``count()`` no longer pays: building every table on its first read, split into DataFrame
+    construction (``build.frame``: typed arrays, then the frame) and the Python aggregation
+    and shape/dtype strings before it.
     """
     from harness.count import meta_model
 
@@ -301,7 +312,7 @@ def profile(label: str, model: torch.nn.Module, inputs: Any, rounds: int, min_ms
         methods: dict[str, Callable[[], Any]] = {"forward": forward}
         methods.update(_stages(m, c, fast_meta=meta))
         tables, timed = _tables(m, c)
-        methods["tables"] = tables
+        methods.update(tables)
         methods.update(_replay(_record_ops(m, c, fast_meta=meta)))
         if meta:
             methods["meta copy"] = lambda: (meta_model.meta_copy(model), meta_model.to_meta(call.args))
@@ -330,13 +341,17 @@ def _print_breakdown(label: str, meta: bool, med: dict[str, float], df_s: float)
         ("  formulas (replayed alone)", formulas),
         ("  describe + record event (replayed _on_op - formulas)", on_op - formulas),
         ("counter setup / restore", med["counter"] - med["counting"]),
-        ("tables (Counter.result)", med["tables"]),
-        ("  pd.DataFrame construction", df_s),
-        ("  aggregation, strings (the rest of result)", med["tables"] - df_s),
+        ("Counter.result (totals, coverage, snapshot)", med["result"]),
     ]
     accounted = sum(v for k, v in rows if not k.startswith("  "))
     over = total - (0.0 if meta else fwd)
     rows.append(("rest of count() (inputs, placing, model walks)", over - accounted))
+    tables = med["tables"] - med["result"]
+    rows += [
+        ("after count(): every table built on its first read", tables),
+        ("  DataFrame construction (build.frame)", df_s),
+        ("  aggregation, strings (the rest of the tables)", tables - df_s),
+    ]
     where = "meta" if meta else "cpu"
     print(f"\n{label} ({where}): forward {fwd * 1e3:.2f} ms, count{' meta' if meta else ''} {total * 1e3:.2f} ms "
           f"= {total / fwd:.3f}x forward; {'all of count' if meta else 'beyond the forward'}: {over * 1e3:.2f} ms")
