@@ -34,12 +34,13 @@ class _Table:
     """A :class:`Counts` table field: holds a DataFrame, or a :class:`Deferred` that builds it on the
     first read (``count()`` returns before any table is built; reading totals builds none)."""
 
-    def __set_name__(self, owner: type, name: str) -> None:
+    def __init__(self, name: str):
+        self.name = name
         self.key = "_" + name
 
     def __get__(self, obj: Any, owner: type | None = None) -> Any:
         if obj is None:
-            raise AttributeError(self.key)  # no class-level default: the dataclass field is required
+            raise AttributeError(self.name)
         value = obj.__dict__[self.key]
         if type(value) is Deferred:
             value = obj.__dict__[self.key] = value()
@@ -87,12 +88,12 @@ class Counts:
     flops: int
     other_flops: int
     bytes: int
-    by_op: pd.DataFrame = _Table()
-    by_module: pd.DataFrame = _Table()
-    uncounted: pd.DataFrame = _Table()
+    by_op: pd.DataFrame
+    by_module: pd.DataFrame
+    uncounted: pd.DataFrame
     coverage: dict
-    events: pd.DataFrame = _Table()
-    by_phase: pd.DataFrame = _Table()
+    events: pd.DataFrame
+    by_phase: pd.DataFrame
     device: str = "cpu"
     training: bool = False
     notes: list = field(default_factory=list)
@@ -157,6 +158,10 @@ class Counts:
         from .table import render
 
         return render(self, by=by, depth=depth)
+
+
+for _name in TABLES:  # after the dataclass is made: its __init__ assigns through the descriptors
+    setattr(Counts, _name, _Table(_name))
 
 
 def records(df: pd.DataFrame) -> list[dict]:

@@ -147,7 +147,7 @@ def _inputs(info: OpInfo, args, kwargs) -> tuple[tuple, list]:
     for name, _ in info.spec[m:]:
         vals.append(kwargs.get(name))
     out_at = info.out_at if info.out_at >= m else -1
-    parts = []
+    parts: list[Any] = []  # torch.Size, or () for a non-tensor argument
     ins = []
     for i, v in enumerate(vals):
         if isinstance(v, Tensor):
@@ -387,10 +387,11 @@ class CountingMode(OpMode):
         macs = other = 0
         want_bytes = False
         nbytes: int | None = 0
-        counted = info.formula is not None
-        if counted:
+        formula = info.formula
+        counted = formula is not None
+        if formula is not None:
             try:
-                w = info.formula(res, *args, **kwargs)
+                w = formula(res, *args, **kwargs)
                 macs, other = int(w.macs), int(w.other)
                 nbytes = None if w.bytes is None else int(w.bytes)
             except Exception as exc:  # a formula bug must not break the user's run; it is reported
