@@ -41,9 +41,14 @@ def model_device(model: nn.Module) -> torch.device | None:
     return None
 
 
+_META = torch.device("meta")
+
+
 def _meta_tensor(t: torch.Tensor) -> torch.Tensor:
-    m = torch.empty_strided(tuple(t.shape), tuple(t.stride()), dtype=t.dtype, device="meta")
-    if isinstance(t, nn.Parameter):
+    """A meta tensor of ``t``'s shape, strides and dtype; an ``nn.Parameter`` for a parameter."""
+    m = torch.empty_strided(t.shape, t.stride(), dtype=t.dtype, device=_META)
+    # type() first: isinstance(t, nn.Parameter) runs Parameter's Python __instancecheck__
+    if type(t) is nn.Parameter or (type(t) is not torch.Tensor and isinstance(t, nn.Parameter)):
         return nn.Parameter(m, requires_grad=t.requires_grad)
     return m
 
