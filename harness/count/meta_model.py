@@ -54,8 +54,8 @@ def _meta_tensor(t: torch.Tensor) -> torch.Tensor:
 
 
 _REGISTRIES = ("_parameters", "_buffers", "_modules")
-_PLAIN_CONTAINERS = (dict, list, set, OrderedDict)
-_ATOMS = (bool, int, float, str, type(None))
+_PLAIN_CONTAINERS = frozenset({dict, list, set, OrderedDict})
+_ATOMS = frozenset({bool, int, float, str, type(None)})
 
 
 def meta_copy(model: nn.Module) -> nn.Module:
@@ -93,7 +93,7 @@ def _structural_clone(model: nn.Module) -> nn.Module:
         d = {}
         for k, v in mod.__dict__.items():
             t = type(v)
-            if t in _ATOMS or (t is tuple and all(type(e) in _ATOMS for e in v)):
+            if t in _ATOMS or (t is tuple and _ATOMS.issuperset(map(type, v))):  # (3, 3), (1, 1): kept
                 d[k] = v
                 continue
             if k in _REGISTRIES:
