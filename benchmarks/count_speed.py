@@ -6,6 +6,8 @@ this times, interleaved round by round in one process:
 * ``forward``      one eager forward pass under ``torch.inference_mode()`` (the unit);
 * ``count``        ``harness.count.count(model, x)`` (runs the forward, counts it);
 * ``count meta``   ``count(model, x, device="meta")`` (copies the structure to meta, no math);
+* ``count + every table read``, ``count meta + every table read``: the same, then every table
+  of the result read (``Counts`` builds its tables on their first read);
 * ``FlopCounterMode``  ``torch.utils.flop_counter.FlopCounterMode`` around a forward,
   under ``inference_mode`` (as ``count``) and under ``no_grad`` (its usual use).
 
