@@ -112,12 +112,14 @@ def _size2(size):
 
 
 def _adaptive_avg_pool2d(x, output_size):
+    """(N, C, *output_size), contiguous, for a plain NCHW input; else NotImplemented."""
     if not _plain_nchw(x) or _size2(output_size) is None:
         return NotImplemented
     return _empty((*x.shape[:2], *output_size), x.dtype)
 
 
 def _upsample_bilinear2d(x, output_size, align_corners, scale_factors=None):
+    """(N, C, *output_size), contiguous, for a plain NCHW input and given sizes; else NotImplemented."""
     if not _plain_nchw(x) or _size2(output_size) is None:
         return NotImplemented  # sizes from scale factors: PyTorch's own rule
     return _empty((*x.shape[:2], *output_size), x.dtype)

@@ -195,6 +195,7 @@ def shape_text(struct) -> str:
 
 
 def _as_lists(s):
+    """A :func:`shape_struct` with its ``torch.Size`` entries as lists (as the string shows them)."""
     if type(s) is torch.Size:
         return list(s)
     if type(s) is list:
