@@ -148,9 +148,7 @@ class Counter:
         """The counts so far (read after the ``with counter:`` block)."""
         if self._exit is not None:
             raise HarnessError("Counter.result() is read after the `with counter:` block, not inside it")
-        params = list(self.model.parameters())
-        totals = (sum(p.numel() for p in params), sum(p.numel() for p in params if p.requires_grad),
-                  sum(b.numel() for b in self.model.buffers()))
+        totals = _param_totals(self.model)
         device = "meta" if self._on_meta else str(model_device(self.model) or "cpu")
         return build_counts(self._named, self._tracker, self._mode, self._names, self._order(), totals,
                             device=device, training=bool(self._training))
@@ -161,6 +159,26 @@ class Counter:
         the autograd engine runs a node with grad mode on (activation checkpointing recomputes so;
         a plain backward runs with grad mode off). Assumes ``backward()`` without ``create_graph``."""
         return list(self._mode.recomputed)
+
+
+def _param_totals(model: nn.Module) -> tuple[int, int, int]:
+    """(parameters, trainable parameters, buffers): elements of the unique tensors, as
+    ``model.parameters()`` and ``model.buffers()`` list them, in one walk of the modules."""
+    params = trainable = buffers = 0
+    seen_p: set[int] = set()
+    seen_b: set[int] = set()
+    for mod in model.modules():
+        for p in mod._parameters.values():
+            if p is not None and id(p) not in seen_p:
+                seen_p.add(id(p))
+                n = p.numel()
+                params += n
+                trainable += n if p.requires_grad else 0
+        for b in mod._buffers.values():
+            if b is not None and id(b) not in seen_b:
+                seen_b.add(id(b))
+                buffers += b.numel()
+    return params, trainable, buffers
 
 
 def _check_phase_name(name, what: str) -> None:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any, Callable
 
 import pandas as pd
 
@@ -13,6 +14,44 @@ EVENT_COLUMNS = ["seq", "op", "input_shapes", "dtype", "macs", "flops", "other_f
 BY_PHASE_COLUMNS = ["phase", "calls", "macs", "flops", "other_flops", "bytes"]
 UNCOUNTED_COLUMNS = ["op", "calls"]
 WORK_COLUMNS = ["macs", "flops", "other_flops", "bytes"]
+
+
+class Deferred:
+    """A table not built yet: ``Deferred(fn, *args)()`` is ``fn(*args)``. A :class:`Counts` table
+    field may hold one; the field's first read builds the table and keeps it."""
+
+    __slots__ = ("fn", "args")
+
+    def __init__(self, fn: Callable[..., pd.DataFrame], *args: Any):
+        self.fn = fn
+        self.args = args
+
+    def __call__(self) -> pd.DataFrame:
+        return self.fn(*self.args)
+
+
+class _Table:
+    """A :class:`Counts` table field: holds a DataFrame, or a :class:`Deferred` that builds it on the
+    first read (``count()`` returns before any table is built; reading totals builds none)."""
+
+    def __init__(self, name: str):
+        self.name = name
+        self.key = "_" + name
+
+    def __get__(self, obj: Any, owner: type | None = None) -> Any:
+        if obj is None:
+            raise AttributeError(self.name)
+        value = obj.__dict__[self.key]
+        if type(value) is Deferred:
+            value = obj.__dict__[self.key] = value()
+        return value
+
+    def __set__(self, obj: Any, value: Any) -> None:
+        obj.__dict__[self.key] = value
+
+
+#: the table fields of :class:`Counts`
+TABLES = ("by_op", "by_module", "uncounted", "events", "by_phase")
 
 
 @dataclass(eq=False)
@@ -37,6 +76,9 @@ class Counts:
 
     Totals are sums over every phase; :meth:`op_totals` and :meth:`module_totals` give
     ``by_op`` and ``by_module`` summed over phases (the same rows when there is one phase).
+
+    The tables are built when first read (a field may be given a :class:`Deferred`): a count
+    whose caller reads only totals does not pay for DataFrames. A pickle holds built tables.
     """
 
     params: int
@@ -55,6 +97,12 @@ class Counts:
     device: str = "cpu"
     training: bool = False
     notes: list = field(default_factory=list)
+
+    def __getstate__(self) -> dict:
+        """The instance's state with every table built (a pickle holds data, not the builders)."""
+        for name in TABLES:
+            getattr(self, name)
+        return dict(self.__dict__)
 
     def __repr__(self) -> str:
         return (
@@ -110,6 +158,10 @@ class Counts:
         from .table import render
 
         return render(self, by=by, depth=depth)
+
+
+for _name in TABLES:  # after the dataclass is made: its __init__ assigns through the descriptors
+    setattr(Counts, _name, _Table(_name))
 
 
 def records(df: pd.DataFrame) -> list[dict]:

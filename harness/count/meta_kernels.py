@@ -1,8 +1,8 @@
 """Fast meta kernels: output-only stand-ins for ops whose meta path is slow or too strict.
 
 On the meta device a few ops run slow Python decompositions (batch_norm,
-layer_norm, hardtanh_, linear, scaled_dot_product_attention: milliseconds per
-call).  Counting needs only their outputs' shape, dtype and strides, which these
+layer_norm, hardtanh_, linear, scaled_dot_product_attention, adaptive_avg_pool2d,
+upsample_bilinear2d: milliseconds per call).  Counting needs only their outputs' shape, dtype and strides, which these
 functions produce directly, as the CPU kernels would (so that later view/copy
 decisions, and therefore bytes, match a CPU run).  Returning NotImplemented runs
 the real meta kernel.  ``FAST_META`` maps an OpOverload to its stand-in; the
@@ -90,6 +90,39 @@ def _contiguous_out(x, *args, **kw):
     if not x.is_contiguous():
         return NotImplemented
     return _empty(x.shape, x.dtype)
+
+
+def _layer_norm(x, *args, **kw):
+    """layer_norm: the CPU kernel writes a contiguous output of the input's shape and dtype whatever the
+    input's layout (a transposed or channels-last input too)."""
+    return _empty(x.shape, x.dtype)
+
+
+def _plain_nchw(x) -> bool:
+    """A contiguous floating (N, C, H, W) input with C, H, W > 1: the CPU pool and upsample kernels
+    give such an input a contiguous output (size-1 dims tie memory formats: left to PyTorch)."""
+    return x.dim() == 4 and x.is_floating_point() and x.is_contiguous() and 1 not in tuple(x.shape[1:])
+
+
+def _size2(size):
+    """``[h, w]`` of an ``int[2]`` argument, or None."""
+    if isinstance(size, (list, tuple)) and len(size) == 2 and all(type(v) is int for v in size):
+        return list(size)
+    return None
+
+
+def _adaptive_avg_pool2d(x, output_size):
+    """(N, C, *output_size), contiguous, for a plain NCHW input; else NotImplemented."""
+    if not _plain_nchw(x) or _size2(output_size) is None:
+        return NotImplemented
+    return _empty((*x.shape[:2], *output_size), x.dtype)
+
+
+def _upsample_bilinear2d(x, output_size, align_corners, scale_factors=None):
+    """(N, C, *output_size), contiguous, for a plain NCHW input and given sizes; else NotImplemented."""
+    if not _plain_nchw(x) or _size2(output_size) is None:
+        return NotImplemented  # sizes from scale factors: PyTorch's own rule
+    return _empty((*x.shape[:2], *output_size), x.dtype)
 
 
 def _linear(x, w, b=None):
@@ -237,7 +270,9 @@ _fast("scaled_dot_product_attention", "default", _sdpa)
 _fast("linear", "default", _linear)
 _fast("dropout", "default", _dropout)
 _fast("batch_norm", "default", _contiguous_out)
-_fast("layer_norm", "default", _contiguous_out)
+_fast("layer_norm", "default", _layer_norm)
+_fast("adaptive_avg_pool2d", "default", _adaptive_avg_pool2d)
+_fast("upsample_bilinear2d", "vec", _upsample_bilinear2d)
 _fast("rms_norm", "default", _contiguous_out)
 _fast("group_norm", "default", _contiguous_out)
 _fast("cat", "default", _cat)

@@ -41,16 +41,21 @@ def model_device(model: nn.Module) -> torch.device | None:
     return None
 
 
+_META = torch.device("meta")
+
+
 def _meta_tensor(t: torch.Tensor) -> torch.Tensor:
-    m = torch.empty_strided(tuple(t.shape), tuple(t.stride()), dtype=t.dtype, device="meta")
-    if isinstance(t, nn.Parameter):
+    """A meta tensor of ``t``'s shape, strides and dtype; an ``nn.Parameter`` for a parameter."""
+    m = torch.empty_strided(t.shape, t.stride(), dtype=t.dtype, device=_META)
+    # type() first: isinstance(t, nn.Parameter) runs Parameter's Python __instancecheck__
+    if type(t) is nn.Parameter or (type(t) is not torch.Tensor and isinstance(t, nn.Parameter)):
         return nn.Parameter(m, requires_grad=t.requires_grad)
     return m
 
 
 _REGISTRIES = ("_parameters", "_buffers", "_modules")
-_PLAIN_CONTAINERS = (dict, list, set, OrderedDict)
-_ATOMS = (bool, int, float, str, type(None))
+_PLAIN_CONTAINERS = frozenset({dict, list, set, OrderedDict})
+_ATOMS = frozenset({bool, int, float, str, type(None)})
 
 
 def meta_copy(model: nn.Module) -> nn.Module:
@@ -88,7 +93,7 @@ def _structural_clone(model: nn.Module) -> nn.Module:
         d = {}
         for k, v in mod.__dict__.items():
             t = type(v)
-            if t in _ATOMS or (t is tuple and all(type(e) in _ATOMS for e in v)):
+            if t in _ATOMS or (t is tuple and _ATOMS.issuperset(map(type, v))):  # (3, 3), (1, 1): kept
                 d[k] = v
                 continue
             if k in _REGISTRIES:

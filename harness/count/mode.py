@@ -59,28 +59,37 @@ for _name in ("_record_function_enter", "_record_function_enter_new", "_record_f
 
 
 class OpInfo:
-    """Per-OpOverload facts computed once: profiler name, argument spec, composite-ness."""
+    """Per-OpOverload facts computed once: profiler name, argument spec, composite-ness, formula,
+    whether the mode ignores it, its fast meta kernel, and whether it is decomposed under the mode."""
 
-    __slots__ = ("name", "spec", "composite", "formula")
+    __slots__ = ("func", "name", "spec", "npos", "out_at", "composite", "formula", "ignored", "fast_meta", "decompose")
 
     def __init__(self, func):
         schema = func._schema
+        self.func = func  # keeps the op alive while its id keys the cache
         self.name = "aten::" + schema.name.split("::", 1)[1] if schema.name.startswith("aten::") else schema.name
         self.spec = [(a.name, a.kwarg_only) for a in schema.arguments]
+        self.npos = next((i for i, (_, kwonly) in enumerate(self.spec) if kwonly), len(self.spec))
+        self.out_at = next((i for i, (name, _) in enumerate(self.spec) if name == "out"), -1)
         try:
             self.composite = torch._C._dispatch_has_kernel_for_dispatch_key(func.name(), "CompositeImplicitAutograd")
         except Exception:
             self.composite = False
         self.formula = formula_of(func)
+        self.ignored = func in _IGNORED
+        self.fast_meta = FAST_META.get(func)
+        self.decompose = self.formula is None and self.composite
 
 
-_INFO: dict[Any, OpInfo] = {}
+#: id(OpOverload) -> OpInfo (an OpOverload hashes in Python; its id is a C-level hash); the entry holds the op
+_INFO: dict[int, OpInfo] = {}
 
 
 def op_info(func) -> OpInfo:
-    info = _INFO.get(func)
+    """The cached :class:`OpInfo` of an OpOverload."""
+    info = _INFO.get(id(func))
     if info is None:
-        info = _INFO[func] = OpInfo(func)
+        info = _INFO[id(func)] = OpInfo(func)
     return info
 
 
@@ -94,83 +103,111 @@ def _dtype_name(dt) -> str:
     return name
 
 
-def describe_call(info: OpInfo, args, kwargs, res) -> tuple[str, str, int]:
-    """One pass over a call: (profiler input_shapes, dtype, default-rule bytes).
+def dtype_name(dt) -> str:
+    """``float32`` for ``torch.float32``; ``""`` for None (an op without tensors)."""
+    return _dtype_name(dt) if dt is not None else ""
 
-    input_shapes: one entry per schema argument, a tensor's sizes, ``[]`` otherwise;
-    dtype: of the first floating input, else the first tensor input, else the output;
-    bytes: distinct tensor inputs read once + outputs written once.
+
+def shapes_text(key: tuple) -> str:
+    """The profiler's ``input_shapes`` string of a shape key from :func:`describe_call`:
+    ``[[1, 3, 224, 224], [64, 3, 7, 7], []]``, one entry per schema argument."""
+    return "[" + ", ".join([str(list(s)) for s in key]) + "]"
+
+
+def describe_call(info: OpInfo, args, kwargs, res, want_bytes: bool = True) -> tuple[tuple, Any, int]:
+    """One pass over a call: (shape key, dtype, default-rule bytes; 0 unless ``want_bytes``).
+
+    shape key: one entry per schema argument, a tensor's ``torch.Size``, ``()`` otherwise
+    (also nested tensors and tensor lists, as the profiler records them), formatted by
+    :func:`shapes_text` only when the tables are built; dtype: of the first floating input,
+    else the first tensor input, else the output (None without tensors); bytes: distinct
+    tensor inputs read once + outputs written once (an ``out=`` tensor counts as an output).
     """
-    n = len(args)
-    parts = []
-    seen = set()
-    nbytes_in = 0
-    fdtype = None
-    adtype = None
+    parts, ins = _inputs(info, args, kwargs)
+    fdtype = adtype = None
+    for t in ins:
+        dt = t.dtype
+        if dt.is_floating_point or dt.is_complex:
+            fdtype = dt
+            break
+        if adtype is None:
+            adtype = dt
+    outs = [res] if isinstance(res, Tensor) else [t for t in res if isinstance(t, Tensor)] \
+        if isinstance(res, (list, tuple)) else []
+    if fdtype is None and adtype is None and outs:
+        adtype = outs[0].dtype
+    nbytes = _distinct_bytes(ins) + _distinct_bytes(outs) if want_bytes else 0
+    return parts, (fdtype if fdtype is not None else adtype), nbytes
 
-    def read(t: Tensor) -> None:
-        """A tensor input: read once however often it is passed; the first float sets dtype."""
-        nonlocal nbytes_in, fdtype, adtype
+
+def _inputs(info: OpInfo, args, kwargs) -> tuple[tuple, list]:
+    """(shape key, input tensors in argument order): tensor arguments, and the tensors of list arguments."""
+    m = min(len(args), info.npos)  # schema arguments read from args; the rest from kwargs
+    vals = list(args[:m]) if m < len(args) else list(args)
+    for name, _ in info.spec[m:]:
+        vals.append(kwargs.get(name))
+    out_at = info.out_at if info.out_at >= m else -1
+    parts: list[Any] = []  # torch.Size, or () for a non-tensor argument
+    ins = []
+    for i, v in enumerate(vals):
+        if isinstance(v, Tensor):
+            if i == out_at:  # an out= tensor is written, not read: it is counted with the outputs
+                parts.append(v.shape)
+                continue
+            parts.append(() if v.is_nested else v.shape)
+            ins.append(v)
+        else:
+            parts.append(())  # the profiler records tensor lists as [] too
+            if i != out_at and isinstance(v, (list, tuple)):
+                ins.extend([t for t in v if isinstance(t, Tensor)])
+    return tuple(parts), ins
+
+
+def _distinct_bytes(tensors: list) -> int:
+    """Bytes of the distinct tensors (by identity) of a list."""
+    if len(tensors) == 1:
+        return _nbytes(tensors[0])
+    seen: set[int] = set()
+    total = 0
+    for t in tensors:
         if id(t) not in seen:
             seen.add(id(t))
-            nbytes_in += _nbytes(t)
-        if fdtype is None:
-            if t.is_floating_point() or t.is_complex():
-                fdtype = t.dtype
-            elif adtype is None:
-                adtype = t.dtype
+            total += _nbytes(t)
+    return total
 
-    for i, (name, kwonly) in enumerate(info.spec):
-        if not kwonly and i < n:
-            v = args[i]
-        else:
-            v = kwargs.get(name)
-            if name == "out":  # an out= tensor is written, not read: it is counted with the outputs
-                parts.append(str(list(v.shape)) if isinstance(v, Tensor) else "[]")
-                continue
-        if isinstance(v, Tensor):
-            parts.append("[]" if v.is_nested else str(list(v.shape)))
-            read(v)
-        else:
-            parts.append("[]")  # the profiler records tensor lists as [] too
-            if isinstance(v, (list, tuple)):
-                for t in v:
-                    if isinstance(t, Tensor):
-                        read(t)
-    out_total = 0
-    if isinstance(res, Tensor):
-        out_total = _nbytes(res)
-        if adtype is None and fdtype is None:
-            adtype = res.dtype
-    elif isinstance(res, (list, tuple)):
-        oseen = set()
-        for t in res:
-            if isinstance(t, Tensor) and id(t) not in oseen:
-                oseen.add(id(t))
-                out_total += _nbytes(t)
-                if adtype is None and fdtype is None:
-                    adtype = t.dtype
-    dt = fdtype if fdtype is not None else adtype
-    return "[" + ", ".join(parts) + "]", (_dtype_name(dt) if dt is not None else ""), nbytes_in + out_total
+
+def shape_struct(obj):
+    """A module output's shapes, cheap to take while it runs (formatted later by :func:`shape_text`):
+    a tensor's ``torch.Size`` (``"nested"`` for a nested tensor), lists for lists and tuples, dicts
+    for dicts, a type name for anything else, None for None."""
+    if isinstance(obj, Tensor):
+        return "nested" if obj.is_nested else obj.shape
+    if isinstance(obj, (list, tuple)):
+        return [shape_struct(x) for x in obj]
+    if isinstance(obj, dict):
+        return {k: shape_struct(v) for k, v in obj.items()}
+    return type(obj).__name__ if obj is not None else None
+
+
+def shape_text(struct) -> str:
+    """Output shape of a module as a string, ``[1, 1000]``, nested lists for tuples; ``""`` for None."""
+    return "" if struct is None else str(_as_lists(struct))
+
+
+def _as_lists(s):
+    """A :func:`shape_struct` with its ``torch.Size`` entries as lists (as the string shows them)."""
+    if type(s) is torch.Size:
+        return list(s)
+    if type(s) is list:
+        return [_as_lists(x) for x in s]
+    if type(s) is dict:
+        return {k: _as_lists(v) for k, v in s.items()}
+    return s
 
 
 def shape_repr(obj) -> str:
     """Output shape of a module as a string: ``[1, 1000]``, nested lists for tuples."""
-
-    def conv(o):
-        if isinstance(o, Tensor):
-            if o.is_nested:
-                return "nested"
-            return list(o.shape)
-        if isinstance(o, (list, tuple)):
-            return [conv(x) for x in o]
-        if isinstance(o, dict):
-            return {k: conv(v) for k, v in o.items()}
-        return type(o).__name__ if o is not None else None
-
-    if obj is None:
-        return ""
-    return str(conv(obj))
+    return shape_text(shape_struct(obj))
 
 
 def _first_on_meta(args) -> bool:
@@ -184,15 +221,14 @@ def _first_on_meta(args) -> bool:
     return False
 
 
-def run_op(func, args, kwargs, fast_meta: bool):
-    """Run the op; on the meta device use a fast output-only kernel where one is registered."""
-    if fast_meta:
-        fm = FAST_META.get(func)
-        if fm is not None and _first_on_meta(args):
-            res = fm(*args, **kwargs)
-            if res is not NotImplemented:
-                return res
-    return func(*args, **kwargs)
+def _run_fast_meta(info: OpInfo, args, kwargs):
+    """The op's fast meta kernel when it has one and its first tensor is on meta, else the op."""
+    fm = info.fast_meta
+    if fm is not None and _first_on_meta(args):
+        res = fm(*args, **kwargs)
+        if res is not NotImplemented:
+            return res
+    return info.func(*args, **kwargs)
 
 
 class ModuleTracker:
@@ -218,7 +254,7 @@ class ModuleTracker:
                 self.paths[id(mod)] = name
         self.frame_path: list[str] = []
         self.frame_parent: list[int] = []
-        self.frame_out: list[str | None] = []
+        self.frame_out: list[Any] = []  # shape_struct of each call's output (shape_text formats it)
         self.frame_phase: list[int] = []
         self.phase = 0
         self.stack: list[int] = [-1]
@@ -260,30 +296,35 @@ class ModuleTracker:
 
     def _pre(self, module, args):
         path = self.paths.get(id(module))
-        if path is None or threading.get_ident() != self._thread:
+        if path is None or _get_ident() != self._thread:
             return None
+        stack = self.stack
+        self.frame_parent.append(stack[-1])
+        stack.append(len(self.frame_path))
         self.frame_path.append(path)
-        self.frame_parent.append(self.stack[-1])
         self.frame_out.append(None)
         self.frame_phase.append(self.phase)
-        self.stack.append(len(self.frame_path) - 1)
         return None
 
     def _post(self, module, args, output):
         path = self.paths.get(id(module))
-        if path is None or threading.get_ident() != self._thread:
+        if path is None or _get_ident() != self._thread:
             return None
         stack = self.stack
+        fpath = self.frame_path
         for j in range(len(stack) - 1, 0, -1):
             idx = stack[j]
-            if self.frame_path[idx] == path:
+            if fpath[idx] == path:
                 del stack[j:]
                 try:
-                    self.frame_out[idx] = shape_repr(output)
+                    self.frame_out[idx] = shape_struct(output)
                 except Exception:
                     self.frame_out[idx] = ""
                 break
         return None
+
+
+_get_ident = threading.get_ident
 
 
 class OpMode(TorchDispatchMode):
@@ -303,16 +344,17 @@ class OpMode(TorchDispatchMode):
         return False
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        kwargs = kwargs or {}
-        if func in _IGNORED:
+        info = _INFO.get(id(func)) or op_info(func)
+        if kwargs is None:
+            kwargs = {}
+        if info.ignored:
             return func(*args, **kwargs)
-        info = op_info(func)
-        if info.formula is None and info.composite:
+        if info.decompose:
             with self:
                 r = func.decompose(*args, **kwargs)
             if r is not NotImplemented:
                 return r
-        res = run_op(func, args, kwargs, self.fast_meta)
+        res = _run_fast_meta(info, args, kwargs) if self.fast_meta else func(*args, **kwargs)
         self._on_op(info, func, args, kwargs, res)
         return res
 
@@ -330,8 +372,8 @@ class CountingMode(OpMode):
         self.fast_meta = fast_meta
         # per-call events, column-wise
         self.ev_op: list[str] = []
-        self.ev_shapes: list[str] = []
-        self.ev_dtype: list[str] = []
+        self.ev_shapes: list[tuple] = []  # shape keys (describe_call), strings only in the tables
+        self.ev_dtype: list[Any] = []  # torch dtypes (None: no tensor), names only in the tables
         self.ev_macs: list[int] = []
         self.ev_other: list[int] = []
         self.ev_bytes: list[int] = []
@@ -343,34 +385,49 @@ class CountingMode(OpMode):
         self.recomputed: list[int] = []  # event indices of forward ops re-run inside backward (see _on_op)
 
     def _on_op(self, info: OpInfo, func, args, kwargs, res) -> None:
-        shapes, dtype, default_bytes = describe_call(info, args, kwargs, res)
+        macs = other = 0
+        want_bytes = False
+        nbytes: int | None = 0
         formula = info.formula
         counted = formula is not None
-        macs = other = nbytes = 0
         if formula is not None:
             try:
                 w = formula(res, *args, **kwargs)
                 macs, other = int(w.macs), int(w.other)
-                nbytes = default_bytes if w.bytes is None else int(w.bytes)
-            except PartialCount as exc:
-                counted = False
-                macs = other = nbytes = 0
-                self.notes.append(f"{info.name}: its reference decomposition has ops without formulas ({exc})")
+                nbytes = None if w.bytes is None else int(w.bytes)
             except Exception as exc:  # a formula bug must not break the user's run; it is reported
                 counted = False
                 macs = other = nbytes = 0
-                self.notes.append(f"{info.name}: formula failed ({short_exc(exc)})")
+                self.notes.append(_failure_note(info, exc))
+            want_bytes = nbytes is None
+        shapes, dtype, default_bytes = describe_call(info, args, kwargs, res, want_bytes)
         self.ev_op.append(info.name)
         self.ev_shapes.append(shapes)
         self.ev_dtype.append(dtype)
         self.ev_macs.append(macs)
         self.ev_other.append(other)
-        self.ev_bytes.append(nbytes)
-        self.ev_frame.append(self.tracker.frame_of_op() if self.tracker is not None else -1)
+        self.ev_bytes.append(default_bytes if nbytes is None else nbytes)
+        tracker = self.tracker
+        if tracker is None:
+            self.ev_frame.append(-1)
+        else:
+            frame = tracker.stack[-1]
+            self.ev_frame.append(frame if frame >= 0 else tracker.frame_of_op())
         # the autograd engine runs backward nodes with grad mode off (no create_graph); an op
         # dispatched while it runs a node with grad mode on is a forward re-run inside backward
         # (activation checkpointing's recomputation, reentrant or not)
-        if torch.is_grad_enabled() and torch._C._current_autograd_node() is not None:
+        if _grad_enabled() and _current_node() is not None:
             self.recomputed.append(len(self.ev_op) - 1)
         self.ev_counted.append(counted)
         self.ev_phase.append(self.phase)
+
+
+_grad_enabled = torch.is_grad_enabled
+_current_node = torch._C._current_autograd_node
+
+
+def _failure_note(info: OpInfo, exc: Exception) -> str:
+    """The note for a formula that raised: a reference decomposition with uncounted ops, or a bug."""
+    if isinstance(exc, PartialCount):
+        return f"{info.name}: its reference decomposition has ops without formulas ({exc})"
+    return f"{info.name}: formula failed ({short_exc(exc)})"
