@@ -279,3 +279,16 @@ def test_the_last_k_runs_are_judged_together(tmp_path: Path):
     assert cfg.steps and cfg.steps[-1]["run_id"] == fake_summary(8)["run_id"] and cfg.verdict == check.NOT_ENOUGH
     proc = run_cli("history", "check", "--logdir", str(tmp_path), "--last", "3", "--format", "json")
     assert proc.returncode == 1 and json.loads(proc.stdout)["latest"] == 3, proc.stderr
+
+
+def test_changed_work_is_judged_with_a_short_window(tmp_path: Path):
+    """A timing step leaves 2 runs in the window (fewer than --min-runs 3), but the latest run's counted work
+    grew 4x: exact evidence, judged anyway (CI once saw a noisy +24 % 'step' inside 4 quiet runs hide it; +60 % here)."""
+    work = fake_summary(0)["flops"]
+    for i, p50 in enumerate((0.010, 0.010, 0.016, 0.016)):
+        make_run(tmp_path, i, p50, n=30)
+    make_run(tmp_path, 4, 0.05, n=30, flops=4 * work)
+    cfg = one(tmp_path, min_runs=3)
+    assert cfg.work_change == pytest.approx(3.0) and len(cfg.baseline_runs) == 2
+    assert cfg.regression and cfg.verdict == "slower (counted work +300%)"
+    assert "judged on 2 quiet run(s), fewer than 3, because the counted work changed" in cfg.notes

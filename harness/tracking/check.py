@@ -256,10 +256,13 @@ def check_config(logdir: Path, rows: pd.DataFrame, m: Metric, *, window: int, la
     if quiet_c.empty:
         res.verdict = ("inconclusive (the latest run was disturbed)" if latest == 1 else
                        f"inconclusive (all {latest} latest runs were disturbed)")
-    elif len(base) < min_runs:
+    elif len(base) < min_runs and not (res.work_change and len(base)):
         since = f" since the step at run {res.steps[-1]['run_id']}" if res.steps else ""
         res.notes.insert(0, f"{len(base)} quiet run(s) in the window{since}; {min_runs} needed")
     else:
+        if len(base) < min_runs:  # counted work is exact evidence: it needs no settled level to be judged
+            res.notes.append(f"judged on {len(base)} quiet run(s), fewer than {min_runs}, because the counted "
+                             "work changed")
         _estimate(res, quiet_c, base, loaded_c, loaded_b, m, sd, threshold, level)
     return res
 
