@@ -17,7 +17,7 @@ import dataclasses
 from typing import Any
 
 from ..pipeline import workloads
-from ..pipeline.spec import ProfileConfig, RunSpec
+from ..pipeline.spec import COMPILE_MODES, ProfileConfig, RunSpec
 
 
 def add_scenario_options(p: argparse.ArgumentParser, *, shared: bool = False, sweep: bool = False) -> None:
@@ -44,9 +44,9 @@ def add_compile_options(p: argparse.ArgumentParser, both: str = "") -> None:
     """``--compile [MODE]``, ``--compile-backend``, ``--dynamic/--no-dynamic`` (:mod:`harness.pipeline.compiled`)."""
     g = p.add_argument_group("torch.compile")
     g.add_argument("--compile", nargs="?", const="default", default=None, metavar="MODE",
-                   choices=("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"),
-                   help=f"run the model under torch.compile{both} (MODE: default, reduce-overhead, max-autotune, "
-                        "max-autotune-no-cudagraphs; default when given bare); the compile cost is measured apart")
+                   choices=COMPILE_MODES,
+                   help=f"run the model under torch.compile{both} (MODE: {', '.join(COMPILE_MODES)}; default when "
+                        "given bare); the compile cost is measured apart")
     g.add_argument("--compile-backend", default=None, metavar="NAME",
                    help="torch.compile backend (default inductor; needs --compile)")
     g.add_argument("--dynamic", action=argparse.BooleanOptionalAction, default=None,

@@ -28,14 +28,14 @@ import contextlib
 import time
 from typing import Any, Callable, Iterator
 
-MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
-DEFAULT_BACKEND = "inductor"
+from .spec import DEFAULT_COMPILE_BACKEND
+
 MAX_SETTLE = 5  # iterations after the first that may still compile before timing starts anyway
 
 
 def apply(model: Any, mode: str, backend: str | None, dynamic: bool | None) -> dict:
     """Compile ``model`` in place; the ``compile`` record's settings (mode, backend, dynamic)."""
-    backend = backend or DEFAULT_BACKEND
+    backend = backend or DEFAULT_COMPILE_BACKEND
     kwargs: dict[str, Any] = {"backend": backend, "dynamic": dynamic}
     if backend == "inductor":
         kwargs["mode"] = None if mode == "default" else mode
@@ -49,10 +49,6 @@ def _profile_generated_kernels() -> None:
     import torch._inductor.config as inductor_config
 
     inductor_config.cpp.enable_kernel_profile = True
-
-
-def is_compiled(model: Any) -> bool:
-    return getattr(model, "_compiled_call_impl", None) is not None
 
 
 @contextlib.contextmanager

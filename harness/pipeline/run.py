@@ -22,8 +22,7 @@ from ..core import fsio
 from ..core.schema import Summary
 from ..core.text import utc_iso
 from ..errors import HarnessError, forward_error
-from . import assemble, write
-from .compiled import count_eagerly
+from . import assemble, compiled, write
 from . import scenario as scenario_mod
 from . import workloads
 from .environment import environment
@@ -145,18 +144,11 @@ def _measure(stages: "Stages", workload, prep: Prepared, scenario: str, warmup: 
     return stages.run("latency", attempts)
 
 
-def _begin_compile(prep: Prepared) -> Any:
-    from . import compiled
-
-    return compiled.begin() if prep.compile is not None else None
-
-
 def _compile_stage(stages: "Stages", workload, prep: Prepared, scenario: str, begun: Any) -> dict | None:
     """A compiled model's setup and first iterations, timed apart (compile cost, graphs, breaks, cache)."""
     settings = prep.compile
     if settings is None:
         return None
-    from . import compiled
     from .measure import synchronizer
     from .workloads import no_scope
 
@@ -170,14 +162,6 @@ def _compile_stage(stages: "Stages", workload, prep: Prepared, scenario: str, be
             raise forward_error(scenario, exc) from exc
 
     return stages.run("compile", warm)
-
-
-def _after_timing(record: dict | None) -> dict | None:
-    if record is None:
-        return None
-    from . import compiled
-
-    return compiled.after_timing(record)
 
 
 def _profile(stages: "Stages", workload, prep: Prepared, cfg: ProfileConfig, rundir, started: datetime, rank=None):
@@ -256,13 +240,13 @@ def execute(prep: Prepared, spec: RunSpec, *, scenario: str, workload: workloads
     run_id = rank.run_id if rank is not None else fsio.new_run_id(started)
     rundir = _open_rundir(root, scenario, run_id)
     try:
-        begun = _begin_compile(prep)
+        begun = compiled.begin() if prep.compile is not None else None
         workload.setup(prep)
         with workload.grad_mode():
             compile_record = _compile_stage(stages, workload, prep, scenario, begun)
             attempts = _measure(stages, workload, prep, scenario, warmup, iters, spec.retry_disturbed)
-            compile_record = _after_timing(compile_record)
-            counts = stages.run("count", lambda: count_eagerly(workload, prep))
+            compile_record = compiled.after_timing(compile_record) if compile_record is not None else None
+            counts = stages.run("count", lambda: compiled.count_eagerly(workload, prep))
             prof, profiled_contention = _profile(stages, workload, prep, cfg, rundir, started, rank)
         kept = _least_disturbed(attempts)
         parts_kw = dict(workload=workload, scenario=scenario, run_id=run_id, started=started, tag=spec.tag,
@@ -332,7 +316,6 @@ def profile(
                    profile=profile_config or ProfileConfig(), logdir=None if logdir is None else str(logdir), tag=tag)
     wl = workloads.get(spec.workload, **spec.workload_options)  # bad options fail before the model is touched
     prep = prepare_model(model, inputs, name=name, device=device, dtype=dtype, batch_size=batch_size, threads=threads)
-    prep.config_extra = spec.compile_config_extra()
     compile_model(prep, spec)
     return execute(prep, spec, scenario=prep.name, workload=wl)
 
@@ -382,18 +365,17 @@ def build(spec: RunSpec, stages: Stages | None = None) -> tuple[Any, workloads.W
     prep = stages.run("build", lambda: prepare_scenario(sc, batch_size=spec.batch_size, device=spec.device,
                                                         dtype=spec.dtype, threads=spec.threads,
                                                         channels_last=spec.channels_last))
-    prep.config_extra = {**model_config_extra(spec.model), **({"channels_last": 1} if spec.channels_last else {}),
-                         **spec.compile_config_extra()}
+    prep.config_extra = {**model_config_extra(spec.model), **({"channels_last": 1} if spec.channels_last else {})}
     compile_model(prep, spec)
     return sc, wl, prep
 
 
 def compile_model(prep: Prepared, spec: RunSpec) -> None:
-    """``--compile``: the prepared model compiled in place (:mod:`harness.pipeline.compiled`)."""
+    """``--compile``: the prepared model compiled in place (:mod:`harness.pipeline.compiled`), and its part
+    of the config key (eager and compiled runs are never one config)."""
     if spec.compile is not None:
-        from . import compiled
-
         prep.compile = compiled.apply(prep.model, spec.compile, spec.compile_backend, spec.dynamic)
+        prep.config_extra = {**prep.config_extra, **spec.compile_config_extra()}
 
 
 def run_spec(spec: RunSpec, progress: Callable[[str], None] | None = None) -> Run:

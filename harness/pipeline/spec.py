@@ -19,6 +19,8 @@ from typing import Any, Mapping
 
 from ..errors import HarnessError
 
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")  # torch.compile's
+DEFAULT_COMPILE_BACKEND = "inductor"
 DEFAULT_WARMUP = 5
 DEFAULT_ITERS = 20
 
@@ -98,9 +100,8 @@ class RunSpec:
             raise HarnessError("give a scenario: a built-in name, a .py file or a model by name (timm:NAME, ...)")
 
     def _check_compile(self) -> None:
-        modes = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
-        if self.compile is not None and self.compile not in modes:
-            raise HarnessError(f"--compile {self.compile!r}: use one of {', '.join(modes)}")
+        if self.compile is not None and self.compile not in COMPILE_MODES:
+            raise HarnessError(f"--compile {self.compile!r}: use one of {', '.join(COMPILE_MODES)}")
         if self.compile is None and (self.compile_backend is not None or self.dynamic is not None):
             flag = "--compile-backend" if self.compile_backend is not None else "--dynamic/--no-dynamic"
             raise HarnessError(f"{flag} needs --compile [MODE]")
@@ -110,7 +111,7 @@ class RunSpec:
         if self.compile is None:
             return {}
         dyn = {None: "", True: "+dynamic", False: "+static"}[self.dynamic]
-        return {"compile": f"{self.compile}/{self.compile_backend or 'inductor'}{dyn}"}
+        return {"compile": f"{self.compile}/{self.compile_backend or DEFAULT_COMPILE_BACKEND}{dyn}"}
 
     # ------------------------------------------------------------ derived
 
