@@ -281,15 +281,14 @@ def _pick_peaks(result: dict, rates: dict, missing: dict, threads: int, info: di
             result["measured_path"][dt] = fastest if best == fastest else f"{fastest} ({best} was faster)"
 
 
-def _per_cycle(run: dict, dt: str, measured_path: str | None, rate: float, clock: float,
+def _per_cycle(run: dict, dt: str, path_rates: dict[str, float], rate: float, clock: float,
                clock_threads: int) -> float:
-    """Ops per cycle per thread of ``dt``'s peak path: the median over repeats of one thread's
-    rate over one thread's clock (see :func:`_run_interleaved`). Paths outside the interleaved
-    loop (torch.mm) fall back to the best all-thread rate / threads / the best all-thread clock."""
-    paired = run.get("per_cycle", {}).get((dt, (measured_path or "").split(" (")[0]))
-    if paired and " was faster)" not in (measured_path or ""):
-        return statistics.median(paired)
-    return rate / clock_threads / clock
+    """Ops per cycle per thread of ``dt``'s peak path (the fastest of ``path_rates``): the median over
+    repeats of one thread's rate over one thread's clock (see :func:`_run_interleaved`). Paths outside
+    the interleaved loop (torch.mm) fall back to the best all-thread rate / threads / the best clock."""
+    best = max(path_rates, key=path_rates.__getitem__) if path_rates else None
+    paired = run.get("per_cycle", {}).get((dt, best))
+    return statistics.median(paired) if paired else rate / clock_threads / clock
 
 
 def _check_clock(result: dict, run: dict, threads: int, info: dict) -> None:
@@ -313,11 +312,11 @@ def _check_clock(result: dict, run: dict, threads: int, info: dict) -> None:
     for key, rates in (("flop_per_cycle_per_thread", result["flop_per_s"]),
                        ("int_op_per_cycle_per_thread", result["int_op_per_s"])):
         for dt, rate in rates.items():
-            result[key][dt] = _per_cycle(run, dt, result["measured_path"].get(dt), rate, clock, clock_threads)
+            result[key][dt] = _per_cycle(run, dt, result["path_rates"].get(dt, {}), rate, clock, clock_threads)
     derived = (info.get("flop_per_cycle_per_core") or {}).get("float32")
     measured = result["flop_per_cycle_per_thread"].get("float32")
     if derived and measured:
-        expect = derived  # one thread alone on a core
+        expect = derived  # the ISA's figure for one thread alone on a core, as measured
         if measured < 0.6 * expect:
             result["warnings"].append(
                 f"measured {measured:.1f} fp32 FLOP/cycle per thread, derived {expect:g}: fewer FMA units "
