@@ -116,7 +116,9 @@ def test_compiled_terminal_and_report_say_so(compiled_run):
     # the tables' limit is said, not hidden: fused kernels' time is not attributed to ops yet
     assert "do not yet attribute the time of generated (fused) kernels" in out
     assert any("fused" in w for w in s["warnings"])
-    assert "do not yet attribute the time of generated (fused) kernels" in (run / "report.html").read_text()
+    html = (run / "report.html").read_text()
+    assert "do not yet attribute the time of generated (fused) kernels" in html
+    assert "1 graph, 0 graph breaks, 0 recompiles after it" in html  # the compile row, as in the terminal
 
 
 def test_graph_break_is_reported(tmp_path):

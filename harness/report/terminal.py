@@ -71,10 +71,6 @@ def render_summary(summary: dict) -> str:
     row("work", f"{si(s['macs'], 'MAC')} = {si(s['flops'], 'FLOP')}   + {si(s['other_flops'], 'FLOP')} other"
                 f"   · {si(s['bytes'], 'B')} moved")
     row("latency", _latency(s))
-    if s.get("compile"):
-        from ..pipeline.compiled import describe
-
-        row("compiled", describe(s["compile"]).removeprefix("compiled "))
     row("achieved", _achieved(s))
     if s.get("mem_bandwidth_bytes_per_s"):
         ai = s.get("arithmetic_intensity")

@@ -82,9 +82,15 @@ def word(summary: dict | None, plural: bool = False) -> str:
 
 
 def figures(summary: dict) -> list[Figure]:
-    """The workload's own rows for a run summary ([] when it has none or is not registered)."""
+    """A run summary's own rows: its workload's ([] when it has none or is not registered), then how the
+    model was compiled (``--compile``), so that every output that shows the rows shows that too."""
     cls = cls_for(summary.get("workload"))
-    return cls.figures(summary) if cls is not None else []
+    rows = cls.figures(summary) if cls is not None else []
+    if summary.get("compile"):
+        from ..compiled import describe
+
+        rows.append(Figure("compiled", describe(summary["compile"]).removeprefix("compiled ")))
+    return rows
 
 
 def history_columns(summary: dict) -> dict[str, str]:
