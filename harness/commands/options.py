@@ -51,6 +51,10 @@ def add_compile_options(p: argparse.ArgumentParser, both: str = "") -> None:
                    help="torch.compile backend (default inductor; needs --compile)")
     g.add_argument("--dynamic", action=argparse.BooleanOptionalAction, default=None,
                    help="compile with dynamic shapes, or --no-dynamic for static ones (default: dynamo decides)")
+    if not both:  # ab compares sides itself: `ab X X:compile`
+        g.add_argument("--vs-eager-s", type=float, default=None, metavar="SECONDS",
+                       help="seconds a compiled run times itself against its eager model, interleaved, for the "
+                            "speedup with its interval (default 5; 0: not timed; needs --compile)")
 
 
 def add_workload_options(p: argparse.ArgumentParser, lists: bool = False) -> None:
@@ -116,7 +120,7 @@ def spec_from_args(args: argparse.Namespace, **overrides: Any) -> RunSpec:
         target=str(get("scenario", "") or ""), workload=get("workload"), workload_options=workload_options(args),
         model=model_options(args), batch_size=get("batch_size"), device=get("device"), dtype=get("dtype"),
         threads=get("threads"), channels_last=bool(get("channels_last")), compile=get("compile"),
-        compile_backend=get("compile_backend"), dynamic=get("dynamic"), warmup=get("warmup"), iters=get("iters"),
+        compile_backend=get("compile_backend"), dynamic=get("dynamic"), vs_eager_s=get("vs_eager_s"), warmup=get("warmup"), iters=get("iters"),
         retry_disturbed=get("retry_disturbed", 0) or 0, profile=profile, logdir=get("logdir", "logs"),
         tag=get("tag"))
     fields.update(overrides)

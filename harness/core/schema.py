@@ -78,6 +78,32 @@ class GraphBreak(TypedDict):
     count: int
 
 
+class VersusEager(TypedDict, total=False):
+    """``compile.vs_eager``: eager (baseline) vs compiled (candidate) in alternating blocks (README)."""
+
+    judged: str                   # what one judged value is: forward, training step, decode step
+    iteration_word: str | None    # what one iteration is (the medians' unit): forward, generation, training step
+    ratio: float                  # compiled / eager time, Hodges-Lehmann estimate over block pairs
+    low: float
+    high: float
+    level: float                  # 0.98
+    speedup: float | None         # eager / compiled = 1 / ratio
+    speedup_low: float | None
+    speedup_high: float | None
+    verdict: str                  # faster | slower | no significant change | inconclusive (for the compiled model)
+    threshold: float
+    inconclusive_reason: str | None
+    eager_median_s: float | None  # median whole iteration of each side
+    compiled_median_s: float | None
+    phases: dict[str, dict[str, float]]  # iteration and each phase: {ratio, low, high}
+    pairs: int
+    block_iterations: int
+    budget_s: float
+    elapsed_s: float
+    disturbed: bool
+    skipped: str                  # why it was not timed (then the only key)
+
+
 class CompileRecord(TypedDict, total=False):
     """``--compile``: settings and what compiling cost (README "torch.compile")."""
 
@@ -93,6 +119,7 @@ class CompileRecord(TypedDict, total=False):
     cache: str                    # warm | cold | partly warm | not used (Inductor FX graph cache)
     recompiles_while_timed: int
     steady: bool                  # nothing compiled while timed
+    vs_eager: VersusEager         # the same model timed eagerly against compiled, interleaved
 
 
 class Summary(TypedDict, total=False):

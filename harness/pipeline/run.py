@@ -164,6 +164,31 @@ def _compile_stage(stages: "Stages", workload, prep: Prepared, scenario: str, be
     return stages.run("compile", warm)
 
 
+def _after_timing(stages: "Stages", workload, prep: Prepared, spec: RunSpec, scenario: str, record: dict | None,
+                  rank: Any) -> dict | None:
+    """A compiled run's record after its timed loop: recompiles while timed, then eager vs compiled timed
+    in this process (``vs_eager``; not on ranks, whose blocks would not stay in step across processes)."""
+    if record is None:
+        return None
+    record = compiled.after_timing(record)
+    budget = spec.vs_eager_budget_s
+    if rank is not None or budget <= 0:
+        record["vs_eager"] = {"skipped": "a rank of a multi-rank job" if rank is not None else "--vs-eager-s 0"}
+        return record
+    from . import versus_eager
+
+    def compare() -> dict:
+        try:
+            return versus_eager.compare(workload, prep, budget)
+        except (HarnessError, KeyboardInterrupt):
+            raise
+        except Exception as exc:
+            raise forward_error(scenario, exc) from exc
+
+    record["vs_eager"] = stages.run("vs_eager", compare)
+    return record
+
+
 def _profile(stages: "Stages", workload, prep: Prepared, cfg: ProfileConfig, rundir, started: datetime, rank=None):
     worker = rank.worker if rank is not None else f"{socket.gethostname()}_{os.getpid()}"
     trace_name = trace_file_name(worker, str(int(started.timestamp() * 1000)), cfg.gzip)
@@ -245,7 +270,7 @@ def execute(prep: Prepared, spec: RunSpec, *, scenario: str, workload: workloads
         with workload.grad_mode():
             compile_record = _compile_stage(stages, workload, prep, scenario, begun)
             attempts = _measure(stages, workload, prep, scenario, warmup, iters, spec.retry_disturbed)
-            compile_record = compiled.after_timing(compile_record) if compile_record is not None else None
+            compile_record = _after_timing(stages, workload, prep, spec, scenario, compile_record, rank)
             counts = stages.run("count", lambda: compiled.count_eagerly(workload, prep))
             prof, profiled_contention = _profile(stages, workload, prep, cfg, rundir, started, rank)
         kept = _least_disturbed(attempts)
@@ -297,6 +322,7 @@ def profile(
     profile_config: ProfileConfig | None = None,
     retry_disturbed: int = 0,
     compile: str | None = None,
+    vs_eager_s: float | None = None,
     **options: Any,
 ) -> Run:
     """Measure, profile and count ``model`` on ``inputs``; write a run dir when ``logdir`` is given.
@@ -308,9 +334,10 @@ def profile(
     device or dtype runs on a copy; modes and ``requires_grad`` flags are restored.
     ``name`` defaults to the model's class name. ``compile``: a ``torch.compile`` mode
     (``"default"``, ...) to run the model compiled; it is compiled in place (``nn.Module.compile``)
-    and stays so afterwards. Returns a :class:`Run`.
+    and stays so afterwards; ``vs_eager_s`` (default 5, 0 to skip) is how long it is then timed against
+    itself run eagerly (``summary["compile"]["vs_eager"]``). Returns a :class:`Run`.
     """
-    spec = RunSpec(target=name or type(model).__name__, workload=workload, compile=compile,
+    spec = RunSpec(target=name or type(model).__name__, workload=workload, compile=compile, vs_eager_s=vs_eager_s,
                    workload_options={**(workload_options or {}), **options}, batch_size=batch_size,
                    threads=threads, warmup=warmup, iters=iters, retry_disturbed=retry_disturbed,
                    profile=profile_config or ProfileConfig(), logdir=None if logdir is None else str(logdir), tag=tag)
@@ -338,6 +365,7 @@ def run_scenario(
     progress: Callable[[str], None] | None = None,
     retry_disturbed: int = 0,
     compile: str | None = None,
+    vs_eager_s: float | None = None,
 ) -> Run:
     """Load a scenario (built-in name, file path or model by name with ``model_options``:
     :class:`harness.models.ModelOptions`), build it, and run it (:func:`run_spec`)."""
@@ -350,7 +378,7 @@ def run_scenario(
                    model=model, batch_size=batch_size, device=None if device is None else str(device),
                    dtype=None if dtype is None else dtype_name(dtype) if isinstance(dtype, torch.dtype) else str(dtype),
                    threads=threads, warmup=warmup, iters=iters, retry_disturbed=retry_disturbed, compile=compile,
-                   profile=profile_config or ProfileConfig(), logdir=None if logdir is None else str(logdir), tag=tag)
+                   vs_eager_s=vs_eager_s, profile=profile_config or ProfileConfig(), logdir=None if logdir is None else str(logdir), tag=tag)
     return run_spec(spec, progress=progress)
 
 

@@ -23,6 +23,7 @@ COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-
 DEFAULT_COMPILE_BACKEND = "inductor"
 DEFAULT_WARMUP = 5
 DEFAULT_ITERS = 20
+DEFAULT_VS_EAGER_S = 5.0  # a compiled run's eager-vs-compiled timing budget (harness.pipeline.versus_eager)
 
 
 @dataclass(frozen=True)
@@ -50,7 +51,9 @@ class RunSpec:
     ``channels_last``: the model and its 4-d inputs in channels_last memory format;
     ``compile``: a ``torch.compile`` mode (``default``, ``reduce-overhead``, ``max-autotune``,
     ``max-autotune-no-cudagraphs``) or None for eager, with ``compile_backend`` (default
-    ``inductor``) and ``dynamic`` (None: dynamo decides) (:mod:`harness.pipeline.compiled`).
+    ``inductor``) and ``dynamic`` (None: dynamo decides) (:mod:`harness.pipeline.compiled`);
+    ``vs_eager_s``: seconds a compiled run spends timing itself against its eager model, interleaved
+    (None: 5 s; 0: not timed) (:mod:`harness.pipeline.versus_eager`).
     """
 
     target: str
@@ -65,6 +68,7 @@ class RunSpec:
     compile: str | None = None
     compile_backend: str | None = None
     dynamic: bool | None = None
+    vs_eager_s: float | None = None
     warmup: int | None = None
     iters: int | None = None
     retry_disturbed: int = 0
@@ -105,6 +109,12 @@ class RunSpec:
         if self.compile is None and (self.compile_backend is not None or self.dynamic is not None):
             flag = "--compile-backend" if self.compile_backend is not None else "--dynamic/--no-dynamic"
             raise HarnessError(f"{flag} needs --compile [MODE]")
+        if self.vs_eager_s is not None:
+            if self.compile is None:
+                raise HarnessError("--vs-eager-s needs --compile [MODE]")
+            if isinstance(self.vs_eager_s, bool) or not isinstance(self.vs_eager_s, (int, float)) \
+                    or not self.vs_eager_s >= 0:
+                raise HarnessError(f"--vs-eager-s must be 0 (not timed) or a number of seconds, got {self.vs_eager_s!r}")
 
     def compile_config_extra(self) -> dict[str, str]:
         """The config-key part of compilation: eager and compiled runs are never one config."""
@@ -118,6 +128,13 @@ class RunSpec:
     @property
     def warmup_or_default(self) -> int:
         return DEFAULT_WARMUP if self.warmup is None else self.warmup
+
+    @property
+    def vs_eager_budget_s(self) -> float:
+        """Seconds of eager-vs-compiled timing (0 for an eager run or when turned off)."""
+        if self.compile is None:
+            return 0.0
+        return DEFAULT_VS_EAGER_S if self.vs_eager_s is None else float(self.vs_eager_s)
 
     @property
     def iters_or_default(self) -> int:

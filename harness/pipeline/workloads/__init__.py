@@ -90,6 +90,10 @@ def figures(summary: dict) -> list[Figure]:
         from ..compiled import describe
 
         rows.append(Figure("compiled", describe(summary["compile"]).removeprefix("compiled ")))
+        if summary["compile"].get("vs_eager"):
+            from ..versus_eager import describe as versus
+
+            rows.append(Figure("vs eager", versus(summary["compile"]["vs_eager"])))
     return rows
 
 

@@ -20,57 +20,20 @@ threads, a model that leaves threads idle also lowers it.
 """
 from __future__ import annotations
 
-import functools
 import sys
 import time
-from dataclasses import dataclass
 from typing import Any, Callable
 
 from ...core.samples import median
 from ...core.text import short_exc
 from ...errors import HarnessError, forward_error
+from .blocks import BlockTiming, cpu_seconds, cpu_share, timed_block
 from .sides import SideSpec
+
+__all__ = ["BlockTiming", "Prepared", "count_side", "cpu_seconds", "cpu_share"]
 
 WARMUP_MIN_ITERS = 3
 WARMUP_MIN_S = 0.2
-
-
-@dataclass
-class BlockTiming:
-    """One block of one side: seconds per timed iteration, the block's CPU share and, for a workload
-    of several phases, one ``(iteration, phase, index, latency_s)`` row per phase occurrence (else None)."""
-
-    samples: list[float]
-    cpu_share: float | None
-    phases: list | None = None
-
-
-class _NoScope:
-    """A phase scope that does nothing, without allocating (an iteration of one phase)."""
-
-    def __call__(self, phase: str) -> "_NoScope":
-        return self
-
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc: Any) -> None:
-        return None
-
-
-NO_SCOPE = _NoScope()
-
-
-def cpu_seconds() -> float:
-    """CPU time (user + system) of this process so far, all its threads (``CLOCK_PROCESS_CPUTIME_ID``)."""
-    return time.process_time()
-
-
-def cpu_share(cpu_s: float, wall_s: float, threads: int) -> float | None:
-    """``cpu_s / (wall_s x threads)``: 1.0 when every thread ran the whole time; None for no time."""
-    if wall_s <= 0 or not threads:
-        return None
-    return cpu_s / (wall_s * threads)
 
 
 def count_side(workload, prep) -> dict:
@@ -145,39 +108,8 @@ class Prepared:
         except Exception as exc:
             raise forward_error(self.scenario, exc, where=self.workload.word) from exc
 
-    def _step(self, scope) -> tuple[Callable[[Any], Any], Any]:
-        """One iteration as ``fn(arg)``: a plain forward is ``call(model)`` itself (no scope, no wrapper:
-        as fast as before workloads), any other workload ``iteration(prep, scope)``."""
-        from ...pipeline.workloads import Forward
-
-        if type(self.workload).iteration is Forward.iteration:
-            return self.prep.call, self.prep.model
-        return functools.partial(self.workload.iteration, self.prep), scope
-
     def _timed(self, k: int, discard: int) -> BlockTiming:
-        """The block itself: a forward's sample is exactly ``clock; call(model); sync; clock`` (as before
-        workloads); a workload of several phases also gets the measure stage's phase clock."""
-        from ...pipeline.measure import _PhaseClock
-
-        sync, clock = self._sync, time.perf_counter_ns
-        phased = len(self.phases) > 1
-        scope = _PhaseClock(sync) if phased else NO_SCOPE
-        (untimed, untimed_arg), (step, arg) = self._step(NO_SCOPE), self._step(scope)
-        out = []
-        with self.workload.grad_mode():
-            for _ in range(discard):
-                untimed(untimed_arg)
-            sync()
-            cpu0, wall0 = cpu_seconds(), clock()
-            for i in range(k):
-                if phased:
-                    scope.start(i)
-                t0 = clock()
-                step(arg)
-                sync()
-                out.append((clock() - t0) * 1e-9)
-            share = cpu_share(cpu_seconds() - cpu0, (clock() - wall0) * 1e-9, self.prep.threads)
-        return BlockTiming(out, share, scope.rows if phased else None)
+        return timed_block(self.workload, self.prep, self._sync, k, discard, phased=len(self.phases) > 1)
 
     def warmup(self, min_iters: int = WARMUP_MIN_ITERS, min_s: float = WARMUP_MIN_S) -> float:
         """Warm up; return the typical iteration time (median of the second half)."""

@@ -1,0 +1,101 @@
+"""Eager vs compiled in one run: the compiled model timed against itself run eagerly, interleaved.
+
+``run X --compile`` answers "did compiling pay off?" on the spot. The model is compiled in place
+(:mod:`.compiled`), so the eager side is the very same module with its compiled call switched off
+(:func:`.compiled.eager`): same weights, same inputs, same workload, same process. The two sides
+are timed in alternating blocks, ABBA, by the A/B loop (:mod:`harness.tracking.ab.alternate`) for
+``budget_s`` seconds after a warm-up of each side, and judged as ``ab`` judges: the ratio
+compiled/eager of the workload's judged phase (a generation's decode step) or else the whole
+iteration, its Hodges-Lehmann interval at 98 %, a verdict against a 5 % threshold, and no
+verdict when too many block pairs were disturbed. The record is summary.json
+``compile.vs_eager`` (README "Compiled models").
+"""
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from ..core.samples import median
+from ..core.units import seconds
+from .spec import DEFAULT_VS_EAGER_S
+
+WARMUP_MIN_ITERS, WARMUP_MIN_S = 3, 0.2
+
+
+def _warm(block: Callable[[int, int], Any]) -> float:
+    """Warm one side up (at least 3 iterations and 0.2 s); its typical iteration (median of the second half)."""
+    import time
+
+    times: list[float] = []
+    t0 = time.perf_counter()
+    while len(times) < WARMUP_MIN_ITERS or time.perf_counter() - t0 < WARMUP_MIN_S:
+        times += block(1, 0).samples
+    return median(times[len(times) // 2:])
+
+
+def _side(workload: Any, prep: Any, name: str) -> dict:
+    """A side as the A/B analysis reads it."""
+    return {"workload": workload.name, "phases": list(workload.phases), "verdict_phase": workload.verdict_phase,
+            "words": {"iteration": workload.word, **{p: workload.phase_word(p) for p in workload.phases}},
+            "batch_size": prep.batch_size, "side": name, "counts": {}}
+
+
+def compare(workload: Any, prep: Any, budget_s: float = DEFAULT_VS_EAGER_S,
+            progress: Callable[[str], None] | None = None) -> dict:
+    """Time the compiled model (candidate) against itself run eagerly (baseline); ``compile.vs_eager``."""
+    from ..tracking.ab.alternate import alternate, block_plan
+    from ..tracking.ab.analysis import analyze
+    from ..tracking.ab.blocks import timed_block
+    from ..tracking.ab.state import AbConfig, Blocks
+    from .compiled import eager
+    from .measure import synchronizer
+
+    sync, phased = synchronizer(prep.device), len(workload.phases) > 1
+
+    def compiled_block(k: int, discard: int):
+        return timed_block(workload, prep, sync, k, discard, phased=phased)
+
+    def eager_block(k: int, discard: int):
+        with eager(prep.model):
+            return timed_block(workload, prep, sync, k, discard, phased=phased)
+
+    cfg = AbConfig(budget_s=budget_s, count=False)
+    blocks = Blocks(phases=tuple(workload.phases), verdict_phase=workload.verdict_phase)
+    blocks.k, blocks.discard = block_plan(_warm(eager_block), _warm(compiled_block), cfg.block_s)
+    blocks.elapsed_s = alternate(eager_block, compiled_block, blocks, cfg, progress=progress)
+    return record(analyze(_side(workload, prep, "eager"), _side(workload, prep, "compiled"), blocks, cfg))
+
+
+def record(r: Any) -> dict:
+    """``compile.vs_eager`` from the A/B result: ``ratio`` = compiled / eager time of the judged
+    phase with its interval, ``speedup`` = eager / compiled (its interval the inverse), the verdict
+    for the compiled model (``faster`` = compiling paid off), each side's median, pairs and budget."""
+    e = r.estimate
+    inv = (lambda x: 1 / x if x else None)  # noqa: E731
+    return {"judged": r.judged, "iteration_word": (r.baseline.get("words") or {}).get("iteration"), "ratio": e.ratio, "low": e.low, "high": e.high, "level": r.level,
+            "speedup": inv(e.ratio), "speedup_low": inv(e.high), "speedup_high": inv(e.low),
+            "verdict": r.verdict, "threshold": r.threshold, "inconclusive_reason": r.inconclusive_reason,
+            "eager_median_s": r.baseline.get("median_s"), "compiled_median_s": r.candidate.get("median_s"),
+            "phases": {name: {"ratio": p["ratio"], "low": p["low"], "high": p["high"]}
+                       for name, p in r.phases.items()},
+            "pairs": r.pairs, "block_iterations": r.block_iterations, "budget_s": r.budget_s,
+            "elapsed_s": r.elapsed_s, "disturbed": bool(r.contention.get("disturbed"))}
+
+
+def describe(v: dict) -> str:
+    """One line: the speedup with its interval and the verdict."""
+    if v.get("skipped"):
+        return f"eager vs compiled not timed ({v['skipped']})"
+    lo, hi = v.get("speedup_low"), v.get("speedup_high")
+    interval = f" [{_x(lo)}, {_x(hi)}]" if lo is not None and hi is not None else ""
+    verdict = {"faster": "compiling paid off", "slower": "compiling made it slower",
+               "no significant change": "no significant change"}.get(v["verdict"], v["verdict"])
+    why = f" ({v['inconclusive_reason']})" if v.get("inconclusive_reason") else ""
+    per = v.get("iteration_word") or "iteration"
+    return (f"{_x(v['speedup'])}x the eager speed{interval} per {v['judged']}, {v['level'] * 100:.0f} % interval, "
+            f"{v['pairs']} pairs in {v['elapsed_s']:.1f} s: {verdict}{why}; median {per}: eager "
+            f"{seconds(v['eager_median_s'])}, compiled {seconds(v['compiled_median_s'])}")
+
+
+def _x(ratio: float) -> str:
+    """A speed ratio: 3 decimals below 10 (``1.038``), 1 above (``25.3``)."""
+    return f"{ratio:.3f}" if ratio < 10 else f"{ratio:.1f}"
