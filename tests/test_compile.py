@@ -229,3 +229,45 @@ def test_vs_eager_times_the_eager_model(tmp_path):
     assert v["compiled_median_s"] >= 0.003 and v["eager_median_s"] < 0.002
     assert v["ratio"] > 2 and v["low"] > 1 and v["verdict"] == "slower" and v["speedup"] < 0.5
     assert calls  # the compiled side ran the backend's code
+
+
+FAILING = MLP + '''
+
+from torch._dynamo import register_backend
+
+
+@register_backend
+def failing_backend(gm, example_inputs):
+    raise RuntimeError("this backend cannot lower the graph\\nsecond line of the error")
+'''
+
+
+def test_unknown_backend_is_exit_2(tmp_path):
+    scen = write_scenario(tmp_path, "mlp", MLP)
+    r = run_cli("run", str(scen), "--compile", "--compile-backend", "nosuch", "--logdir", str(tmp_path / "logs"))
+    assert r.returncode == 2 and "--compile-backend 'nosuch'" in r.stderr and "inductor" in r.stderr
+    assert not (tmp_path / "logs").exists() or not any((tmp_path / "logs").rglob("summary.json"))
+
+
+def test_compile_failure_is_exit_2_with_the_first_line(tmp_path):
+    """A backend that raises: exit 2, the error's first line, the full error in a file it names; no run dir."""
+    scen = write_scenario(tmp_path, "mlp", FAILING)
+    r = run_cli("run", str(scen), "--compile", "--compile-backend", "failing_backend", "--threads", "1",
+                "--logdir", str(tmp_path / "logs"), *QUICK)
+    assert r.returncode == 2, r.stderr[-2000:]
+    line = r.stderr.strip().splitlines()[-1]
+    assert "torch.compile (failing_backend) failed" in line and "this backend cannot lower the graph" in line
+    assert "second line" not in line
+    path = Path(line.split("the full error: ")[1].split(" ")[0])
+    assert "second line of the error" in path.read_text()
+    path.unlink()
+    assert not any((tmp_path / "logs").rglob("summary.json"))
+    assert not (tmp_path / "logs" / "history.csv").exists()
+
+
+def test_no_cpp_compiler_is_exit_2(tmp_path):
+    """Inductor on CPU with no C++ compiler (CXX names one that does not exist): exit 2 naming it."""
+    scen = write_scenario(tmp_path, "mlp", MLP)
+    r = run_cli("run", str(scen), "--compile", "--logdir", str(tmp_path / "logs"),
+                env={"CXX": "/nonexistent/g++"})
+    assert r.returncode == 2 and "needs a C++ compiler" in r.stderr and "/nonexistent/g++" in r.stderr

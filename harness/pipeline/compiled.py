@@ -28,20 +28,69 @@ import contextlib
 import time
 from typing import Any, Callable, Iterator
 
+from ..errors import HarnessError
 from .spec import DEFAULT_COMPILE_BACKEND
 
 MAX_SETTLE = 5  # iterations after the first that may still compile before timing starts anyway
 
 
-def apply(model: Any, mode: str, backend: str | None, dynamic: bool | None) -> dict:
-    """Compile ``model`` in place; the ``compile`` record's settings (mode, backend, dynamic)."""
+def apply(model: Any, mode: str, backend: str | None, dynamic: bool | None, device_type: str = "cpu") -> dict:
+    """Compile ``model`` in place; the ``compile`` record's settings (mode, backend, dynamic).
+    An unknown backend, or Inductor on a CPU without a C++ compiler, is exit 2 before anything runs."""
     backend = backend or DEFAULT_COMPILE_BACKEND
+    check_backend(backend, device_type)
     kwargs: dict[str, Any] = {"backend": backend, "dynamic": dynamic}
     if backend == "inductor":
         kwargs["mode"] = None if mode == "default" else mode
         _profile_generated_kernels()
     model.compile(**kwargs)
     return {"mode": mode, "backend": backend, "dynamic": dynamic}
+
+
+def check_backend(backend: str, device_type: str) -> None:
+    """Exit 2 for a backend dynamo does not know (with the names it knows) and for Inductor on a CPU
+    without a C++ compiler (naming the compilers it looked for)."""
+    import torch._dynamo
+
+    known = torch._dynamo.list_backends(exclude_tags=())
+    if backend not in known:
+        raise HarnessError(f"--compile-backend {backend!r}: torch.compile knows {', '.join(known)}")
+    if backend == "inductor" and device_type == "cpu":
+        _check_cpp_compiler()
+
+
+def _check_cpp_compiler() -> None:
+    """Inductor generates C++ on CPU: the compiler it would use must run (``$CXX``, else g++)."""
+    from torch._inductor import config
+    from torch._inductor.cpp_builder import get_cpp_compiler
+
+    try:
+        get_cpp_compiler()
+    except Exception as exc:  # noqa: BLE001 - InvalidCxxCompiler, or whatever the search raised
+        tried = [c for c in (config.cpp.cxx if isinstance(config.cpp.cxx, (list, tuple)) else (config.cpp.cxx,)) if c]
+        raise HarnessError(f"--compile on CPU needs a C++ compiler for Inductor: {', '.join(tried) or 'none'} "
+                           f"did not run ({type(exc).__name__}); install one (Debian: apt-get install g++) or set "
+                           "CXX, or pick another backend (--compile-backend aot_eager)") from exc
+
+
+def compile_failed(scenario: str, backend: str, exc: BaseException) -> HarnessError | None:
+    """A torch.compile failure (dynamo's or Inductor's exceptions) as one line, exit 2, with the full error
+    written to a file it names; None for an exception that is not a compile failure."""
+    import tempfile
+    import traceback
+
+    from torch._dynamo.exc import TorchDynamoException
+
+    if not isinstance(exc, TorchDynamoException):
+        return None
+    from ..core.text import first_line
+
+    fd, path = tempfile.mkstemp(prefix=f"harness-compile-error-{scenario}-", suffix=".txt")
+    with open(fd, "w") as f:
+        f.write("".join(traceback.format_exception(exc)))
+    cause = getattr(exc, "inner_exception", None) or exc  # BackendCompilerFailed wraps the backend's own error
+    return HarnessError(f"scenario '{scenario}': torch.compile ({backend}) failed: {type(cause).__name__}: "
+                        f"{first_line(cause)[:300]}; the full error: {path} (more with TORCH_LOGS=+dynamo,+inductor)")
 
 
 def _profile_generated_kernels() -> None:

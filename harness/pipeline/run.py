@@ -144,6 +144,17 @@ def _measure(stages: "Stages", workload, prep: Prepared, scenario: str, warmup: 
     return stages.run("latency", attempts)
 
 
+def _setup(workload, prep: Prepared, scenario: str) -> None:
+    """The workload's setup (a training run's steps once: with ``--compile``, that compiles)."""
+    try:
+        workload.setup(prep)
+    except Exception as exc:
+        failed = compiled.compile_failed(scenario, prep.compile["backend"], exc) if prep.compile else None
+        if failed is not None:
+            raise failed from exc
+        raise
+
+
 def _compile_stage(stages: "Stages", workload, prep: Prepared, scenario: str, begun: Any) -> dict | None:
     """A compiled model's setup and first iterations, timed apart (compile cost, graphs, breaks, cache)."""
     settings = prep.compile
@@ -159,7 +170,7 @@ def _compile_stage(stages: "Stages", workload, prep: Prepared, scenario: str, be
         except (HarnessError, KeyboardInterrupt):
             raise
         except Exception as exc:
-            raise forward_error(scenario, exc) from exc
+            raise compiled.compile_failed(scenario, settings["backend"], exc) or forward_error(scenario, exc) from exc
 
     return stages.run("compile", warm)
 
@@ -266,7 +277,7 @@ def execute(prep: Prepared, spec: RunSpec, *, scenario: str, workload: workloads
     rundir = _open_rundir(root, scenario, run_id)
     try:
         begun = compiled.begin() if prep.compile is not None else None
-        workload.setup(prep)
+        _setup(workload, prep, scenario)
         with workload.grad_mode():
             compile_record = _compile_stage(stages, workload, prep, scenario, begun)
             attempts = _measure(stages, workload, prep, scenario, warmup, iters, spec.retry_disturbed)
@@ -402,7 +413,7 @@ def compile_model(prep: Prepared, spec: RunSpec) -> None:
     """``--compile``: the prepared model compiled in place (:mod:`harness.pipeline.compiled`), and its part
     of the config key (eager and compiled runs are never one config)."""
     if spec.compile is not None:
-        prep.compile = compiled.apply(prep.model, spec.compile, spec.compile_backend, spec.dynamic)
+        prep.compile = compiled.apply(prep.model, spec.compile, spec.compile_backend, spec.dynamic, prep.device.type)
         prep.config_extra = {**prep.config_extra, **spec.compile_config_extra()}
 
 
