@@ -227,7 +227,9 @@ def test_vs_eager_times_the_eager_model(tmp_path):
         workload.teardown(prep)
         prep.restore()
     assert v["compiled_median_s"] >= 0.003 and v["eager_median_s"] < 0.002
-    assert v["ratio"] > 2 and v["low"] > 1 and v["verdict"] == "slower" and v["speedup"] < 0.5
+    assert v["ratio"] > 2 and v["low"] > 1 and v["speedup"] < 0.5
+    # the verdict is "slower", unless a neighbour disturbed too many block pairs (then it refuses to judge)
+    assert v["verdict"] == "slower" or (v["verdict"] == "inconclusive" and v["disturbed"]), v
     assert calls  # the compiled side ran the backend's code
 
 
@@ -271,3 +273,18 @@ def test_no_cpp_compiler_is_exit_2(tmp_path):
     r = run_cli("run", str(scen), "--compile", "--logdir", str(tmp_path / "logs"),
                 env={"CXX": "/nonexistent/g++"})
     assert r.returncode == 2 and "needs a C++ compiler" in r.stderr and "/nonexistent/g++" in r.stderr
+
+
+def test_generate_recompiles_per_context_length(tmp_path):
+    """A generation compiled (the ``eager`` backend: dynamo traces, no C++): the prefill compiles, the first
+    decode step compiles for its context length (33 = prompt 32 + 1), the second recompiles (34: a new shape,
+    which dynamo then marks dynamic), later steps reuse it; the terminal says where it compiled."""
+    r = run_cli("run", "tiny_llama", "--compile", "--compile-backend", "eager", "--new-tokens", "4", "--threads", "1",
+                "--vs-eager-s", "0", "--logdir", str(tmp_path / "logs"), *QUICK, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    c = json.loads((_only_run(tmp_path / "logs", "tiny_llama") / "summary.json").read_text())["compile"]
+    assert [(x["iteration"], x["phase"], x["index"], x["at"], x["frames"]) for x in c["compiled_in"]] == [
+        (0, "prefill", 0, "prefill", 1), (0, "decode", 0, "decode step 1 (context 33)", 1),
+        (0, "decode", 1, "decode step 2 (context 34)", 1)]
+    assert (c["graphs"], c["frames_compiled"], c["recompiles"], c["settle_iterations"]) == (3, 3, 0, 1)
+    assert "compiled in prefill, decode step 1 (context 33), decode step 2 (context 34)" in r.stdout

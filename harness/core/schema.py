@@ -116,6 +116,7 @@ class CompileRecord(TypedDict, total=False):
     graphs: int
     graph_breaks: list[GraphBreak]
     recompiles: int               # frames compiled after the first iteration
+    compiled_in: list[dict]       # {iteration, phase, index, at, frames}: each phase occurrence that compiled
     cache: str                    # warm | cold | partly warm | not used (Inductor FX graph cache)
     recompiles_while_timed: int
     steady: bool                  # nothing compiled while timed

@@ -147,19 +147,43 @@ def begin() -> tuple[dict, float]:
     return counters(), time.perf_counter()
 
 
-def warm(iteration: Callable[[], None], sync: Callable[[], None], settings: dict,
-         begun: tuple[dict, float] | None = None) -> dict:
+class _CompileScope:
+    """A phase scope that notes which phase occurrences compiled frames (``compiled_in``)."""
+
+    def __init__(self, label: Callable[[str, int], str]):
+        self.label, self.iteration, self.rows = label, 0, []  # rows: {iteration, phase, index, at, frames}
+        self._seen: dict[str, int] = {}
+
+    def start(self, iteration: int) -> None:
+        self.iteration, self._seen = iteration, {}
+
+    @contextlib.contextmanager
+    def __call__(self, phase: str) -> Iterator[None]:
+        index = self._seen[phase] = self._seen.get(phase, -1) + 1
+        before = counters()["frames"]
+        yield
+        frames = counters()["frames"] - before
+        if frames:
+            self.rows.append({"iteration": self.iteration, "phase": phase, "index": index,
+                              "at": self.label(phase, index), "frames": frames})
+
+
+def warm(iteration: Callable[[Any], None], sync: Callable[[], None], settings: dict,
+         begun: tuple[dict, float] | None = None, label: Callable[[str, int], str] | None = None) -> dict:
     """Run the first (compiling) iteration, then iterations until one compiles nothing; the record.
-    ``begun`` (:func:`begin`, taken before the workload's setup) makes that setup part of the cost."""
+    ``iteration(scope)`` runs one iteration with a phase scope; ``begun`` (:func:`begin`, taken before the
+    workload's setup) makes that setup part of the cost; ``label(phase, index)`` names a phase occurrence."""
     start, t0 = begun or begin()
-    iteration()
+    scope = _CompileScope(label or (lambda phase, index: f"{phase} {index + 1}"))
+    iteration(scope)
     sync()
     compile_s = time.perf_counter() - t0
     first = counters()
     settle = 0
     while settle < MAX_SETTLE:
         before = counters()["frames"]
-        iteration()
+        scope.start(settle + 1)
+        iteration(scope)
         sync()
         settle += 1
         if counters()["frames"] == before:
@@ -168,6 +192,7 @@ def warm(iteration: Callable[[], None], sync: Callable[[], None], settings: dict
     return {**settings, "compile_s": compile_s, "settle_iterations": settle,
             "frames_compiled": end["frames"] - start["frames"], "graphs": end["graphs"] - start["graphs"],
             "graph_breaks": _breaks(start, end), "recompiles": end["frames"] - first["frames"],
+            "compiled_in": scope.rows,
             "cache": _cache_state(end["cache_hits"] - start["cache_hits"], end["cache_misses"] - start["cache_misses"]),
             "frames_before_timing": end["frames"]}
 
@@ -197,11 +222,21 @@ def warnings(record: dict | None) -> list[str]:
 
 
 def describe(record: dict) -> str:
-    """One terminal line: mode, backend, compile time and what dynamo did."""
+    """One terminal line: mode, backend, compile time, what dynamo did and where it compiled."""
     breaks = sum(b["count"] for b in record.get("graph_breaks", []))
     dyn = {None: "", True: ", dynamic", False: ", static"}[record.get("dynamic")]
     return (f"compiled ({record['mode']}, {record['backend']}{dyn}): {record['compile_s']:.1f} s to the end of the "
             f"first iteration, "
             f"{record['graphs']} graph{'s' if record['graphs'] != 1 else ''}, {breaks} graph break"
             f"{'s' if breaks != 1 else ''}, {record['recompiles']} recompile{'s' if record['recompiles'] != 1 else ''}"
-            f" after it, Inductor cache {record['cache']}")
+            f" after it, Inductor cache {record['cache']}{_where(record.get('compiled_in') or [])}")
+
+
+def _where(rows: list[dict]) -> str:
+    """``; compiled in prefill, decode step 1 (context 33), decode step 2 (context 34)`` (phases of several
+    occurrences, or any iteration after the first); '' when one phase compiled once in the first iteration."""
+    if not rows or (len(rows) == 1 and rows[0]["iteration"] == 0):
+        return ""
+    said = [r["at"] + (f" of iteration {r['iteration'] + 1}" if r["iteration"] else "") for r in rows]
+    shown = said if len(said) <= 6 else [*said[:5], f"… {len(said) - 5} more"]
+    return "; compiled in " + ", ".join(shown)

@@ -161,12 +161,11 @@ def _compile_stage(stages: "Stages", workload, prep: Prepared, scenario: str, be
     if settings is None:
         return None
     from .measure import synchronizer
-    from .workloads import no_scope
 
     def warm() -> dict:
         try:
-            return compiled.warm(lambda: workload.iteration(prep, no_scope), synchronizer(prep.device), settings,
-                                 begun)
+            return compiled.warm(lambda scope: workload.iteration(prep, scope), synchronizer(prep.device), settings,
+                                 begun, label=workload.occurrence)
         except (HarnessError, KeyboardInterrupt):
             raise
         except Exception as exc:

@@ -134,6 +134,10 @@ class Workload:
         """What one occurrence of ``phase`` is called (``None``: the whole iteration, :attr:`word`)."""
         return cls.word if phase is None else cls.phase_words.get(phase, phase)
 
+    def occurrence(self, phase: str, index: int) -> str:
+        """One occurrence of a phase in words, for what happened there (``decode step 3 (context 36)``)."""
+        return self.phase_word(phase) if index == 0 else f"{self.phase_word(phase)} {index + 1}"
+
     @classmethod
     def option_names(cls) -> tuple[str, ...]:
         return tuple(o.name for o in cls.options_declared)

@@ -235,6 +235,12 @@ class Generate(Workload):
             self.generate(prep, scope, after=measure)
         return merge_steps(counter.result())
 
+    def occurrence(self, phase: str, index: int) -> str:
+        """``decode step 1 (context 33)``: a decode step's index and the context length it runs at."""
+        if phase != "decode":
+            return phase  # the prefill (its phase word is TTFT, a time)
+        return f"decode step {index + 1} (context {int(self.prompt_len or 0) + index + 1})"
+
     def config_extra(self) -> dict[str, Any]:
         return {"workload": self.name, "prompt_len": self.prompt_len, "new_tokens": self.new_tokens}
 
