@@ -288,3 +288,20 @@ def test_generate_recompiles_per_context_length(tmp_path):
         (0, "decode", 1, "decode step 2 (context 34)", 1)]
     assert (c["graphs"], c["frames_compiled"], c["recompiles"], c["settle_iterations"]) == (3, 3, 0, 1)
     assert "compiled in prefill, decode step 1 (context 33), decode step 2 (context 34)" in r.stdout
+
+
+def test_compiled_optimizer_step(tmp_path):
+    """``--workload train --optimizer-step compiled``: the AdamW step runs under torch.compile too (more frames
+    than the model's one), the config says so, and the counted work is still the eager step's, exactly."""
+    scen = write_scenario(tmp_path, "mlp", MLP)
+    common = ("--workload", "train", "--threads", "1", "--logdir", str(tmp_path / "logs"), *QUICK)
+    r = run_cli("run", str(scen), "--compile", "--compile-backend", "eager", "--optimizer-step", "compiled",
+                "--vs-eager-s", "0", *common, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    s = json.loads((_only_run(tmp_path / "logs", "mlp") / "summary.json").read_text())
+    assert s["optimizer_step"] == "compiled" and s["config_key"].endswith("|optimizer=adamw|optimizer_step=compiled")
+    assert s["compile"]["frames_compiled"] > 1  # the Sequential's forward is one frame; the step adds its own
+    eager = json.loads(run_cli("count", str(scen), "--workload", "train", "--json").stdout)
+    assert (eager["macs"], eager["flops"], eager["other_flops"]) == (s["macs"], s["flops"], s["other_flops"])
+    r = run_cli("run", str(scen), "--optimizer-step", "compiled", *common)
+    assert r.returncode == 2 and "--optimizer-step compiled needs --compile" in r.stderr

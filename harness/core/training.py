@@ -59,9 +59,10 @@ def make_optimizer(name: str, params: list) -> torch.optim.Optimizer | None:
 
 
 def train_step(model: torch.nn.Module, call: Callable, optimizer: Any, loss_fn: Callable, targets: Any,
-               scope: Callable[[str], ContextManager]) -> None:
+               scope: Callable[[str], ContextManager], step: Callable[[], Any] | None = None) -> None:
     """One step: zero_grad; forward + loss; backward; optimizer step, each phase in ``scope(name)`` (a
-    :class:`~harness.count.Counter`'s ``phase``, a workload's timer scope, or a no-op)."""
+    :class:`~harness.count.Counter`'s ``phase``, a workload's timer scope, or a no-op). ``step``: what
+    runs the optimizer step (a compiled ``optimizer.step``; default ``optimizer.step``)."""
     if optimizer is not None:
         optimizer.zero_grad(set_to_none=True)
     else:
@@ -72,4 +73,4 @@ def train_step(model: torch.nn.Module, call: Callable, optimizer: Any, loss_fn: 
         loss.backward()
     if optimizer is not None:
         with scope("optimizer"):
-            optimizer.step()
+            (step or optimizer.step)()

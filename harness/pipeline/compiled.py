@@ -101,23 +101,25 @@ def _profile_generated_kernels() -> None:
 
 
 @contextlib.contextmanager
-def eager(model: Any) -> Iterator[None]:
-    """Run ``model`` eagerly inside the block (a no-op for a model that is not compiled)."""
+def eager(model: Any, workload: Any = None) -> Iterator[None]:
+    """Run ``model`` eagerly inside the block (a no-op for a model that is not compiled), and whatever
+    ``workload`` compiled itself (a training step's compiled optimizer step: ``Workload.eagerly``)."""
     saved = getattr(model, "_compiled_call_impl", None)
-    if saved is None:
-        yield
-        return
-    model._compiled_call_impl = None
-    try:
-        yield
-    finally:
-        model._compiled_call_impl = saved
+    with workload.eagerly() if workload is not None else contextlib.nullcontext():
+        if saved is None:
+            yield
+            return
+        model._compiled_call_impl = None
+        try:
+            yield
+        finally:
+            model._compiled_call_impl = saved
 
 
 def count_eagerly(workload: Any, prep: Any) -> Any:
     """``workload.count(prep)`` with the model run eagerly: the work a compiled model does is the
     eager model's math (the counter's dispatch mode sees every aten op only in eager mode)."""
-    with eager(prep.model):
+    with eager(prep.model, workload):
         return workload.count(prep)
 
 

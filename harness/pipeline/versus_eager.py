@@ -55,7 +55,7 @@ def compare(workload: Any, prep: Any, budget_s: float = DEFAULT_VS_EAGER_S,
         return timed_block(workload, prep, sync, k, discard, phased=phased)
 
     def eager_block(k: int, discard: int):
-        with eager(prep.model):
+        with eager(prep.model, workload):
             return timed_block(workload, prep, sync, k, discard, phased=phased)
 
     cfg = AbConfig(budget_s=budget_s, count=False)

@@ -134,6 +134,11 @@ class Workload:
         """What one occurrence of ``phase`` is called (``None``: the whole iteration, :attr:`word`)."""
         return cls.word if phase is None else cls.phase_words.get(phase, phase)
 
+    def eagerly(self) -> ContextManager:
+        """A block in which whatever the workload itself compiled runs eagerly (the model is switched
+        apart: :func:`harness.pipeline.compiled.eager`); nothing here."""
+        return contextlib.nullcontext()
+
     def occurrence(self, phase: str, index: int) -> str:
         """One occurrence of a phase in words, for what happened there (``decode step 3 (context 36)``)."""
         return self.phase_word(phase) if index == 0 else f"{self.phase_word(phase)} {index + 1}"

@@ -59,6 +59,9 @@ class Train(Workload):
     options_declared = (
         Option("optimizer", type=str, choices=OPTIMIZERS, plural="optimizers",
                help="train: the optimizer (default: the scenario's make_optimizer, else adamw)"),
+        Option("optimizer_step", type=str, choices=("eager", "compiled"),
+               help="train: the optimizer step run eagerly (default) or compiled with the run's --compile "
+                    "settings (needs --compile)"),
     )
 
     def __init__(self, **options: Any):
@@ -70,6 +73,7 @@ class Train(Workload):
         self.targets: Any = None
         self.recomputed: list[int] = []
         self.memory: dict[str, int] = {}
+        self.step_fn: Callable | None = None  # the compiled optimizer step (--optimizer-step compiled)
         if self.optimizer_flag == "none":
             self.phases = PHASES[:2]
 
@@ -89,6 +93,7 @@ class Train(Workload):
             self.optimizer = make_optimizer(self.optimizer_name, params)
         if self.optimizer is None:
             self.phases = PHASES[:2]
+        self.step_fn = self._compiled_step(prep) if self.options.get("optimizer_step") == "compiled" else None
         if callable(getattr(module, "make_targets", None)):
             self.targets = module.make_targets(prep.batch_size, prep.device)
         if callable(getattr(module, "loss_fn", None)):
@@ -99,6 +104,39 @@ class Train(Workload):
         with torch.autograd.graph.saved_tensors_hooks(saved.pack, saved.unpack):
             self.iteration(prep, _first_phase_only(saved))
         self.memory = memory_split(prep.model, self.optimizer, saved.bytes)
+
+    def _compiled_step(self, prep: Any) -> Callable:
+        """``optimizer.step`` under torch.compile with the model's settings (mode, backend, dynamic)."""
+        from ...errors import HarnessError
+
+        settings = getattr(prep, "compile", None)
+        if settings is None:
+            raise HarnessError("--optimizer-step compiled needs --compile [MODE] (its mode and backend)")
+        if self.optimizer is None:
+            raise HarnessError("--optimizer-step compiled: there is no optimizer (--optimizer none)")
+        import torch
+
+        mode = None if settings["mode"] == "default" or settings["backend"] != "inductor" else settings["mode"]
+        opt = self.optimizer
+
+        def step() -> None:
+            opt.step()
+
+        return torch.compile(step, backend=settings["backend"], mode=mode, dynamic=settings["dynamic"])
+
+    def eagerly(self):
+        """The optimizer step run eagerly inside the block (counting, and the eager side of ``vs_eager``)."""
+        import contextlib
+
+        @contextlib.contextmanager
+        def block():
+            kept, self.step_fn = self.step_fn, None
+            try:
+                yield
+            finally:
+                self.step_fn = kept
+
+        return block()
 
     def teardown(self, prep: Any) -> None:
         """A caller's model gets back its weights, buffers and gradients (the steps trained it)."""
@@ -119,7 +157,7 @@ class Train(Workload):
         return contextlib.nullcontext()
 
     def iteration(self, prep: Any, scope: PhaseScope) -> None:
-        train_step(prep.model, prep.call, self.optimizer, self.loss_fn, self.targets, scope)
+        train_step(prep.model, prep.call, self.optimizer, self.loss_fn, self.targets, scope, self.step_fn)
 
     def count(self, prep: Any) -> Any:
         from ...count import Counter
@@ -131,7 +169,8 @@ class Train(Workload):
         return counter.result()
 
     def config_extra(self) -> dict[str, Any]:
-        return {"workload": self.name, "optimizer": self.optimizer_name}
+        compiled = {"optimizer_step": "compiled"} if self.options.get("optimizer_step") == "compiled" else {}
+        return {"workload": self.name, "optimizer": self.optimizer_name, **compiled}
 
     @classmethod
     def figures(cls, summary: dict) -> list[Figure]:
@@ -153,7 +192,8 @@ class Train(Workload):
         p50 = step["p50"]
         samples_per_s = parts.prep.batch_size / p50 if p50 else None
         out = {
-            "optimizer": self.optimizer_name, "step_s": step, **work,
+            "optimizer": self.optimizer_name, "optimizer_step": "compiled" if self.step_fn else "eager",
+            "step_s": step, **work,
             "mfu": _ratio(work["model_flops"], p50, peak), "hfu": _ratio(work["hardware_flops"], p50, peak),
             "samples_per_s": samples_per_s, "memory": {**self.memory,
                                                        "peak_activation_bytes": parts.prof.peak_activation_bytes},
