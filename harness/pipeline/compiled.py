@@ -28,6 +28,7 @@ import contextlib
 import time
 from typing import Any, Callable, Iterator
 
+from ..core.units import seconds
 from ..errors import HarnessError
 from .spec import DEFAULT_COMPILE_BACKEND
 
@@ -153,7 +154,8 @@ class _CompileScope:
     """A phase scope that notes which phase occurrences compiled frames (``compiled_in``)."""
 
     def __init__(self, label: Callable[[str, int], str]):
-        self.label, self.iteration, self.rows = label, 0, []  # rows: {iteration, phase, index, at, frames}
+        self.label, self.iteration = label, 0
+        self.rows: list[dict] = []  # {iteration, phase, index, at, frames}
         self._seen: dict[str, int] = {}
 
     def start(self, iteration: int) -> None:
@@ -242,3 +244,23 @@ def _where(rows: list[dict]) -> str:
     said = [r["at"] + (f" of iteration {r['iteration'] + 1}" if r["iteration"] else "") for r in rows]
     shown = said if len(said) <= 6 else [*said[:5], f"… {len(said) - 5} more"]
     return "; compiled in " + ", ".join(shown)
+
+
+def describe_vs_eager(v: dict) -> str:
+    """One line: the speedup with its interval and the verdict."""
+    if v.get("skipped"):
+        return f"eager vs compiled not timed ({v['skipped']})"
+    lo, hi = v.get("speedup_low"), v.get("speedup_high")
+    interval = f" [{_x(lo)}, {_x(hi)}]" if lo is not None and hi is not None else ""
+    verdict = {"faster": "compiling paid off", "slower": "compiling made it slower",
+               "no significant change": "no significant change"}.get(v["verdict"], v["verdict"])
+    why = f" ({v['inconclusive_reason']})" if v.get("inconclusive_reason") else ""
+    per = v.get("iteration_word") or "iteration"
+    return (f"{_x(v['speedup'])}x the eager speed{interval} per {v['judged']}, {v['level'] * 100:.0f} % interval, "
+            f"{v['pairs']} pairs in {v['elapsed_s']:.1f} s: {verdict}{why}; median {per}: eager "
+            f"{seconds(v['eager_median_s'])}, compiled {seconds(v['compiled_median_s'])}")
+
+
+def _x(ratio: float) -> str:
+    """A speed ratio: 3 decimals below 10 (``1.038``), 1 above (``25.3``)."""
+    return f"{ratio:.3f}" if ratio < 10 else f"{ratio:.1f}"

@@ -15,7 +15,6 @@ from __future__ import annotations
 from typing import Any, Callable
 
 from ..core.samples import median
-from ..core.units import seconds
 from .spec import DEFAULT_VS_EAGER_S
 
 WARMUP_MIN_ITERS, WARMUP_MIN_S = 3, 0.2
@@ -79,23 +78,3 @@ def record(r: Any) -> dict:
                        for name, p in r.phases.items()},
             "pairs": r.pairs, "block_iterations": r.block_iterations, "budget_s": r.budget_s,
             "elapsed_s": r.elapsed_s, "disturbed": bool(r.contention.get("disturbed"))}
-
-
-def describe(v: dict) -> str:
-    """One line: the speedup with its interval and the verdict."""
-    if v.get("skipped"):
-        return f"eager vs compiled not timed ({v['skipped']})"
-    lo, hi = v.get("speedup_low"), v.get("speedup_high")
-    interval = f" [{_x(lo)}, {_x(hi)}]" if lo is not None and hi is not None else ""
-    verdict = {"faster": "compiling paid off", "slower": "compiling made it slower",
-               "no significant change": "no significant change"}.get(v["verdict"], v["verdict"])
-    why = f" ({v['inconclusive_reason']})" if v.get("inconclusive_reason") else ""
-    per = v.get("iteration_word") or "iteration"
-    return (f"{_x(v['speedup'])}x the eager speed{interval} per {v['judged']}, {v['level'] * 100:.0f} % interval, "
-            f"{v['pairs']} pairs in {v['elapsed_s']:.1f} s: {verdict}{why}; median {per}: eager "
-            f"{seconds(v['eager_median_s'])}, compiled {seconds(v['compiled_median_s'])}")
-
-
-def _x(ratio: float) -> str:
-    """A speed ratio: 3 decimals below 10 (``1.038``), 1 above (``25.3``)."""
-    return f"{ratio:.3f}" if ratio < 10 else f"{ratio:.1f}"

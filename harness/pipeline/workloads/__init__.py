@@ -91,9 +91,9 @@ def figures(summary: dict) -> list[Figure]:
 
         rows.append(Figure("compiled", describe(summary["compile"]).removeprefix("compiled ")))
         if summary["compile"].get("vs_eager"):
-            from ..versus_eager import describe as versus
+            from ..compiled import describe_vs_eager
 
-            rows.append(Figure("vs eager", versus(summary["compile"]["vs_eager"])))
+            rows.append(Figure("vs eager", describe_vs_eager(summary["compile"]["vs_eager"])))
     return rows
 
 
