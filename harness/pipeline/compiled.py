@@ -29,6 +29,7 @@ import time
 from typing import Any, Callable, Iterator
 
 from ..errors import HarnessError
+from . import provenance
 from .spec import DEFAULT_COMPILE_BACKEND
 
 MAX_SETTLE = 5  # iterations after the first that may still compile before timing starts anyway
@@ -43,6 +44,7 @@ def apply(model: Any, mode: str, backend: str | None, dynamic: bool | None, devi
     if backend == "inductor":
         kwargs["mode"] = None if mode == "default" else mode
         _profile_generated_kernels()
+        kwargs = provenance.record(model, kwargs)  # which nodes, ops and modules each kernel fused
     model.compile(**kwargs)
     return {"mode": mode, "backend": backend, "dynamic": dynamic}
 
