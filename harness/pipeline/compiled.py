@@ -206,9 +206,9 @@ def after_timing(record: dict) -> dict:
     return {**out, "recompiles_while_timed": timed, "steady": timed == 0}
 
 
-UNATTRIBUTED = ("compiled: the op and module tables do not yet attribute the time of generated (fused) kernels "
-                "to the ops they fused, so their times cover only the aten ops the compiled code still calls; "
-                "latency, counted work and achieved FLOP/s are whole-iteration figures and hold")
+UNATTRIBUTED = ("compiled: ops.csv and the operator table cover only the aten ops the compiled code still calls; "
+                "its fused kernels, with the ops and modules they fused, are in kernels.csv, and modules.csv "
+                "attributes their time (coverage: the 'kernels' line)")
 
 
 def warnings(record: dict | None) -> list[str]:
