@@ -145,9 +145,10 @@ def _match_nodes(recorder: Any, cevents: pd.DataFrame) -> dict[tuple[int, str], 
         for name, (op, module) in g.nodes.items():
             if not op:
                 continue
-            j = next((i for i in range(ptr, len(ops)) if ops[i] == op and mods[i] == module), None)
+            names = (op, op.removesuffix("_") if op.endswith("_") else op + "_")  # in place or not
+            j = next((i for i in range(ptr, len(ops)) if ops[i] in names and mods[i] == module), None)
             if j is None:
-                j = next((i for i in range(ptr, len(ops)) if ops[i] == op), None)
+                j = next((i for i in range(ptr, len(ops)) if ops[i] in names), None)
             if j is not None:
                 out[(gi, name)] = j
                 ptr = j + 1
@@ -160,7 +161,12 @@ def _sites(recorder: Any, cevents: pd.DataFrame) -> list[_Site]:
     sites = [_Site(gi, k) for gi, g in enumerate(recorder.graphs) for k in g.kernels]
     holders: dict[tuple[int, str], list[_Site]] = {}
     for s in sites:
-        for n in s.kernel.nodes:
+        nodes = recorder.graphs[s.graph].nodes
+        fused = set(s.kernel.nodes)
+        in_order = [n for n in nodes if n in fused] + [n for n in s.kernel.nodes if n not in nodes]
+        s.ops = list(dict.fromkeys(nodes[n][0] for n in in_order if n in nodes and nodes[n][0]))
+        s.modules = {nodes[n][1]: 0.0 for n in in_order if n in nodes}
+        for n in in_order:
             holders.setdefault((s.graph, n), []).append(s)
     for (gi, n), hs in holders.items():
         op, module = recorder.graphs[gi].nodes.get(n, ("", ""))
@@ -168,10 +174,7 @@ def _sites(recorder: Any, cevents: pd.DataFrame) -> list[_Site]:
         externs = [h for h in hs if h.kernel.kind == "extern"]
         for h in hs:
             share = 1.0 / len(hs)
-            if op and op not in h.ops:
-                h.ops.append(op)
             if row is None:
-                h.modules[module] = h.modules.get(module, 0.0)
                 continue
             mac_share = (1.0 / len(externs) if h in externs else 0.0) if externs else share
             h.work["macs"] += float(row["macs"]) * mac_share
@@ -184,25 +187,24 @@ def _sites(recorder: Any, cevents: pd.DataFrame) -> list[_Site]:
 
 
 def _assign(events: list[dict], sites: list[_Site], recorder: Any) -> list[tuple[dict, _Site | None]]:
-    """Each kernel event with its call site: generated ones by name; extern ones in order within their
-    compiled call range, in the graph whose generated kernels that range ran (else by op name alone)."""
-    by_name: dict[str, _Site] = {}
+    """Each kernel event with its call site. Within one compiled call range, the i-th event of a name is
+    the i-th call site of that name (Inductor calls one generated kernel from several sites when their
+    code is the same; extern ops repeat), in the graph whose generated kernels that range ran."""
+    by_name: dict[str, list[_Site]] = {}
     for s in sites:
-        by_name.setdefault(s.kernel.name, s)
+        by_name.setdefault(s.kernel.name, []).append(s)
     range_graph: dict[Any, int] = {}
     for ev in events:
-        s = by_name.get(ev["name"])
-        if ev["generated"] and s is not None and ev["range"] is not None:
-            range_graph.setdefault(ev["range"], s.graph)
+        if ev["generated"] and ev["name"] in by_name and ev["range"] is not None:
+            range_graph.setdefault(ev["range"], by_name[ev["name"]][0].graph)
     used: dict[tuple[Any, str], int] = {}
     out = []
     for ev in events:
-        if ev["generated"] or ev.get("replay"):
-            out.append((ev, by_name.get(ev["name"])))
-            continue
         gi = range_graph.get(ev["range"])
-        cands = [s for s in sites if s.kernel.kind == "extern" and s.kernel.name == ev["name"]
-                 and (gi is None or s.graph == gi)]
+        cands = [s for s in by_name.get(ev["name"], []) if gi is None or s.graph == gi]
+        if ev.get("replay"):  # no call range: every recorded site of the name shares the replayed time
+            out.append((ev, cands[0] if cands else None))
+            continue
         i = used.get((ev["range"], ev["name"]), 0)
         used[(ev["range"], ev["name"])] = i + 1
         out.append((ev, cands[i % len(cands)] if cands else None))

@@ -76,6 +76,8 @@ def _op_name(node: Any) -> str:
     elif node.op == "call_function":
         base = getattr(node.target, "__name__", str(node.target))
         base = _OPERATORS.get(base, base)
+        if base and node.kwargs.get("inplace") and not base.endswith("_"):
+            base += "_"  # F.relu(x, inplace=True) dispatches aten::relu_
     else:
         return ""
     return f"aten::{base}" if base else ""
@@ -87,16 +89,46 @@ def graph_nodes(gm: Any) -> dict[str, tuple[str, str]]:
             for n in gm.graph.nodes if n.op in ("call_function", "call_method", "call_module")}
 
 
+def _node_names_pass() -> type:
+    from torch._inductor.custom_graph_pass import CustomGraphPass
+
+    class NodeNames(CustomGraphPass):
+        """A pre-grad pass that changes nothing; its uuid, part of the FX graph cache's key, is the dynamo
+        graph's node names. A cached graph's provenance names the nodes of the graph it was compiled
+        from: the same math traced from other source (other variable names) must not be served it."""
+
+        def __init__(self, nodes: dict) -> None:
+            self.names = ",".join(nodes)
+
+        def __call__(self, graph: Any) -> None:
+            return None
+
+        def uuid(self) -> Any:
+            import hashlib
+
+            return "harness-node-names-" + hashlib.sha256(self.names.encode()).hexdigest()[:32]
+
+    return NodeNames
+
+
+def _NodeNames(nodes: dict) -> Any:
+    return _node_names_pass()(nodes)
+
+
 def recording_backend(mode: str, dynamic: bool | None, recorder: "Recorder") -> Any:
     """``torch.compile``'s own Inductor backend for ``mode``, keeping each graph it is given."""
     import torch
 
+    import torch._inductor.config as inductor_config
+
     class Recording(torch._TorchCompileInductorWrapper):  # type: ignore[name-defined]
         def __call__(self, model_: Any, inputs_: Any) -> Any:
-            recorder.add_graph(graph_nodes(model_))
+            nodes = graph_nodes(model_)
+            recorder.add_graph(nodes)
             recorder.start()
             try:
-                return super().__call__(model_, inputs_)
+                with inductor_config.patch(pre_grad_custom_pass=_NodeNames(nodes)):
+                    return super().__call__(model_, inputs_)
             finally:
                 recorder.stop()
 
@@ -170,6 +202,7 @@ _ALLOC = re.compile(r"^\s*(\w+) = (?:empty_strided_\w+|empty_strided)\(\(([^)]*)
 _ASSERT = re.compile(r"^\s*assert_size_stride\((\w+), \(([^)]*)\)")
 _META = re.compile(r"^\s*assert_tensor_metadata\((\w+), \(([^)]*)\), \([^)]*\), torch\.(\w+)")
 _REUSE = re.compile(r"^\s*(\w+) = (\w+); del \w+\s+# reuse")
+_REUSE_VIEW = re.compile(r"^\s*(\w+) = reinterpret_tensor\((\w+), \(([^)]*)\)")
 _VIEW = re.compile(r"reinterpret_tensor\((\w+), \(([^)]*)\)")
 _DEF_CPP = re.compile(r"^(\w+) = async_compile\.cpp_pybinding\(\[([^\]]*)\]")
 _DEF_TRITON = re.compile(r"^(\w+) = async_compile\.triton\('(\w+)'")
@@ -198,6 +231,8 @@ def _buffers(code: str) -> dict[str, tuple[int, int | None]]:
         elif m := _REUSE.match(line):
             if m.group(2) in sizes:
                 sizes[m.group(1)] = sizes[m.group(2)]
+        elif m := _REUSE_VIEW.match(line):
+            sizes[m.group(1)] = (_numel(m.group(3)), sizes.get(m.group(2), (0, None))[1])
     for m in re.finditer(r"assert_size_stride_grouped\(\(([^)]*)\), \((.*?)\), \(\(", code):
         names = [x.strip() for x in m.group(1).split(",") if x.strip()]
         for name, dims in zip(names, re.findall(r"\(([^()]*)\)", m.group(2))):

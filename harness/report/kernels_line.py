@@ -11,7 +11,7 @@ def kernels_line(s: dict) -> str:
     saved = f["bytes_saved"] / f["eager_bytes"] if f.get("eager_bytes") else None
     text = (f"{f['compiled_kernels']:g} per iteration ({f['generated_kernels']:g} generated, {f['extern_kernels']:g} "
             f"extern) vs {f['eager_kernels']:g} ops eager · moved {si(f['compiled_bytes'], 'B')} vs "
-            f"{si(f['eager_bytes'], 'B')} eager" + (f" ({percent(saved)} saved)" if saved is not None else "")
+            f"{si(f['eager_bytes'], 'B')} eager" + ("" if saved is None else f" ({percent(saved)} saved)" if saved >= 0 else f" ({percent(-saved)} more)")
             + f" · kernel time {seconds(cov.get('kernel_time_per_iteration_s'))}: "
             f"{percent(cov.get('share_of_kernel_time_in_modules'))} in modules, "
             f"{percent(cov.get('share_of_kernel_time_counted'))} counted")
