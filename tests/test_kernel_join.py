@@ -23,7 +23,7 @@ import harness
 from harness.count import count
 from harness.pipeline.join import join
 from harness.pipeline.profiling import from_events
-from harness.pipeline.provenance import Graph, Kernel, Recorder, parse_code
+from harness.pipeline.provenance import Graph, Recorder, parse_code
 
 QUICK = dict(iters=3, warmup=1, threads=1)
 

@@ -31,6 +31,8 @@ from typing import Any
 
 import pandas as pd
 
+from .kernel_join import ancestors as _ancestors
+from .kernel_join import kernel_join
 from .profiling import US, Profile, _is_cpu
 
 WORK = ["macs", "flops", "other_flops", "bytes"]
@@ -262,14 +264,6 @@ def _kind(kinds: pd.Series) -> str:
     return "nested"
 
 
-def _ancestors(path: str) -> list[str]:
-    """'' for the root, then each dotted prefix: 'a.b.c' -> ['', 'a', 'a.b', 'a.b.c']."""
-    if not path:
-        return [""]
-    parts = path.split(".")
-    return [""] + [".".join(parts[: i + 1]) for i in range(len(parts))]
-
-
 def _phase_of_events(cevents: pd.DataFrame, phases: tuple[str, ...]) -> pd.DataFrame:
     """The counter's events with a ``phase`` column (a one-phase count without one gets that phase)."""
     if "phase" not in cevents:
@@ -417,9 +411,7 @@ def join(profile: Profile, counts: Any, *, peak_flop_per_s: float | None = None,
     coverage = _coverage(calls, counts, aligned, steps, op_time, total_time)
     kernel_table, times, fusion = _kernel_table(kernels, calls, steps), None, None
     if provenance is not None and provenance.graphs:
-        from .kernel_join import kernel_join
-
-        kj = kernel_join(profile, counts, cevents, provenance, ceilings)
+        kj = kernel_join(profile, counts, cevents, provenance, lambda df, t: _derive(df, "time_s", ceilings, t))
         kernel_table, times, fusion = kj.table, kj.module_times, kj.fusion
         coverage = {**coverage, **kj.coverage}
     return Joined(calls=calls, ops_by_shape=table(["name", "input_shapes"], profile.ops_by_shape_raw),

@@ -33,7 +33,7 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 import pandas as pd
 
@@ -236,11 +236,17 @@ def _rows(assigned: list[tuple[dict, _Site | None]], steps: int) -> pd.DataFrame
     return pd.DataFrame(rows)
 
 
+def ancestors(path: str) -> list[str]:
+    """'' for the root, then each dotted prefix: 'a.b.c' -> ['', 'a', 'a.b', 'a.b.c']."""
+    if not path:
+        return [""]
+    parts = path.split(".")
+    return [""] + [".".join(parts[: i + 1]) for i in range(len(parts))]
+
+
 def _module_times(rows: pd.DataFrame) -> dict[tuple[str, str], float]:
     """Kernel time per (phase, module), ancestors included: each kernel's time split over its modules by
     their counted work, else equally."""
-    from .join import _ancestors
-
     out: dict[tuple[str, str], float] = {}
     for _, r in rows.iterrows():
         mods: dict = r["_modules"]
@@ -249,7 +255,7 @@ def _module_times(rows: pd.DataFrame) -> dict[tuple[str, str], float]:
         total = sum(mods.values())
         for m, w in mods.items():
             share = w / total if total > 0 else 1.0 / len(mods)
-            for a in _ancestors(m):
+            for a in ancestors(m):
                 out[(r["phase"], a)] = out.get((r["phase"], a), 0.0) + r["time_s"] * share
     return out
 
@@ -287,10 +293,10 @@ def _region_time(profile: Profile) -> float:
     return t * US / profile.steps
 
 
-def kernel_join(profile: Profile, counts: Any, cevents: pd.DataFrame, recorder: Any, ceilings: Any) -> KernelJoin:
-    """The compiled run's kernels joined with provenance and counted work (see the module docstring)."""
-    from .join import _derive
-
+def kernel_join(profile: Profile, counts: Any, cevents: pd.DataFrame, recorder: Any,
+                derive: Callable[[pd.DataFrame, float], pd.DataFrame]) -> KernelJoin:
+    """The compiled run's kernels joined with provenance and counted work (see the module docstring).
+    ``derive(table, total time)``: rates, utilization, memory level (``join._derive`` with the run's ceilings)."""
     sites = _sites(recorder, cevents)
     externs = {s.kernel.name for s in sites if s.kernel.kind == "extern"}
     events = _cpu_kernels(profile, externs)
@@ -302,6 +308,6 @@ def kernel_join(profile: Profile, counts: Any, cevents: pd.DataFrame, recorder: 
     times, cov = _module_times(rows), _coverage(rows, _region_time(profile))
     fusion = _fusion(rows, cevents, counts)
     rows["name"] = rows["kernel"]
-    table = _derive(rows, "time_s", ceilings, cov["kernel_time_per_iteration_s"])
+    table = derive(rows, cov["kernel_time_per_iteration_s"])
     table = table.sort_values("time_s", ascending=False, kind="stable").reset_index(drop=True)
     return KernelJoin(table[COLUMNS], times, cov, fusion)

@@ -122,13 +122,13 @@ def recording_backend(mode: str, dynamic: bool | None, recorder: "Recorder") -> 
     import torch._inductor.config as inductor_config
 
     class Recording(torch._TorchCompileInductorWrapper):  # type: ignore[name-defined]
-        def __call__(self, model_: Any, inputs_: Any) -> Any:
+        def __call__(self, model_: Any, inputs_: Any, **kwargs: Any) -> Any:
             nodes = graph_nodes(model_)
             recorder.add_graph(nodes)
             recorder.start()
             try:
                 with inductor_config.patch(pre_grad_custom_pass=_NodeNames(nodes)):
-                    return super().__call__(model_, inputs_)
+                    return super().__call__(model_, inputs_, **kwargs)
             finally:
                 recorder.stop()
 
