@@ -56,10 +56,10 @@ def row(label: str, s: dict) -> str:
         return f"| {label} | failed: {s['error'][:120]} |" + " |" * 8
     c, v = s["compile"], s["compile"].get("vs_eager", {})
     fusion = c.get("fusion") or {}
-    saved = fusion.get("bytes_saved_per_iteration")
-    kernels = (f"{fusion['eager_kernels_per_iteration']:.0f} → {fusion['compiled_kernels_per_iteration']:.0f}"
-               if fusion.get("compiled_kernels_per_iteration") is not None else "n/a")
-    attributed = (s.get("coverage") or {}).get("share_of_time_attributed_to_modules")
+    saved = fusion.get("bytes_saved")  # per iteration (README: "Kernels of a compiled run")
+    kernels = (f"{fusion['eager_kernels']:.0f} → {fusion['compiled_kernels']:.0f}"
+               if fusion.get("compiled_kernels") is not None else "n/a")
+    attributed = (s.get("coverage") or {}).get("share_of_kernel_time_in_modules")
     speedup = (f"{v['speedup']:.3f} [{v['speedup_low']:.3f}, {v['speedup_high']:.3f}] {v['verdict']}"
                if "speedup" in v else v.get("skipped", "n/a"))
     return (f"| {label} | {c['compile_s']:.1f} s ({c['cache']}) | {seconds(v.get('eager_median_s'))} | "

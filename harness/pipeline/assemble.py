@@ -193,7 +193,7 @@ def summary(p: Parts, trace_bytes: int | None) -> dict:
         **_keys(p), "path": p.path,
     }
     if p.compile is not None:
-        s["compile"] = p.compile
+        s["compile"] = {**p.compile, **({"fusion": p.joined.fusion} if p.joined.fusion else {})}
     return s
 
 

@@ -30,6 +30,7 @@ from typing import Any, Callable, Iterator
 
 from ..core.units import seconds
 from ..errors import HarnessError
+from . import provenance
 from .spec import DEFAULT_COMPILE_BACKEND
 
 MAX_SETTLE = 5  # iterations after the first that may still compile before timing starts anyway
@@ -44,6 +45,7 @@ def apply(model: Any, mode: str, backend: str | None, dynamic: bool | None, devi
     if backend == "inductor":
         kwargs["mode"] = None if mode == "default" else mode
         _profile_generated_kernels()
+        kwargs = provenance.record(model, kwargs)  # which nodes, ops and modules each kernel fused
     model.compile(**kwargs)
     return {"mode": mode, "backend": backend, "dynamic": dynamic}
 
@@ -208,9 +210,9 @@ def after_timing(record: dict) -> dict:
     return {**out, "recompiles_while_timed": timed, "steady": timed == 0}
 
 
-UNATTRIBUTED = ("compiled: the op and module tables do not yet attribute the time of generated (fused) kernels "
-                "to the ops they fused, so their times cover only the aten ops the compiled code still calls; "
-                "latency, counted work and achieved FLOP/s are whole-iteration figures and hold")
+UNATTRIBUTED = ("compiled: ops.csv and the operator table cover only the aten ops the compiled code still calls; "
+                "its fused kernels, with the ops and modules they fused, are in kernels.csv, and modules.csv "
+                "attributes their time (coverage: the 'kernels' line)")
 
 
 def warnings(record: dict | None) -> list[str]:

@@ -31,6 +31,8 @@ from typing import Any
 
 import pandas as pd
 
+from .kernel_join import ancestors as _ancestors
+from .kernel_join import kernel_join
 from .profiling import US, Profile, _is_cpu
 
 WORK = ["macs", "flops", "other_flops", "bytes"]
@@ -49,7 +51,8 @@ class Joined:
     aligned: bool
     time_per_forward_s: float
     op_time_per_forward_s: float
-    kernels: pd.DataFrame  # kernels.csv (empty on CPU)
+    kernels: pd.DataFrame  # kernels.csv (eager CUDA: device kernels; compiled: harness.pipeline.kernel_join)
+    fusion: dict | None = None  # compiled: bytes and kernels per iteration, eager vs compiled
 
 
 def _event_rows(profile: Profile, counter_ops: set[str]) -> tuple[list[dict], list[dict]]:
@@ -261,14 +264,6 @@ def _kind(kinds: pd.Series) -> str:
     return "nested"
 
 
-def _ancestors(path: str) -> list[str]:
-    """'' for the root, then each dotted prefix: 'a.b.c' -> ['', 'a', 'a.b', 'a.b.c']."""
-    if not path:
-        return [""]
-    parts = path.split(".")
-    return [""] + [".".join(parts[: i + 1]) for i in range(len(parts))]
-
-
 def _phase_of_events(cevents: pd.DataFrame, phases: tuple[str, ...]) -> pd.DataFrame:
     """The counter's events with a ``phase`` column (a one-phase count without one gets that phase)."""
     if "phase" not in cevents:
@@ -352,9 +347,11 @@ def _module_times(calls: pd.DataFrame, counts: Any, aligned: bool, steps: int) -
     return out
 
 
-def _modules(calls, counts, aligned, steps, phases, ceilings: Ceilings, op_time) -> pd.DataFrame:
-    """counts.by_module with ``phase`` and ``time_s`` per iteration, and the derived rates."""
-    times = _module_times(calls, counts, aligned, steps)
+def _modules(calls, counts, aligned, steps, phases, ceilings: Ceilings, op_time,
+             times: dict[tuple[str, str], float] | None = None) -> pd.DataFrame:
+    """counts.by_module with ``phase`` and ``time_s`` per iteration, and the derived rates. ``times``: a
+    compiled run's module times from its kernels (:mod:`harness.pipeline.kernel_join`)."""
+    times = times if times is not None else _module_times(calls, counts, aligned, steps)
     modules = counts.by_module.copy()
     if "phase" not in modules:
         modules.insert(0, "phase", phases[0] if len(phases) == 1 else "")
@@ -388,11 +385,13 @@ def _coverage(calls: pd.DataFrame, counts: Any, aligned: bool, steps: int, op_ti
 
 
 def join(profile: Profile, counts: Any, *, peak_flop_per_s: float | None = None, peak_bytes_per_s: float | None = None,
-         peak: Any = None) -> Joined:
+         peak: Any = None, provenance: Any = None) -> Joined:
     """Join a profile with counts. See the module docstring for the attribution rule.
 
     ``peak`` (a :class:`harness.hardware.Peak`) gives per-op ceilings and memory levels; the two
-    floats are the run's peaks (taken from ``peak`` when it is given).
+    floats are the run's peaks (taken from ``peak`` when it is given). ``provenance`` (a compiled
+    model's :class:`harness.pipeline.provenance.Recorder`): kernels.csv, module times and coverage
+    come from the kernels the compiled code ran (:func:`harness.pipeline.kernel_join.kernel_join`).
     """
     cevents = _phase_of_events(counts.events.copy(), profile.phases)
     if "counted" not in cevents:
@@ -409,9 +408,14 @@ def join(profile: Profile, counts: Any, *, peak_flop_per_s: float | None = None,
         df = _derive(_op_table(calls, keys, raw, steps), "self_time_s", ceilings, total_time)
         return df.sort_values("self_time_s", ascending=False, kind="stable").reset_index(drop=True)
 
+    coverage = _coverage(calls, counts, aligned, steps, op_time, total_time)
+    kernel_table, times, fusion = _kernel_table(kernels, calls, steps), None, None
+    if provenance is not None and provenance.graphs:
+        kj = kernel_join(profile, counts, cevents, provenance, lambda df, t: _derive(df, "time_s", ceilings, t))
+        kernel_table, times, fusion = kj.table, kj.module_times, kj.fusion
+        coverage = {**coverage, **kj.coverage}
     return Joined(calls=calls, ops_by_shape=table(["name", "input_shapes"], profile.ops_by_shape_raw),
                   ops=table(["name"], profile.ops_raw),
-                  modules=_modules(calls, counts, aligned, steps, profile.phases, ceilings, op_time),
-                  coverage=_coverage(calls, counts, aligned, steps, op_time, total_time), aligned=aligned,
-                  kernels=_kernel_table(kernels, calls, steps),
+                  modules=_modules(calls, counts, aligned, steps, profile.phases, ceilings, op_time, times),
+                  coverage=coverage, aligned=aligned, kernels=kernel_table, fusion=fusion,
                   time_per_forward_s=total_time, op_time_per_forward_s=op_time)

@@ -223,7 +223,9 @@ def _join(parts_kw: dict, prep: Prepared, prof, counts) -> assemble.Parts:
     flags = env.get("gpu")  # on CUDA: the TF32/cuDNN flags read once (harness.hardware.cuda_flags)
     peak = peak_for(prep.device.type, dtype_name(prep.dtype), device_name=env["device_name"], threads=prep.threads,
                     cuda_flags=flags)
-    joined = join(prof, counts, peak=peak)
+    from .provenance import recorder_of
+
+    joined = join(prof, counts, peak=peak, provenance=recorder_of(prep.model) if prep.compile else None)
     return assemble.Parts(prep=prep, prof=prof, counts=counts, joined=joined, peak=peak, env=env,
                           finished_at=utc_iso(), **parts_kw)
 

@@ -35,7 +35,7 @@ def pictures(run, d: Path) -> dict[str, Path]:
     pts = run.ops_by_shape[run.ops_by_shape.kind == "op"].copy()
     exceeded = s.get("peak_exceeded")
     roofline = roofline_png(d / "roofline.png", pts, run.peak, model_point(s), title, phases=s.get("phases"),
-                            exceeded=exceeded)
+                            exceeded=exceeded, kernels=run.kernels if s.get("compile") else None)
     modules = time_by_module_png(d / "time_by_module.png", run.modules, title, exceeded=exceeded,
                                  phases=list(s.get("phase_names") or []) or None, word=iteration_word(s))
     return {"roofline": roofline.path, "time_by_module": modules.path}

@@ -405,7 +405,8 @@ class RooflinePicture:
 
 
 def roofline_png(path: str | Path, ops: pd.DataFrame, peak: "Peak", model: dict, title: str, *,
-                 phases: dict | None = None, exceeded: list[dict] | None = None) -> RooflinePicture:
+                 phases: dict | None = None, exceeded: list[dict] | None = None,
+                 kernels: pd.DataFrame | None = None) -> RooflinePicture:
     """Draw ``roofline.png`` (see the module docstring); returns what was drawn (:class:`RooflinePicture`).
 
     ``ops``: rows with ``name``, ``total_flops`` (or ``flops`` + ``other_flops``), ``bytes``,
@@ -413,9 +414,14 @@ def roofline_png(path: str | Path, ops: pd.DataFrame, peak: "Peak", model: dict,
     forward at the un-profiled p50, optionally ``flops`` and ``utilization`` (see :func:`model_point`).
     ``peak``: a :class:`harness.hardware.Peak` (with ``cache_bytes_per_s`` when calibrated).
     ``phases``: ``summary["phases"]`` (a star each when more than one). ``exceeded``:
-    ``summary["peak_exceeded"]`` (those points get a red ring and a note).
+    ``summary["peak_exceeded"]`` (those points get a red ring and a note). ``kernels``: a compiled run's
+    kernels.csv: its kernels are drawn instead of the ops, beside their ops eager
+    (:mod:`harness.report.roofline_kernels`).
     """
-    pts, skipped = roofline_points(ops)
+    from .roofline_kernels import draw_kernels, frame_points, kernel_points
+
+    kpts = kernel_points(kernels) if kernels is not None and len(kernels) and "eager_bytes" in kernels else None
+    pts, skipped = roofline_points(ops) if kpts is None else (frame_points(kpts), 0)
     pf = peak.flop_per_s if peak is not None else None
     bws, calibrated_caches = _bandwidths(peak)
     stars = _stars(model, phases, pf)
@@ -424,7 +430,7 @@ def roofline_png(path: str | Path, ops: pd.DataFrame, peak: "Peak", model: dict,
     frame = _frame(ax, pts, stars, pf, bws)
     handles, avoid = _draw_ceilings(ax, peak, frame, bws, calibrated_caches)
     hot = _hot_ops(pts, exceeded, pf)
-    op_handles, op_labels = _draw_ops(ax, pts, hot)
+    op_handles, op_labels = _draw_ops(ax, pts, hot) if kpts is None else draw_kernels(ax, kpts)
     hot_run = any(e.get("what") == "run" for e in exceeded or [])
     star_handles, star_labels = _draw_stars(ax, stars, hot_run, pf)
     any_hot = bool(hot.any()) or hot_run or any(pf and s.y > pf for s in stars)

@@ -81,6 +81,10 @@ def render_summary(summary: dict) -> str:
         f" (weights {si(s.get('weights_bytes'), 'B')} + activations {si(act, 'B')})"
         if s["device"] == "cpu" and act is not None else ""))
     row("profiled", _profiled(s))
+    if (s.get("compile") or {}).get("fusion"):
+        from .kernels_line import kernels_line
+
+        row("kernels", kernels_line(s))
     cov = s.get("coverage") or {}
     if cov.get("top_uncounted_by_time"):
         row("uncounted", ", ".join(f"{u['op']} ({seconds(u['time_s'])})" for u in cov["top_uncounted_by_time"][:3]))
