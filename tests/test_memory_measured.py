@@ -166,3 +166,18 @@ def test_compare_rows_for_forecast_beside_measured():
     assert rows["parameters"]["error"] == pytest.approx(0.10)
     assert rows["activations"]["error"] is None                       # nothing measured: no ratio
     assert rows["total"]["forecast_bytes"] == 160 and rows["total"]["measured_bytes"] == 140
+
+
+def test_multi_rank_memory_is_the_largest_rank_with_the_imbalance():
+    from harness.distributed.merge import job_summary
+
+    def rank(peak: int) -> dict:
+        return {"latency_s": {"p50": 1.0, "p90": 1.0}, "config_key": "x|bs=1|float32|cpu|threads=1|tag=",
+                "scenario": "x", "batch_size": 1, "dtype": "float32", "device": "cpu", "threads": 1,
+                "memory": {"peak_bytes": peak, "at_phase": "backward", "by_category_at_peak": {"activations": peak}}}
+
+    job = job_summary([rank(300), rank(400), rank(200)], [{}, {}, {}], ["a", "a", "a"], [0, 1, 2], backend="gloo")
+    assert job["memory"]["peak_bytes"] == 400 and job["memory"]["rank"] == 1
+    assert job["memory"]["peak_bytes_by_rank"] == [300, 400, 200]
+    assert job["memory"]["imbalance"] == 400 / 200 == 2.0
+    assert [r["memory_peak_bytes"] for r in job["ranks"]] == [300, 400, 200]
