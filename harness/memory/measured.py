@@ -194,11 +194,15 @@ class Tracker:
 
 
 @contextlib.contextmanager
-def _module_scopes(model: Any, tracker: Tracker) -> Iterator[None]:
+def _module_scopes(model: Any, tracker: Tracker, enabled: bool = True) -> Iterator[None]:
     """``record_function("harness.module::<path>")`` around every module's forward; the root's
-    outputs noted as :data:`OUTPUTS`."""
+    outputs noted as :data:`OUTPUTS`. Not on a compiled model (``enabled`` False): a hook added
+    after ``torch.compile`` fails its guards and recompiles it."""
     from torch.profiler import record_function
 
+    if not enabled:
+        yield
+        return
     open_: list = []
     handles = []
 
@@ -280,7 +284,7 @@ def measure(workload: Any, prep: Any) -> Measured:
             if cuda:
                 torch.cuda.synchronize(device)
                 stats["allocated_at_start_bytes"] = int(torch.cuda.memory_allocated(device))
-            with _module_scopes(prep.model, tracker), record_function(LABEL):
+            with _module_scopes(prep.model, tracker, getattr(prep, "compile", None) is None), record_function(LABEL):
                 tracker.take_baseline()
                 tracker.snapshot()
                 _iterate(workload, prep, tracker)
