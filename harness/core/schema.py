@@ -66,6 +66,26 @@ class TrainMemory(TypedDict, total=False):
     peak_activation_bytes: int | None
 
 
+class MeasuredMemory(TypedDict, total=False):
+    """Every run's measured memory by category over one profiled iteration (harness.memory.measured)."""
+
+    peak_bytes: int               # largest sum of live bytes over all categories (memory.csv's peak)
+    at_phase: str                 # the phase open at that moment ("(none)" between phases)
+    at_s: float                   # its time from the iteration's start (profiled clock)
+    baseline_bytes: int           # live at the iteration's start
+    by_category_at_peak: dict[str, int]   # every category of harness.memory.categories, zeros included
+    by_module_at_peak: dict[str, int]     # the 10 modules holding the most live bytes at the peak
+    source: str
+    cuda: dict                    # CUDA: allocated_at_start_bytes, max_allocated_bytes, max_reserved_bytes, fragmentation_bytes
+    rank: int                     # multi-rank job: the rank whose memory this is (the largest peak)
+    peak_bytes_by_rank: list[int | None]
+    imbalance: float | None       # largest / smallest rank peak
+
+
+class Memory(TrainMemory, MeasuredMemory, total=False):
+    """summary.json ``memory``: the measured keys, and on a train run its split beside them."""
+
+
 class Estimate6N(TypedDict):
     params: int                   # trainable
     tokens: int                   # per step
@@ -199,7 +219,7 @@ class Summary(TypedDict, total=False):
     hfu: float | None
     samples_per_s: float | None
     tokens_per_s: float | None
-    memory: TrainMemory
+    memory: Memory                # every run: measured by category; train: + the split (TrainMemory)
     estimate_6n: Estimate6N
     # multi-rank jobs only (harness.distributed)
     world_size: int

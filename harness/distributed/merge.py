@@ -13,6 +13,8 @@ comm_share, trace_file``. For the job as a whole, on top of rank 0's keys:
     imbalance                        = slowest p50 / fastest p50
     comm_time_s, comm_share          = sum of rank collective time / sum of rank iteration time
     peak_memory_bytes                = the largest rank's
+    memory                           = the largest rank's measured memory, with every rank's peak and the
+                                       imbalance (harness.memory.measured_ranks)
 """
 from __future__ import annotations
 
@@ -31,7 +33,7 @@ def rank_row(rank: int, local_rank: int, host: str, s: dict, comm: dict) -> dict
             "latency_s": {"p50": lat.get("p50"), "p90": lat.get("p90")}, "flops": s.get("flops"),
             "achieved_flop_per_s": s.get("achieved_flop_per_s"), "peak_flop_per_s": s.get("peak_flop_per_s"),
             "utilization": s.get("utilization"), "comm_time_s": comm.get("comm_time_s"),
-            "comm_share": comm.get("comm_share"),
+            "comm_share": comm.get("comm_share"), "memory_peak_bytes": (s.get("memory") or {}).get("peak_bytes"),
             "trace_file": (s.get("trace_files") or [None])[0]}
 
 
@@ -88,6 +90,11 @@ def job_summary(summaries: list[dict], comms: list[dict], hosts: list[str], loca
         "warnings": [f"rank {k}: {w}" for k, s in enumerate(summaries) for w in s.get("warnings") or []],
         "peak_exceeded": [{**x, "rank": k} for k, s in enumerate(summaries) for x in s.get("peak_exceeded") or []],
     })
+    from ..memory.measured_ranks import merge as merge_memory
+
+    memory = merge_memory(summaries)
+    if memory is not None:
+        job["memory"] = memory
     job["config_key"] = job_config_key(summaries[0], len(rows), backend)
     return job
 

@@ -59,6 +59,7 @@ class Parts:
     path: str | None = None  # the run directory it will be renamed to (None without a logdir)
     model_options: dict = field(default_factory=dict)
     compile: dict | None = None  # the compile record (harness.pipeline.compiled), None for an eager run
+    memory: Any = None  # harness.memory.measured.Measured, or why it is missing (str); None: not measured
 
     @functools.cached_property
     def phases(self) -> dict[str, dict]:
@@ -194,7 +195,19 @@ def summary(p: Parts, trace_bytes: int | None) -> dict:
     }
     if p.compile is not None:
         s["compile"] = {**p.compile, **({"fusion": p.joined.fusion} if p.joined.fusion else {})}
+    if hasattr(p.memory, "summary"):
+        s["memory"] = p.memory.summary()
     return s
+
+
+def _merge_memory(base: dict, own: dict) -> dict:
+    """A workload's own ``memory`` keys (a train run's split) added beside the measured ones (new keys only)."""
+    if "memory" not in base or "memory" not in own:
+        return own
+    clash = sorted(set(own["memory"]) & set(base["memory"]))
+    if clash:
+        raise RuntimeError(f"a workload would replace the generic summary key memory.{clash[0]}")
+    return {**own, "memory": {**base["memory"], **own["memory"]}}
 
 
 def _phases(p: Parts) -> dict[str, dict]:
@@ -215,7 +228,8 @@ def record(p: Parts, trace_bytes: int | None, ops: pd.DataFrame, modules: pd.Dat
     a generic one), then what is judged from all of them (ceilings exceeded, warnings)."""
     base = summary(p, trace_bytes)
     own = p.workload.summary_extra(p)
-    clash = sorted(set(own) & set(base))
+    own = _merge_memory(base, own)
+    clash = sorted(set(own) & set(base) - {"memory"})
     if clash:
         raise RuntimeError(f"workload {p.workload.name} would replace the generic summary key {clash[0]!r}")
     peak_fields = {k: v for k, v in p.peak.summary_fields().items() if k not in base and k not in own}
@@ -259,6 +273,8 @@ def contention(p: Parts) -> dict | None:
 def warnings(p: Parts, summary: dict) -> list[str]:
     """One line each for what makes this run's figures less than they look."""
     out = compile_warnings(p.compile)
+    if isinstance(p.memory, str):
+        out.append(f"memory by category was not measured ({p.memory})")
     if p.prep.device.type == "cuda" and not p.prof.device_time_recorded:
         out.append("no device time was recorded (is CUPTI available?): per-op times are CPU times")
     if p.prep.device.type == "cuda" and p.warmup == 0:

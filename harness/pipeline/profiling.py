@@ -117,7 +117,7 @@ def peak_from_trace(trace: dict, device_type: str, device_index: int = 0, baseli
     return None if peak is None else max(peak - baseline_bytes, 0)
 
 
-_KINETO_NOISE = ("USDT:", "STAGE:", "gpuGetDeviceCount failed")
+_KINETO_NOISE = ("USDT:", "STAGE:", "gpuGetDeviceCount failed", "Memory block of unknown size")
 
 
 @contextlib.contextmanager

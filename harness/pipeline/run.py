@@ -29,6 +29,7 @@ from .environment import environment
 from .measure import time_workload
 from .prepare import Prepared, dtype_name, prepare_model, prepare_scenario
 from .profiling import run_profiler, trace_file_name
+from ..memory.measured import Measured, measure_or_error as measure_memory
 from .spec import DEFAULT_ITERS, DEFAULT_WARMUP, ProfileConfig, RunSpec, model_config_extra
 
 __all__ = ["Run", "execute", "profile", "run_scenario", "run_spec", "RunSpec", "ProfileConfig", "DEFAULT_WARMUP",
@@ -51,6 +52,7 @@ class Run:
     counts: Any = None
     env: dict = field(default_factory=dict)
     peak: Any = None  # harness.hardware.Peak used for utilization and the roofline
+    memory: Any = None  # harness.memory.measured.Measured: memory.csv and memory_timeline.png (None if not measured)
 
 
 def check_logdir(logdir: Path) -> Path:
@@ -239,7 +241,8 @@ def _assemble(parts: assemble.Parts) -> Run:
     return Run(summary=summary, ops=ops, ops_by_shape=by_shape, modules=modules,
                samples=assemble.samples_frame(parts), phase_samples=parts.timing.phases,
                kernels=parts.joined.kernels, extra_tables=parts.workload.tables(parts),
-               counts=parts.counts, env=parts.env, peak=parts.peak)
+               counts=parts.counts, env=parts.env, peak=parts.peak,
+               memory=parts.memory if isinstance(parts.memory, Measured) else None)
 
 
 def _commit(run: Run, rundir: fsio.RunDir, root: Path, stages: "Stages", write_extras: bool) -> None:
@@ -285,11 +288,12 @@ def execute(prep: Prepared, spec: RunSpec, *, scenario: str, workload: workloads
             compile_record = _after_timing(stages, workload, prep, spec, scenario, compile_record, rank)
             counts = stages.run("count", lambda: compiled.count_eagerly(workload, prep))
             prof, profiled_contention = _profile(stages, workload, prep, cfg, rundir, started, rank)
+            memory = stages.run("memory", lambda: measure_memory(workload, prep))
         kept = _least_disturbed(attempts)
         parts_kw = dict(workload=workload, scenario=scenario, run_id=run_id, started=started, tag=spec.tag,
                         warmup=warmup, iters=iters, config=cfg, timing=attempts[kept][0], attempts=attempts,
                         kept=kept, profiled_contention=profiled_contention, model_options=dict(spec.model),
-                        compile=compile_record,
+                        compile=compile_record, memory=memory,
                         path=str(rundir.final) if rundir is not None else None)
         run = _assemble(stages.run("join", lambda: _join(parts_kw, prep, prof, counts)))
         if rundir is not None and root is not None:  # a run dir is opened under a root, never without one

@@ -11,7 +11,8 @@ from ..core.schema import config_label
 
 
 def tables(run, d: Path) -> None:
-    """ops.csv, ops_by_shape.csv, modules.csv, samples.csv, phase_samples.csv, env.json (+ kernels.csv on CUDA)."""
+    """ops.csv, ops_by_shape.csv, modules.csv, samples.csv, phase_samples.csv, env.json (+ kernels.csv on CUDA,
+    memory.csv when memory was measured)."""
     fsio.atomic_write_csv(d / "ops.csv", run.ops)
     fsio.atomic_write_csv(d / "ops_by_shape.csv", run.ops_by_shape)
     fsio.fault_point("write-mid")
@@ -22,11 +23,14 @@ def tables(run, d: Path) -> None:
         fsio.atomic_write_csv(d / "kernels.csv", run.kernels)
     for name, df in run.extra_tables.items():
         fsio.atomic_write_csv(d / f"{name}.csv", df)
+    if run.memory is not None:  # measured memory by category (harness.memory.measured)
+        fsio.atomic_write_csv(d / "memory.csv", run.memory.table)
     fsio.atomic_write_json(d / "env.json", run.env)
 
 
 def pictures(run, d: Path) -> dict[str, Path]:
-    """roofline.png and time_by_module.png (one panel per phase, per the workload's word); their paths by name."""
+    """roofline.png, time_by_module.png (one panel per phase, per the workload's word) and memory_timeline.png
+    (when memory was measured); their paths by name."""
     from ..report.cells import iteration_word
     from ..report.pictures import model_point, roofline_png, time_by_module_png
 
@@ -38,7 +42,13 @@ def pictures(run, d: Path) -> dict[str, Path]:
                             exceeded=exceeded, kernels=run.kernels if s.get("compile") else None)
     modules = time_by_module_png(d / "time_by_module.png", run.modules, title, exceeded=exceeded,
                                  phases=list(s.get("phase_names") or []) or None, word=iteration_word(s))
-    return {"roofline": roofline.path, "time_by_module": modules.path}
+    out = {"roofline": roofline.path, "time_by_module": modules.path}
+    if run.memory is not None:
+        from ..report.memory_picture import memory_timeline_png
+
+        out["memory_timeline"] = memory_timeline_png(d / "memory_timeline.png", run.memory.table,
+                                                     run.memory.boundaries(), f"live memory by category · {title}").path
+    return out
 
 
 def tensorboard(run, rundir: fsio.RunDir, root: Path, step: int, images: dict) -> None:

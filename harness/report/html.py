@@ -124,6 +124,7 @@ def summary_rows(summary: dict) -> list[tuple[str, str]]:
         ("Achieved bandwidth (B/s, bytes / p50)", fmt_si(s.get("achieved_bytes_per_s"), "B/s")),
         ("Arithmetic intensity (FLOP/B)", fmt_si(s.get("arithmetic_intensity"), "FLOP/B")),
         ("Peak memory (B)", fmt_si(s.get("peak_memory_bytes"), "B")),
+        ("Measured memory peak by category (B; memory.csv)", _measured_memory(s)),
         (f"Profiled {ws}", fmt_text(prof.get("steps"))),
         (f"Profiled op time per {w} (s; the tables' basis)", fmt_s(prof.get("op_time_per_forward_s"))),
         (f"Profiled time per {w} (s; ops and profiler labels)", fmt_s(prof.get("time_per_forward_s"))),
@@ -133,6 +134,12 @@ def summary_rows(summary: dict) -> list[tuple[str, str]]:
         ("Torch", fmt_text(s.get("torch_version"))),
         ("Harness commit", fmt_text(s.get("git_commit"))),
     ]
+
+
+def _measured_memory(s: dict) -> str:
+    from ..memory.measured import render
+
+    return render(s.get("memory")) or "—"
 
 
 FIGURE_HEADERS = ["Figure", "Value"]

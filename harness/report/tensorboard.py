@@ -11,7 +11,8 @@ Layout under ``LOGDIR`` (a TensorBoard *run* is a directory holding event files)
         events.out.tfevents.<step>.<run_id>       -> this module, one file:
             TEXT    report/summary (+ the workload's own rows), report/top_operators,
                     report/top_modules  (markdown tables; one per phase when the workload has several)
-            IMAGES  roofline, time_by_module      (one per key of ``images``)
+            IMAGES  roofline, time_by_module, memory_timeline   (one per key of ``images``)
+            SCALARS memory/measured_peak_MB, memory/at_peak/<category>_MB (measured memory by category)
             HPARAMS session start (config) + end; metric scalars hparams/latency_p50_ms, ...
     LOGDIR/<scenario>/trends/<config>/          run "<scenario>/trends/<config>"
         events.out.tfevents.<step>.<run_id>       one file per run of that config:
@@ -320,6 +321,9 @@ def write_run_summaries(run_dir: Path, summary: dict, ops: pd.DataFrame, modules
             values.append(_image_value(name, Path(p).read_bytes()))
         except (OSError, ValueError, TypeError):
             continue  # a missing or non-PNG picture is left out, the rest still shows
+    from ..memory.measured import scalars as memory_scalars
+
+    values += [_scalar_value(tag, v) for tag, v in memory_scalars(s)]
     metrics = [(hparams_metric_tag(tag), get(s)) for tag, get in TREND_SCALARS]
     values += [_scalar_value(tag, v) for tag, v in metrics if v is not None]
     values += _hparams_values(s, start, wall)

@@ -80,6 +80,11 @@ def render_summary(summary: dict) -> str:
     row("peak memory", f"{si(s.get('peak_memory_bytes'), 'B')}" + (
         f" (weights {si(s.get('weights_bytes'), 'B')} + activations {si(act, 'B')})"
         if s["device"] == "cpu" and act is not None else ""))
+    from ..memory.measured import render as memory_row
+
+    measured = memory_row(s.get("memory"))
+    if measured:
+        row("memory peak", measured + " (measured by category, memory.csv)")
     row("profiled", _profiled(s))
     if (s.get("compile") or {}).get("fusion"):
         from .kernels_line import kernels_line

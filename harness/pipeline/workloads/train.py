@@ -41,6 +41,9 @@ __all__ = ["OPTIMIZERS", "PHASES", "Train", "default_loss", "estimate_6n", "make
            "render", "split_work", "train_step"]
 
 PHASES = ("forward", "backward", "optimizer")
+# summary["memory"] keys of the split (:func:`memory_split`); the measured ones beside them are the run's
+SPLIT_KEYS = ("weights_bytes", "parameters_bytes", "buffers_bytes", "gradients_bytes", "optimizer_state_bytes",
+              "activations_bytes", "peak_activation_bytes")
 
 
 def _snapshot(model: torch.nn.Module) -> tuple[dict, dict]:
@@ -304,7 +307,7 @@ def figures(summary: dict) -> list[Figure]:
                                 f"recomputed {si(s['recomputed_flops'], 'FLOP')} per step)")]
     m = s.get("memory", {})
     rows.append(Figure("memory split", "   ".join(f"{k.replace('_bytes', '').replace('_', ' ')} {si(v, 'B')}"
-                                                   for k, v in m.items() if v is not None)))
+                                                   for k, v in m.items() if v is not None and k in SPLIT_KEYS)))
     est = s.get("estimate_6n")
     if est:
         rows.append(Figure("6N estimate", f"{si(est['flops'], 'FLOP')} per step; counted/6N = "
