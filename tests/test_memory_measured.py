@@ -124,9 +124,11 @@ def test_run_writes_memory_csv_png_and_summary(tmp_path):
     png = (d / "memory_timeline.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 20_000
     assert 'alt="memory timeline"' in (d / "report.html").read_text()
+    from harness.core.units import si
     from harness.report.terminal import render_summary
 
-    assert "memory peak" in render_summary(s)
+    line = next(x for x in render_summary(s).splitlines() if x.strip().startswith("peak memory"))
+    assert f"{si(mem['peak_bytes'], 'B')} at {mem['at_phase']}" in line and line.endswith("(memory.csv)")
 
 
 # ----------------------------------------------------------------- event-shaped data (the CUDA path)

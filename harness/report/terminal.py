@@ -76,15 +76,7 @@ def render_summary(summary: dict) -> str:
         ai = s.get("arithmetic_intensity")
         row("bandwidth", f"{si(s.get('achieved_bytes_per_s'), 'B/s')} of {si(s['mem_bandwidth_bytes_per_s'], 'B/s')}"
                          + (f"   · intensity {si(ai, 'FLOP/B')}" if ai else ""))
-    act = s.get("peak_activation_bytes")
-    row("peak memory", f"{si(s.get('peak_memory_bytes'), 'B')}" + (
-        f" (weights {si(s.get('weights_bytes'), 'B')} + activations {si(act, 'B')})"
-        if s["device"] == "cpu" and act is not None else ""))
-    from ..memory.measured import render as memory_row
-
-    measured = memory_row(s.get("memory"))
-    if measured:
-        row("memory peak", measured + " (measured by category, memory.csv)")
+    row("peak memory", _memory(s))
     row("profiled", _profiled(s))
     if (s.get("compile") or {}).get("fusion"):
         from .kernels_line import kernels_line
@@ -101,6 +93,19 @@ def render_summary(summary: dict) -> str:
     if phase_table(s):
         lines += ["", "Phases (time: un-profiled p50 of each phase)", *_grid(PHASE_HEADERS, phase_rows(s))]
     return "\n".join(lines)
+
+
+def _memory(s: dict) -> str:
+    """The measured peak by category (memory.csv) when the run has it; else weights + inputs + activations."""
+    from ..memory.measured import render as memory_row
+
+    measured = memory_row(s.get("memory"))
+    if measured:
+        return measured + ", measured by category (memory.csv)"
+    act = s.get("peak_activation_bytes")
+    return f"{si(s.get('peak_memory_bytes'), 'B')}" + (
+        f" (weights {si(s.get('weights_bytes'), 'B')} + activations {si(act, 'B')})"
+        if s["device"] == "cpu" and act is not None else "")
 
 
 def _latency(s: dict) -> str:
