@@ -61,7 +61,12 @@ def main(args: argparse.Namespace) -> int:
         sys.stdout.write(to_json(run.summary))
         return 0
     print(render_summary(run.summary))
-    if args.top:
+    if args.top and run.summary.get("compile") and len(run.kernels) and not (args.all_rows or args.phase):
+        from ..report.kernels_table import render_top_kernels
+
+        print()
+        print(render_top_kernels(run.kernels, run.summary, top=args.top))
+    elif args.top:
         print()
         print(render_phase_ops(run.ops, run.summary, top=args.top, sort_by=args.sort_by, all_rows=args.all_rows,
                                phase=args.phase))
