@@ -93,19 +93,28 @@ def meta_prepared(sc: Any, spec: RunSpec, model: Any = None) -> Prepared:
 
 
 def _meta_inputs(sc: Any, batch: int, dt: Any) -> Any:
-    """The scenario's inputs as meta tensors: made on meta when ``make_inputs`` can, else on the CPU."""
+    """The scenario's inputs as meta tensors: made under ``FakeTensorMode`` (shapes without memory: a plan
+    probes batches of thousands), else on the CPU and copied."""
     import torch
 
+    from ..core.calls import map_tensors
+    from ..core.tensors import walk_tensors
     from ..count.meta_model import to_meta
     from ..pipeline import scenario as scenarios
     from ..pipeline.prepare import cast_inputs
 
     meta = torch.device("meta")
     try:
-        with torch.device(meta):
-            raw = sc.make_inputs(batch, meta)
+        from torch._subclasses.fake_tensor import FakeTensorMode
+
+        with FakeTensorMode():
+            fake = sc.make_inputs(batch, torch.device("cpu"))
+        out = map_tensors(fake, lambda t: torch.empty_strided(t.shape, t.stride(), dtype=t.dtype, device=meta))
+        if all(t.device.type == "meta" for t in walk_tensors(out, modules=False)):
+            return cast_inputs(out, meta, dt)
     except Exception:
-        raw = scenarios.inputs(sc, batch, torch.device("cpu"))
+        pass
+    raw = scenarios.inputs(sc, batch, torch.device("cpu"))
     return to_meta(cast_inputs(raw, meta, dt))
 
 
