@@ -126,3 +126,55 @@ def test_count_memory_prints_and_returns_the_forecast(linear):
     assert mem["by_category_at_peak"][C.PARAMETERS] == (F_ * H_ + H_) * 4
     text = _cli("count", linear, "--batch-size", "5", "--memory")
     assert text.returncode == 0 and f"({peak(5):,} B) in forward" in text.stdout
+
+
+GREEDY = f'''
+import torch
+from torch import nn
+
+class Greedy(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.lin = nn.Linear({F_}, {H_})
+
+    def forward(self, x):
+        if x.device.type != "meta" and x.shape[0] >= 4:
+            torch.empty(1 << 60, dtype=torch.uint8)  # an allocation the CPU allocator really refuses (2^60 B)
+        return self.lin(x)
+
+def build_model():
+    return Greedy()
+
+def make_inputs(batch_size, device):
+    return torch.randn(batch_size, {F_}, device=device)
+'''
+
+
+def test_run_over_its_memory_budget_exits_2_with_the_split_and_writes_nothing(tmp_path):
+    path = tmp_path / "greedy.py"
+    path.write_text(GREEDY)
+    logdir = tmp_path / "logs"
+    weights = (F_ * H_ + H_) * 4  # 15,680 B: a budget below the weights
+    r = _cli("run", str(path), "--batch-size", "2", "--memory-budget", str(weights - 1), "--logdir", str(logdir))
+    assert r.returncode == 2 and r.stdout == ""
+    line = r.stderr.strip()
+    assert "\n" not in line and "would run out of --memory-budget" in line and "nothing was run" in line
+    assert "parameters 15.7 KB" in line and "not even batch 1 fits" in line
+    assert not logdir.exists() or not any(logdir.rglob("*.json")) and not (logdir / "history.csv").exists()
+    # a budget between batches: the largest that fits, from the formula
+    r = _cli("run", str(path), "--batch-size", "50", "--memory-budget", str(peak(27) + 1), "--logdir", str(logdir))
+    assert r.returncode == 2 and "largest batch that fits" in r.stderr and "is 27" in r.stderr
+    assert not (logdir / "history.csv").exists()
+
+
+def test_a_run_that_runs_out_of_cpu_memory_exits_2_with_the_forecast(tmp_path):
+    path = tmp_path / "greedy.py"
+    path.write_text(GREEDY)
+    logdir = tmp_path / "logs"
+    r = _cli("run", str(path), "--batch-size", "4", "--iters", "1", "--warmup", "0", "--logdir", str(logdir))
+    assert r.returncode == 2, r.stderr
+    line = r.stderr.strip()
+    assert "\n" not in line and "ran out of memory at batch 4" in line and "can't allocate memory" in line
+    assert f"forecast peak {peak(4) / 1000:.1f} KB in forward" in line  # 17,664 B
+    assert "the forecast peak fits" in line  # the 2^60 B the model asked for is no tensor the forecast sees
+    assert not any(logdir.rglob("summary.json")) and not (logdir / "history.csv").exists()
