@@ -11,7 +11,7 @@ directory was never committed (the pipeline aborts it), and history is untouched
 from __future__ import annotations
 
 import traceback
-from typing import TYPE_CHECKING, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from ..errors import HarnessError
 
@@ -40,35 +40,41 @@ def reraise(spec: RunSpec, exc: BaseException) -> NoReturn:
 
     traceback.clear_frames(exc.__traceback__)  # the failed run's tensors go before the forecast
     cause = first_line(exc.__cause__ if isinstance(exc, HarnessError) and exc.__cause__ else exc)[:200]
+    name = spec.target
     try:
-        forecast, advice = _forecast_and_advice(spec, None)
+        from ..pipeline import scenario as scenarios
+
+        sc = scenarios.load(spec.target, spec.model_options())
+        name = sc.name
+        forecast, advice = _forecast_and_advice(spec, None, sc)
     except Exception as err:  # the model cannot be forecast: the plain message, and why
         why = err.message if isinstance(err, HarnessError) else short_exc(err)
-        raise HarnessError(f"{spec.target} ran out of memory ({cause}); no forecast: {why}") from exc
-    raise HarnessError(f"{spec.target} ran out of memory at batch {forecast.batch_size} ({cause}); "
+        raise HarnessError(f"scenario '{name}' ran out of memory ({cause}); no forecast: {why}") from exc
+    raise HarnessError(f"scenario '{name}' ran out of memory at batch {forecast.batch_size} ({cause}); "
                        f"{_split(forecast)}; {advice}") from exc
 
 
 def check_budget(spec: RunSpec, budget_bytes: int) -> MemoryForecast:
     """The forecast of ``spec``; a HarnessError (exit 2) when its peak is over ``budget_bytes``."""
-    forecast, advice = _forecast_and_advice(spec, budget_bytes)
+    from ..pipeline import scenario as scenarios
+
+    sc = scenarios.load(spec.target, spec.model_options())
+    forecast, advice = _forecast_and_advice(spec, budget_bytes, sc)
     if forecast.peak_bytes > budget_bytes:
         from ..core.units import si
 
-        raise HarnessError(f"{spec.target} would run out of --memory-budget {si(budget_bytes, 'B')} at batch "
+        raise HarnessError(f"scenario '{sc.name}' would run out of --memory-budget {si(budget_bytes, 'B')} at batch "
                            f"{forecast.batch_size}, nothing was run; {_split(forecast)}; {advice}")
     return forecast
 
 
-def _forecast_and_advice(spec: RunSpec, budget_bytes: int | None) -> tuple[MemoryForecast, str]:
+def _forecast_and_advice(spec: RunSpec, budget_bytes: int | None, sc: Any) -> tuple[MemoryForecast, str]:
     """The forecast at the spec's batch, and the largest batch that fits (the budget, else the device's memory)."""
     from ..core.units import si
-    from ..pipeline import scenario as scenarios
     from .budget import device_budget
     from .forecast import forecast_spec, target_device
     from .plan import plan_spec
 
-    sc = scenarios.load(spec.target, spec.model_options())
     forecast = forecast_spec(spec, scenario=sc)
     if budget_bytes is not None and forecast.peak_bytes <= budget_bytes:
         return forecast, "it fits"
