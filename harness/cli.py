@@ -13,7 +13,7 @@ import sys
 
 from .errors import EXIT_BAD_INPUT, EXIT_INTERRUPTED, HarnessError
 
-VERBS = ["run", "list", "count", "devices", "calibrate", "history", "history_check", "compare", "ab", "sweep"]
+VERBS = ["run", "list", "count", "plan", "devices", "calibrate", "history", "history_check", "compare", "ab", "sweep"]
 
 
 class _Parser(argparse.ArgumentParser):

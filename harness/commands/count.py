@@ -39,6 +39,10 @@ def add_parser(sub) -> argparse.ArgumentParser:
                    help="device to count on (default: the scenario's); 'meta' counts without compute or memory")
     p.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
     p.add_argument("--channels-last", action="store_true", help="channels_last memory format for the model and inputs")
+    p.add_argument("--memory", action="store_true",
+                   help="also forecast the iteration's memory on the meta device: peak, its phase, the split by "
+                        "category (parameters, gradients, optimizer state, activations, KV cache, ...) and the top "
+                        "modules (README 'Memory: forecast and plan')")
     from .options import add_workload_options
     from ..models import add_arguments
 
@@ -77,8 +81,11 @@ def main(args: argparse.Namespace) -> int:
     device = args.device or sc.device
     counts = _count(sc, batch, dtype, device) if wl.name == "forward" and not spec.channels_last \
         else _count_workload(sc, wl, spec.replace(batch_size=batch, dtype=dtype, device=device))
+    memory = _forecast(spec.replace(batch_size=batch, dtype=dtype, device=device), sc) if args.memory else None
     if args.json:
         out = {"scenario": sc.name, "workload": wl.name, "batch_size": batch, "dtype": dtype, **counts.to_dict()}
+        if memory is not None:
+            out["memory"] = memory.to_dict()
         print(json.dumps(out, indent=2))
         return 0
     mode = {"forward": "eval"}.get(wl.name, wl.word)
@@ -87,7 +94,19 @@ def main(args: argparse.Namespace) -> int:
     if len(counts.by_phase) > 1:
         print()
         print(_phase_lines(counts))
+    if memory is not None:
+        from ..memory.render import forecast_lines
+
+        print()
+        print(forecast_lines(memory))
     return 0
+
+
+def _forecast(spec, sc):
+    """``--memory``: the iteration's memory forecast on meta (:func:`harness.memory.forecast.forecast_spec`)."""
+    from ..memory.forecast import forecast_spec
+
+    return forecast_spec(spec.replace(device=None if spec.device == "meta" else spec.device), scenario=sc)
 
 
 def _phase_lines(counts) -> str:

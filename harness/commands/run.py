@@ -29,6 +29,9 @@ def add_parser(sub) -> None:
     p.add_argument("--all-rows", action="store_true",
                    help="also list profiler labels and nested kernels, with torch.profiler's own columns")
     p.add_argument("--json", action="store_true", help="print summary.json on stdout (progress goes to stderr)")
+    p.add_argument("--memory-budget", default=None, metavar="SIZE",
+                   help="refuse the run up front (exit 2, nothing written) when the memory forecast on meta is over "
+                        "SIZE (16GiB, 500MB, bytes); the error names the split and the largest batch that fits")
     from ..distributed.command import add_options as add_distributed_options
 
     add_distributed_options(p)  # --nproc-per-node, --backend, --rank-timeout-s
@@ -40,6 +43,11 @@ def main(args: argparse.Namespace) -> int:
         raise HarnessError(f"--top must be 0 or more, got {args.top}")
     spec = options.spec_from_args(args)  # every flag checked before torch is imported
     check_declared_phase(args.phase, spec.workload)
+    if args.memory_budget is not None:
+        from ..memory.budget import parse_budget
+        from ..memory.oom import check_budget
+
+        check_budget(spec, parse_budget(args.memory_budget))
     from ..distributed import command as distributed
 
     if distributed.wanted(args):  # several ranks: launched here, or this process is a torchrun rank

@@ -425,5 +425,10 @@ def compile_model(prep: Prepared, spec: RunSpec) -> None:
 def run_spec(spec: RunSpec, progress: Callable[[str], None] | None = None) -> Run:
     """Run one :class:`RunSpec` (a scenario, a file or a model by name) through every stage."""
     stages = Stages(progress)
-    sc, wl, prep = build(spec, stages)
-    return execute(prep, spec, scenario=sc.name, workload=wl, progress=progress, stage_times=stages.times)
+    try:
+        sc, wl, prep = build(spec, stages)
+        return execute(prep, spec, scenario=sc.name, workload=wl, progress=progress, stage_times=stages.times)
+    except (Exception, MemoryError) as exc:  # out of memory: one line, the forecast split, the batch that fits
+        from ..memory.oom import reraise
+
+        reraise(spec, exc)
