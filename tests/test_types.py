@@ -1,4 +1,4 @@
-"""The type checker is part of the tests: mypy on harness/core, harness/count, harness/pipeline and history check.
+"""The type checker is part of the tests: mypy on harness/core, harness/count, harness/pipeline, harness/memory and history check.
 
 Configured in pyproject.toml ([tool.mypy]: Python 3.10, bodies of unannotated functions checked,
 errors reported in these packages only; its cache is .mypy_cache, so a rerun takes a second or two).
@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-PACKAGES = ["harness/core", "harness/count", "harness/pipeline", "harness/tracking/check.py",
+PACKAGES = ["harness/core", "harness/count", "harness/pipeline", "harness/memory", "harness/tracking/check.py",
             "harness/commands/history_check.py"]
 
 

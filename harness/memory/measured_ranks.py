@@ -17,10 +17,11 @@ def merge(summaries: list[dict[str, Any]]) -> dict[str, Any] | None:
     known = [k for k, p in enumerate(peaks) if p is not None]
     if not known:
         return None
-    largest = max(known, key=lambda k: peaks[k])
-    smallest = min(known, key=lambda k: peaks[k])
+    value = {k: int(peaks[k] or 0) for k in known}
+    largest = max(known, key=value.__getitem__)
+    smallest = min(known, key=value.__getitem__)
     out = copy.deepcopy(summaries[largest]["memory"])
     complete = len(known) == len(peaks)
     out.update(rank=largest, peak_bytes_by_rank=peaks,
-               imbalance=peaks[largest] / peaks[smallest] if complete and peaks[smallest] else None)
+               imbalance=value[largest] / value[smallest] if complete and value[smallest] else None)
     return out
