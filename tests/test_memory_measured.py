@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 import harness
+from harness.core.units import si
 from harness.memory import measured, timeline
 from harness.memory.categories import CATEGORIES
 from harness.memory.timeline import Alloc, Known, Phases
@@ -124,11 +125,10 @@ def test_run_writes_memory_csv_png_and_summary(tmp_path):
     png = (d / "memory_timeline.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 20_000
     assert 'alt="memory timeline"' in (d / "report.html").read_text()
-    from harness.core.units import si
     from harness.report.terminal import render_summary
 
     line = next(x for x in render_summary(s).splitlines() if x.strip().startswith("peak memory"))
-    assert f"{si(mem['peak_bytes'], 'B')} at {mem['at_phase']}" in line and line.endswith("(memory.csv)")
+    assert f"{si(mem['peak_bytes'], 'B')} at {mem['at_phase']}" in line and " measured (memory.csv)" in line
 
 
 # ----------------------------------------------------------------- event-shaped data (the CUDA path)
@@ -183,3 +183,26 @@ def test_multi_rank_memory_is_the_largest_rank_with_the_imbalance():
     assert job["memory"]["peak_bytes_by_rank"] == [300, 400, 200]
     assert job["memory"]["imbalance"] == 400 / 200 == 2.0
     assert [r["memory_peak_bytes"] for r in job["ranks"]] == [300, 400, 200]
+
+
+def test_forecast_beside_measured_in_a_run():
+    """Every run forecasts its own iteration on the meta device: a Linear stack's forward holds its weights
+    (the same bytes forecast and measured), and the forecast's error is against the measured peak."""
+    import torch
+    from torch import nn
+
+    import harness
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(64, 64), nn.ReLU(), nn.Linear(64, 64))
+    run = harness.profile(model, torch.randn(8, 64), iters=2, warmup=1, threads=1)
+    mem = run.summary["memory"]
+    f = mem["forecast"]
+    P = 2 * (64 * 64 + 64) * 4  # 33,280 B of parameters
+    assert f["by_category_at_peak"]["parameters"] == mem["by_category_at_peak"]["parameters"] == P
+    assert f["error"] == pytest.approx(f["peak_bytes"] / mem["peak_bytes"] - 1)
+    assert abs(f["error"]) < 0.15
+    from harness.report.terminal import render_summary
+
+    line = next(x for x in render_summary(run.summary).splitlines() if x.strip().startswith("peak memory"))
+    assert f"forecast {si(f['peak_bytes'], 'B')} ({round(f['error'] * 100, 1) + 0.0:+.1f} %)" in line

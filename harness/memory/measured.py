@@ -63,6 +63,7 @@ class Measured:
     device: str = "cpu"
     cuda: dict | None = None
     lifetimes: list = field(default_factory=list, repr=False)
+    forecast: dict | None = None  # the run's own meta-device forecast beside it (harness.memory.beside)
 
     def boundaries(self) -> list[tuple[float, str]]:
         """``(t_s, phase)`` where a phase of another name than the one before begins (decode steps: once)."""
@@ -86,6 +87,8 @@ class Measured:
                "source": "torch.profiler memory events, storages matched by address"}
         if self.cuda is not None:
             out["cuda"] = dict(self.cuda)
+        if self.forecast is not None:
+            out["forecast"] = dict(self.forecast)
         return out
 
 
@@ -409,6 +412,17 @@ def render(memory: dict | None, top: int = 3) -> str | None:
     cats = sorted(((b, c) for c, b in (memory.get("by_category_at_peak") or {}).items() if b), reverse=True)[:top]
     parts = ", ".join(f"{c.replace('_', ' ')} {si(b, 'B')}" for b, c in cats)
     return f"{si(memory['peak_bytes'], 'B')} at {memory.get('at_phase')}" + (f" ({parts})" if parts else "")
+
+
+def forecast_text(memory: dict | None) -> str:
+    """``forecast 25.2 MB (-4.6 %)``: the run's own meta-device forecast and its error ('' without one)."""
+    from ..core.units import si
+
+    f = (memory or {}).get("forecast") or {}
+    if f.get("error") is None:
+        return ""
+    pct = round(f["error"] * 100, 1) + 0.0  # no "-0.0 %"
+    return f"forecast {si(f['peak_bytes'], 'B')} ({pct:+.1f} %)"
 
 
 def scalars(summary: dict) -> list[tuple[str, float]]:

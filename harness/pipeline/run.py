@@ -289,6 +289,10 @@ def execute(prep: Prepared, spec: RunSpec, *, scenario: str, workload: workloads
             counts = stages.run("count", lambda: compiled.count_eagerly(workload, prep))
             prof, profiled_contention = _profile(stages, workload, prep, cfg, rundir, started, rank)
             memory = stages.run("memory", lambda: measure_memory(workload, prep))
+            if isinstance(memory, Measured):
+                from ..memory.beside import forecast_beside
+
+                memory.forecast = stages.run("forecast", lambda: forecast_beside(workload, prep, memory.peak.bytes))
         kept = _least_disturbed(attempts)
         parts_kw = dict(workload=workload, scenario=scenario, run_id=run_id, started=started, tag=spec.tag,
                         warmup=warmup, iters=iters, config=cfg, timing=attempts[kept][0], attempts=attempts,

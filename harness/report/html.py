@@ -125,6 +125,7 @@ def summary_rows(summary: dict) -> list[tuple[str, str]]:
         ("Arithmetic intensity (FLOP/B)", fmt_si(s.get("arithmetic_intensity"), "FLOP/B")),
         ("Peak memory (B)", fmt_si(s.get("peak_memory_bytes"), "B")),
         ("Measured memory peak by category (B; memory.csv)", _measured_memory(s)),
+        ("Forecast memory peak on the meta device (B; error vs measured)", _forecast_memory(s)),
         (f"Profiled {ws}", fmt_text(prof.get("steps"))),
         (f"Profiled op time per {w} (s; the tables' basis)", fmt_s(prof.get("op_time_per_forward_s"))),
         (f"Profiled time per {w} (s; ops and profiler labels)", fmt_s(prof.get("time_per_forward_s"))),
@@ -140,6 +141,12 @@ def _measured_memory(s: dict) -> str:
     from ..memory.measured import render
 
     return render(s.get("memory")) or "—"
+
+
+def _forecast_memory(s: dict) -> str:
+    from ..memory.measured import forecast_text
+
+    return forecast_text(s.get("memory")).removeprefix("forecast ") or "—"
 
 
 FIGURE_HEADERS = ["Figure", "Value"]

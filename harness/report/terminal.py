@@ -97,11 +97,12 @@ def render_summary(summary: dict) -> str:
 
 def _memory(s: dict) -> str:
     """The measured peak by category (memory.csv) when the run has it; else weights + inputs + activations."""
-    from ..memory.measured import render as memory_row
+    from ..memory.measured import forecast_text, render as memory_row
 
     measured = memory_row(s.get("memory"))
     if measured:
-        return measured + ", measured by category (memory.csv)"
+        forecast = forecast_text(s.get("memory"))
+        return measured + " measured (memory.csv)" + (f" · {forecast}" if forecast else "")
     act = s.get("peak_activation_bytes")
     return f"{si(s.get('peak_memory_bytes'), 'B')}" + (
         f" (weights {si(s.get('weights_bytes'), 'B')} + activations {si(act, 'B')})"
