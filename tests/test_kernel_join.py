@@ -25,7 +25,7 @@ from harness.pipeline.join import join
 from harness.pipeline.profiling import from_events
 from harness.pipeline.provenance import Graph, Recorder, parse_code
 
-QUICK = dict(iters=3, warmup=1, threads=1)
+QUICK = dict(iters=3, warmup=1, threads=1, vs_eager_s=0)  # compiled runs; eager vs compiled is test_compile's
 
 
 class ConvLin(nn.Module):
@@ -38,6 +38,17 @@ class ConvLin(nn.Module):
     def forward(self, x):
         x = torch.relu(self.bn(self.conv(x)))
         return torch.relu(self.head(x.mean((2, 3))) * 2 + 1)
+
+
+class Lookup(nn.Module):
+    """An embedding table of 1000 x 64 float32 (256,000 B) from which 8 rows are gathered, then scaled."""
+
+    def __init__(self):
+        super().__init__()
+        self.emb = nn.Embedding(1000, 64)
+
+    def forward(self, ids):
+        return self.emb(ids) * 2
 
 
 class Chain(nn.Module):
@@ -293,3 +304,17 @@ def test_cuda_graph_replay_is_attributed_through_the_capture_or_listed(cuda_join
     (stray,) = j.coverage["unattributed_kernels"]
     assert stray["kernel"] == "void stray_kernel<float>" and stray["share"] == pytest.approx(STRAY_US * 1e-6 / total)
     assert j.coverage["share_of_kernel_time_in_modules"] == pytest.approx(1 - STRAY_US * 1e-6 / total)
+
+
+def test_a_gather_reads_its_rows_not_its_table():
+    """A generated kernel that gathers 8 rows of a 1000 x 64 table is handed the whole table (256,000 B) but
+    reads 8 x 64 x 4 = 2,048 B of it: the table's share is capped at the embedding's counted bytes (rows read
+    2,048 + indices 8 x 8 = 64 + output 2,048 = 4,160 B), beside the kernel's other buffers: the indices it
+    reads (64 B) and its own output (8 x 64 x 4 = 2,048 B)."""
+    torch.manual_seed(0)
+    run = harness.profile(Lookup().eval(), torch.randint(0, 1000, (8,)), compile="default", **QUICK)
+    gen = run.kernels[run.kernels.kind == "generated"]
+    assert len(gen) == 1 and "aten::embedding" in gen.iloc[0]["fused_ops"]
+    rows_read, indices, out = 8 * 64 * 4, 8 * 8, 8 * 64 * 4
+    assert gen.iloc[0]["bytes"] == (rows_read + indices + out) + indices + out
+    assert gen.iloc[0]["bytes"] < 1000 * 64 * 4 / 10

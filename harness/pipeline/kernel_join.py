@@ -23,7 +23,10 @@ same module; a kernel's ``macs``/``flops``/``other_flops`` and ``eager_bytes`` a
 nodes' counted work, a node computed by several kernels split equally among them, except that
 its multiply-accumulate work goes to the extern kernel(s) among them (the GEMM or convolution;
 the generated ones around it copy layouts or apply epilogues). ``bytes`` is what the kernel
-itself moves (:mod:`harness.pipeline.provenance`).
+itself moves (:mod:`harness.pipeline.provenance`), except for a **gather** (embedding, index_select,
+gather, index): a kernel that gathers rows from a table is handed the whole table as a buffer but
+reads only the rows it looks up, so its largest input is capped at its gathers' counted bytes (the
+rows read, the indices and the output: still an upper bound, of the right size).
 
 Modules: a kernel's time goes to the modules of its nodes, split by their counted work
 (flops + other_flops), else by their eager bytes, else equally per node.
@@ -43,6 +46,7 @@ CALL_RANGE = "## Call CompiledFxGraph"
 REGION = "Torch-Compiled Region"
 GENERATED = re.compile(r"^(graph_\d+_)?(cpp|triton|cpp_template|cuda)_\w*fused\w*$|^triton_(poi|red|per|tem)_\w+$")
 WORK = ["macs", "flops", "other_flops"]
+GATHERS = frozenset({"aten::embedding", "aten::index_select", "aten::gather", "aten::index", "aten::take"})
 COLUMNS = ["kernel", "kind", "call_site", "phase", "fused_ops", "modules", "calls", "time_s", "time_share", "macs",
            "flops", "other_flops", "total_flops", "bytes", "eager_bytes", "achieved_flop_per_s",
            "achieved_total_flop_per_s", "achieved_bytes_per_s", "arithmetic_intensity", "peak_flop_per_s",
@@ -67,6 +71,15 @@ class _Site:
     work: dict = field(default_factory=lambda: {"macs": 0.0, "flops": 0.0, "other_flops": 0.0, "eager_bytes": 0.0})
     modules: dict = field(default_factory=dict)  # module -> weight (counted work)
     ops: list = field(default_factory=list)
+    gathered_bytes: float = 0.0  # its gather nodes' counted bytes (per call)
+
+    @property
+    def bytes(self) -> float:
+        """What the kernel moves per call: its buffers, a gather's table capped at the rows it reads."""
+        k = self.kernel
+        if not self.gathered_bytes or k.largest_input_bytes <= self.gathered_bytes:
+            return float(k.bytes)
+        return float(k.bytes - k.largest_input_bytes + self.gathered_bytes)
 
 
 def _ancestor_names(e) -> list[str]:
@@ -181,6 +194,8 @@ def _sites(recorder: Any, cevents: pd.DataFrame) -> list[_Site]:
             h.work["flops"] += float(row["flops"]) * mac_share
             h.work["other_flops"] += float(row["other_flops"]) * share
             h.work["eager_bytes"] += float(row["bytes"]) * share
+            if op in GATHERS:
+                h.gathered_bytes += float(row["bytes"]) * share
             w = float(row["flops"]) * mac_share + float(row["other_flops"]) * share
             h.modules[module] = h.modules.get(module, 0.0) + w
     return sites
@@ -231,7 +246,7 @@ def _rows(assigned: list[tuple[dict, _Site | None]], steps: int) -> pd.DataFrame
         rows.append({"kernel": name, "kind": kind, "call_site": site, "phase": phase,
                      "fused_ops": ";".join(s.ops) if s is not None else "",
                      "modules": ";".join(m or "(root)" for m in mods), "_modules": mods, "calls": calls,
-                     "time_s": g["time_s"] / steps, "bytes": (s.kernel.bytes if s is not None else 0.0) * calls,
+                     "time_s": g["time_s"] / steps, "bytes": (s.bytes if s is not None else 0.0) * calls,
                      **{c: (s.work[c] if s is not None else 0.0) * calls for c in WORK + ["eager_bytes"]}})
     return pd.DataFrame(rows)
 

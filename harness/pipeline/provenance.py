@@ -48,6 +48,7 @@ class Kernel:
     post_nodes: list[str] = field(default_factory=list)
     nodes: list[str] = field(default_factory=list)  # the dynamo graph's nodes it (partly) computes
     bytes: float = 0.0  # its buffer arguments: inputs + outputs (an in-out buffer twice)
+    largest_input_bytes: float = 0.0  # its largest input-only buffer (a gather's table: see kernel_join)
 
 
 @dataclass
@@ -325,10 +326,12 @@ def parse_code(code: str) -> list[Kernel]:
         base = callee.removesuffix(".run")
         if base in types:  # a generated kernel: its pointer arguments
             roles = types[base]
-            moved = sum(_arg_bytes(a, sizes, size) * (2 if role == "inout" else 1)
-                        for a, (role, size) in zip(args, roles) if role != "scalar")
+            sized = [(role, _arg_bytes(a, sizes, size)) for a, (role, size) in zip(args, roles) if role != "scalar"]
+            moved = sum(b * (2 if role == "inout" else 1) for role, b in sized)
+            largest_in = max((b for role, b in sized if role == "in"), default=0.0)
             name = _generated_name(code, base) if not base.startswith("triton_") else base
-            kernels.append(Kernel(handle=handle, name=name, kind="generated", bytes=moved))
+            kernels.append(Kernel(handle=handle, name=name, kind="generated", bytes=moved,
+                                  largest_input_bytes=largest_in))
         else:  # an extern kernel: its tensor arguments and its result
             moved = sum(_arg_bytes(a, sizes, None) for a in args) + _arg_bytes(out_name, sizes, None) if out_name else \
                 sum(_arg_bytes(a, sizes, None) for a in args)
