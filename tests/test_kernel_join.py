@@ -318,3 +318,15 @@ def test_a_gather_reads_its_rows_not_its_table():
     rows_read, indices, out = 8 * 64 * 4, 8 * 8, 8 * 64 * 4
     assert gen.iloc[0]["bytes"] == (rows_read + indices + out) + indices + out
     assert gen.iloc[0]["bytes"] < 1000 * 64 * 4 / 10
+
+
+def test_compiled_terminal_speaks_of_kernels(convlin):
+    """The profiled line of a compiled run gives its kernel time and counted share, not dispatch-level op time."""
+    from harness.core.units import percent, seconds
+    from harness.report.terminal import render_summary
+
+    run, _, _ = convlin
+    cov = run.summary["coverage"]
+    line = next(x for x in render_summary(run.summary).splitlines() if x.strip().startswith("profiled"))
+    assert f"kernel time {seconds(cov['kernel_time_per_iteration_s'])} per forward (kernels.csv;" in line
+    assert f"{percent(cov['share_of_kernel_time_counted'])} of kernel time counted" in line and "op time" not in line

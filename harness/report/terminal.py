@@ -135,6 +135,11 @@ def _profiled(s: dict) -> str:
     op_t = prof.get("op_time_per_forward_s")
     step_t = prof.get("time_per_forward_s")
     word = iteration_word(s)
+    if (s.get("compile") or {}).get("fusion") and cov.get("kernel_time_per_iteration_s") is not None:
+        # a compiled run's time is in its kernels (the 'kernels' line), not in dispatch-level ops
+        return (f"{_plural(prof.get('steps'), word)}, kernel time {seconds(cov['kernel_time_per_iteration_s'])} per "
+                f"{word} (kernels.csv; {seconds(step_t)} with profiler labels)   · coverage "
+                f"{percent(cov.get('share_of_kernel_time_counted'))} of kernel time counted")
     t = (f"op time {seconds(op_t)} per {word} (the tables' basis; {seconds(step_t)} with profiler labels)"
          if op_t is not None else f"{seconds(step_t)} per {word} in ops and labels")
     return (f"{_plural(prof.get('steps'), word)}, {t}"
