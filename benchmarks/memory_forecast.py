@@ -22,7 +22,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-GPT2 = {"n_layer": 2, "n_embd": 128, "n_head": 4, "vocab_size": 1000, "n_positions": 128}
+GPT2 = {"n_layer": 2, "n_embd": 128, "n_head": 4, "vocab_size": 1000, "n_positions": 128, "bos_token_id": 0,
+        "eos_token_id": 0}
 CONFIGS = [  # (label, target, workload, batch, model options)
     ("resnet18 train b1", "torchvision:resnet18", "train", 1, {}),
     ("resnet18 train b4", "torchvision:resnet18", "train", 4, {}),
