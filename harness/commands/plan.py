@@ -42,7 +42,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--max-batch", type=int, default=None, metavar="N", help="largest batch to consider (default 2^20)")
     p.add_argument("--channels-last", action="store_true", help="channels_last memory format for the model and inputs")
     p.add_argument("--json", action="store_true", help="print machine-readable JSON instead of text")
-    add_workload_options(p)
+    add_workload_options(p, lists=True)
     add_arguments(p)
     p.set_defaults(func=main)
     return p
@@ -69,12 +69,59 @@ def main(args: argparse.Namespace) -> int:
         budget_bytes, source = device_budget(target_device(device) if device == "auto" else str(device))
     else:
         budget_bytes, source = budget, "--memory-budget"
+    grid = _grid(args)
+    if grid:
+        return _grid_main(sc.name, spec.replace(device=device), grid, budget_bytes, source, args)
     plan = plan_spec(spec.replace(device=device), budget_bytes, source, args.max_batch or MAX_BATCH)
     if args.json:
         print(json.dumps({"scenario": sc.name, **plan.to_dict()}, indent=2))
     else:
         print(render(sc.name, plan))
     return 0 if plan.fits is not None else EXIT_NOTHING_FITS
+
+
+def _grid(args: argparse.Namespace) -> list[dict]:
+    """Every combination of the workload-option lists given (``--prompt-lens 128,2048 --new-tokens-list
+    16,256``: four), each a dict of workload options; [] without lists."""
+    import itertools
+
+    from .options import option_lists
+
+    lists = option_lists(args)
+    return [dict(zip(lists, values)) for values in itertools.product(*lists.values())] if lists else []
+
+
+def _grid_main(name: str, spec, grid: list[dict], budget_bytes: int, source: str, args: argparse.Namespace) -> int:
+    """One plan per combination of workload options: a table of the largest batch for each (a generation's
+    prompt length x new tokens), exit 0 when any fits."""
+    from ..memory.plan import MAX_BATCH, plan_spec
+
+    plans = [(opts, plan_spec(spec.replace(workload_options={**spec.workload_options, **opts}), budget_bytes, source,
+                              args.max_batch or MAX_BATCH)) for opts in grid]
+    if args.json:
+        print(json.dumps({"scenario": name, "grid": [{"workload_options": o, **p.to_dict()} for o, p in plans]},
+                         indent=2))
+    else:
+        print(render_grid(name, plans, budget_bytes, source))
+    return 0 if any(p.fits is not None for _, p in plans) else EXIT_NOTHING_FITS
+
+
+def render_grid(name: str, plans: list, budget_bytes: int, source: str) -> str:
+    """The table of a grid plan: each combination's largest batch, its peak, phase and KV cache."""
+    from ..core.text import table
+    from ..core.units import si
+
+    keys = list(plans[0][0])
+    rows = []
+    for opts, p in plans:
+        f = p.fits
+        rows.append([str(opts[k]) for k in keys] + (
+            [str(f.batch_size) + ("+" if p.capped else ""), si(f.peak_bytes, "B"), f.at_phase, si(f.kv_cache_bytes, "B")]
+            if f is not None else ["0", f"{si(p.over.peak_bytes, 'B')} at batch 1", p.over.at_phase, "—"]))
+    head = [k.replace("_", " ") for k in keys] + ["largest batch", "peak", "at", "KV cache"]
+    return "\n".join([f"{name}: budget {si(budget_bytes, 'B')} ({budget_bytes:,} B, {source}); the largest batch "
+                      "for each combination, forecast on meta", *table(head, rows, right=set(range(len(head) - 2))),
+                      "  +: --max-batch reached with the budget not; 0: not even batch 1 fits"])
 
 
 def render(name: str, plan) -> str:
