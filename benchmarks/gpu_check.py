@@ -9,7 +9,12 @@ Each run goes through ``harness.run_scenario`` and is checked for: the profiled 
 per-op FLOPs summing to the totals, per-op time summing to the profiled total, no ceiling
 exceeded (utilization <= 1 for the run, every op and every module), the peak row used, peak
 memory against ``torch.cuda.max_memory_allocated``, and the harness's p50 against a plain
-``torch.cuda.Event`` loop (ratio). It prints one table and finishes well under 5 minutes.
+``torch.cuda.Event`` loop (ratio). Compiled rows (``--compile``: resnet50 bf16 default, tiny_gpt bf16
+reduce-overhead, whose CUDA graphs replay kernels without a CPU launch) check that kernels.csv has the
+Triton kernels, that >= 95 % of kernel time is attributed to modules, that the counted FLOPs are the eager
+model's, exactly, and print the compile time, the eager-vs-compiled speedup with its interval and the
+kernel kinds (generated / extern / replay / unattributed). It prints one table and finishes well under
+5 minutes.
 """
 from __future__ import annotations
 
@@ -33,6 +38,9 @@ GPU_PLAN = [("vgg16", "float32", "tf32"), ("vgg16", "float32", "ieee"), ("vgg16"
             ("resnet50", "float32", "tf32"), ("resnet50", "float32", "ieee"), ("resnet50", "bfloat16", None),
             ("tiny_gpt", "bfloat16", None)]
 CPU_PLAN = [("resnet50", "float32", None), ("tiny_gpt", "float32", None), ("transformer_encoder", "float32", None)]
+# compiled rows (issue 21): Triton kernels joined to their fused ops; reduce-overhead replays CUDA graphs
+GPU_COMPILED = [("resnet50", "bfloat16", "default"), ("tiny_gpt", "bfloat16", "reduce-overhead")]
+CPU_COMPILED = [("tiny_gpt", "float32", "default")]
 
 
 def set_tf32(mode: str | None) -> None:
@@ -99,6 +107,37 @@ def one(name: str, dtype: str, tf32: str | None, device: str, iters: int, logdir
     return row
 
 
+COMPILED_CHECKS = ("kernels", "in_modules>=95%", "flops=eager", "vs_eager")
+
+
+def compiled_checks(run, eager_flops: int) -> dict[str, bool]:
+    """A compiled run: every kernel has a row; >= 95 % of kernel time in modules; replayed/unattributed kernels
+    listed, not folded; the counted work is the eager model's, exactly; eager vs compiled timed."""
+    s, k = run.summary, run.kernels
+    cov = s.get("coverage") or {}
+    return {"kernels": len(k) > 0 and bool((k.kind == "generated").any()),
+            "in_modules>=95%": (cov.get("share_of_kernel_time_in_modules") or 0) >= 0.95,
+            "flops=eager": s["flops"] == eager_flops,
+            "vs_eager": "ratio" in (s["compile"].get("vs_eager") or {})}
+
+
+def compiled_one(name: str, dtype: str, mode: str, device: str, iters: int, logdir: str) -> dict:
+    run = harness.run_scenario(name, device=device, dtype=dtype, iters=iters, warmup=3, logdir=logdir, compile=mode,
+                               vs_eager_s=10)
+    eager = harness.count(*_model_and_inputs(name, device, dtype))
+    s, v = run.summary, run.summary["compile"]["vs_eager"]
+    kinds = run.kernels.kind.value_counts().to_dict() if len(run.kernels) else {}
+    return {"scenario": f"{name} --compile {mode}", "dtype": dtype, "compile_s": s["compile"]["compile_s"],
+            "speedup": f"{v.get('speedup', 0):.3f} [{v.get('speedup_low', 0):.3f}, {v.get('speedup_high', 0):.3f}]",
+            "kinds": kinds, "fusion": s["compile"].get("fusion"), **compiled_checks(run, int(eager.flops))}
+
+
+def _model_and_inputs(name: str, device: str, dtype: str):
+    p = prepare.prepare_scenario(scenario.load(name), device=device, dtype=dtype)
+    p.model.eval()
+    return p.model, p.inputs
+
+
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -126,8 +165,14 @@ def main() -> int:
                                                                           "util<=1", "device_time") if k in r)
             print(f"{name:<20} {dtype:<9} tf32={r['tf32']:<5} p50 {r['p50_s'] * 1e3:8.2f} ms  plain {r['plain_p50_s'] * 1e3:8.2f} ms"
                   f"  ratio {r['ratio']:.3f}  util {r['util'] or 0:6.1%}  peak {r['peak']}  {flags}", flush=True)
-    failed = [r for r in rows if not all(r[k] for k in ("steps", "aligned", "flops_sum", "time_sum", "util<=1")
-                                         + (("device_time",) if "device_time" in r else ()))]
+        for name, dtype, mode in (GPU_COMPILED if args.device == "cuda" else CPU_COMPILED):
+            r = compiled_one(name, dtype, mode, args.device, args.iters, logdir)
+            flags = " ".join(f"{k}={'ok' if r[k] else 'FAIL'}" for k in COMPILED_CHECKS)
+            print(f"{r['scenario']:<36} {dtype:<9} compile {r['compile_s']:.1f} s  speedup {r['speedup']}  kernels "
+                  f"{r['kinds']}  {flags}", flush=True)
+            rows.append(r)
+    failed = [r for r in rows if not all(r[k] for k in (COMPILED_CHECKS if "compile_s" in r else (
+        "steps", "aligned", "flops_sum", "time_sum", "util<=1") + (("device_time",) if "device_time" in r else ())))]
     where = (f"on {torch.cuda.get_device_name()}" if args.device == "cuda"
              else "on the CPU (self-test only: no GPU was checked)")
     print(f"{len(rows) - len(failed)}/{len(rows)} runs passed every check in {time.perf_counter() - t0:.0f} s {where}")
