@@ -330,3 +330,13 @@ def test_compiled_terminal_speaks_of_kernels(convlin):
     line = next(x for x in render_summary(run.summary).splitlines() if x.strip().startswith("profiled"))
     assert f"kernel time {seconds(cov['kernel_time_per_iteration_s'])} per forward (kernels.csv;" in line
     assert f"{percent(cov['share_of_kernel_time_counted'])} of kernel time counted" in line and "op time" not in line
+
+
+def test_report_lists_the_kernels(convlin):
+    """report.html of a compiled run has the kernel table: every generated kernel of the top rows by name."""
+    run, kernels, run_dir = convlin
+    page = (run_dir / "report.html").read_text()
+    assert '<h2 id="kernels">Kernels' in page
+    top = kernels.sort_values("time_s", ascending=False).head(5)
+    for name in top.kernel:
+        assert (name if len(name) <= 38 else name[:37]) in page

@@ -68,7 +68,7 @@ def extras(run, rundir: fsio.RunDir, root: Path, step: int) -> None:
     d = rundir.path
     images = pictures(run, d)
     tensorboard(run, rundir, root, step, images)
-    write_report(d / "report.html", run.summary, run.ops, run.modules, images)
+    write_report(d / "report.html", run.summary, run.ops, run.modules, images, kernels=run.kernels)
 
 
 def link_for_hta(run_dir: Path, trace_name: str | None, rank: int = 0) -> None:

@@ -397,8 +397,24 @@ def _subtitle(s: dict) -> str:
                                         else None, s.get("workload") and f"workload {s['workload']}") if x)
 
 
+def _kernels_section(s: dict, kernels: pd.DataFrame | None, top: int | None = 30) -> str:
+    """A compiled run's kernels (kernels.csv): where its time is, with the ops and modules each fused."""
+    if kernels is None or not len(kernels) or not s.get("compile"):
+        return ""
+    from .kernels_table import HEADERS, kernel_rows
+
+    rows = kernel_rows(kernels, top)
+    return (f'<h2 id="kernels">Kernels ({len(rows)} of {len(kernels)} by time, per {html.escape(iteration_word(s))})</h2>\n'
+            + _html_table([h[:1].upper() + h[1:] for h in HEADERS], rows, "ops")
+            + '<p class="note">A compiled run\'s time is in its kernels: generated ones (fused) and extern ones that stay '
+              "aten ops. Fused ops / modules: what the kernel computes (first module, +N others); FLOP: its fused ops' "
+              "counted work; moved: its own inputs and outputs (intermediates kept in registers are what fusion saves); "
+              "kernels.csv has every kernel and its full lists.</p>")
+
+
 def render_report(summary: dict, ops: pd.DataFrame | None, modules: pd.DataFrame | None,
-                  images: dict[str, Path] | None, *, top_ops: int | None = 30, max_modules: int | None = 400) -> str:
+                  images: dict[str, Path] | None, *, top_ops: int | None = 30, max_modules: int | None = 400,
+                  kernels: pd.DataFrame | None = None) -> str:
     """The report as one HTML string (see :func:`write_report`)."""
     s = summary or {}
     title = f"{fmt_text(s.get('scenario'))} — harness run {fmt_text(s.get('run_id'))}"
@@ -424,6 +440,7 @@ peak of this device is unknown.</p>
 {_phases_section(s)}
 <h2 id="pictures">Pictures</h2>
 {_image_tags(images)}
+{_kernels_section(s, kernels, top_ops)}
 {_ops_section(s, ops, top_ops)}
 {_modules_section(s, modules, max_modules)}
 <p class="note">Module time is the profiled op time per {w} inside the module, its children included.</p>
@@ -433,9 +450,9 @@ peak of this device is unknown.</p>
 
 
 def write_report(path: Path, summary: dict, ops: pd.DataFrame, modules: pd.DataFrame,
-                 images: dict[str, Path]) -> Path:
+                 images: dict[str, Path], kernels: pd.DataFrame | None = None) -> Path:
     """Write the self-contained HTML report of a run to ``path`` atomically; returns ``path``."""
-    return atomic_write_text(Path(path), render_report(summary, ops, modules, images))
+    return atomic_write_text(Path(path), render_report(summary, ops, modules, images, kernels=kernels))
 
 
 # -------------------------------------------------------------- markdown ----
