@@ -340,3 +340,14 @@ def test_report_lists_the_kernels(convlin):
     top = kernels.sort_values("time_s", ascending=False).head(5)
     for name in top.kernel:
         assert (name if len(name) <= 38 else name[:37]) in page
+
+
+def test_report_summary_gives_the_kernel_time(convlin):
+    from harness.core.units import seconds
+    from harness.report.html import summary_rows
+
+    run, _, _ = convlin
+    rows = dict(summary_rows(run.summary))
+    cov = run.summary["coverage"]
+    assert rows["Kernel time per forward (s; kernels.csv, a compiled run's basis)"] == seconds(
+        cov["kernel_time_per_iteration_s"])

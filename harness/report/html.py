@@ -131,10 +131,21 @@ def summary_rows(summary: dict) -> list[tuple[str, str]]:
         (f"Profiled time per {w} (s; ops and profiler labels)", fmt_s(prof.get("time_per_forward_s"))),
         ("Coverage: ops with counted work (% of ops)", fmt_pct(cov.get("share_of_ops"))),
         ("Coverage: time in counted ops (% of time)", fmt_pct(cov.get("share_of_time"))),
+        *_kernel_rows(s, w),
         ("Trace size (B)", fmt_si(s.get("trace_bytes"), "B")),
         ("Torch", fmt_text(s.get("torch_version"))),
         ("Harness commit", fmt_text(s.get("git_commit"))),
     ]
+
+
+def _kernel_rows(s: dict, w: str) -> list[tuple[str, str]]:
+    """A compiled run's time is in its kernels (kernels.csv): their time and how much of it is attributed."""
+    cov = s.get("coverage") or {}
+    if not (s.get("compile") or {}).get("fusion") or cov.get("kernel_time_per_iteration_s") is None:
+        return []
+    return [(f"Kernel time per {w} (s; kernels.csv, a compiled run's basis)", fmt_s(cov["kernel_time_per_iteration_s"])),
+            ("Coverage: kernel time in modules (% of kernel time)", fmt_pct(cov.get("share_of_kernel_time_in_modules"))),
+            ("Coverage: kernel time counted (% of kernel time)", fmt_pct(cov.get("share_of_kernel_time_counted")))]
 
 
 def _measured_memory(s: dict) -> str:

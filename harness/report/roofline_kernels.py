@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import pandas as pd
 
+from ..core.units import seconds
+
 KIND_COLORS = {"generated": "#d62728", "extern": "#1f77b4", "replay": "#9467bd"}
 
 
@@ -54,7 +56,7 @@ def draw_kernels(ax, pts: pd.DataFrame) -> tuple[list, list]:
                for kind, t in pts.groupby("kind")["time_s"].sum().sort_values(ascending=False).items()]
     handles.append(Line2D([], [], ls="", marker="o", mfc="none", color="#333333", ms=8,
                           label="the same ops eager (bytes the eager ops moved)"))
-    labels = [(r.intensity, r.flop_per_s, f"{_short(r.name)} {r.time_s * 1e6:.3g} us", "#222222")
+    labels = [(r.intensity, r.flop_per_s, f"{_short(r.name)} {seconds(r.time_s)}", "#222222")
               for r in pts.head(6).itertuples()]
     return handles, labels
 
