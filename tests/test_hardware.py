@@ -426,3 +426,54 @@ def test_devices_says_how_to_calibrate(capsys):
     args = _parser().parse_args(["devices", "--threads", "3"])
     assert args.func(args) == 0
     assert "memory levels: unknown until calibrated (`python -m harness calibrate --threads 3`)" in capsys.readouterr().out
+
+
+def test_derived_cpu_peak_is_a_ceiling_for_torch_mm():
+    """Uncalibrated, the derived fp32 peak of one thread (FLOP/cycle x clock) is at or above what torch.mm reaches
+    on one thread. Where the system tells only the current clock (a VM's 'cpu MHz': 2.10 GHz here, while one thread
+    runs at 4.0 GHz), the clock is measured (harness.hardware.quick_clock); before that, 1 thread x 64 FLOP/cycle x
+    2.10 GHz = 134 GFLOP/s sat below the 169 GFLOP/s tiny_gpt's linears reach."""
+    import time
+
+    import torch
+
+    from harness.hardware import peak_for
+    from harness.hardware.quick_clock import needs_measuring
+
+    assert needs_measuring("/proc/cpuinfo 'cpu MHz' (current clock, not the sustained maximum)")
+    assert not needs_measuring("cpufreq cpuinfo_max_freq (max turbo)") and not needs_measuring(None)
+    peak = peak_for("cpu", "float32", threads=1)
+    assert peak.source == "derived" and peak.flop_per_s
+    kept = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        a, b = torch.randn(1024, 1024), torch.randn(1024, 1024)
+        a @ b
+        best = 0.0
+        for _ in range(5):
+            t0 = time.perf_counter()
+            a @ b
+            best = max(best, 2 * 1024 ** 3 / (time.perf_counter() - t0))
+    finally:
+        torch.set_num_threads(kept)
+    assert best <= peak.flop_per_s * 1.02, (best, peak.flop_per_s, peak.note)
+
+
+def test_measured_clock_where_only_the_current_one_is_known():
+    """The measured one-thread clock replaces /proc/cpuinfo's current 'cpu MHz' in the derived peak: the peak is
+    cores x FLOP/cycle x that clock, and the clock is at least the current one (a chain timed while a neighbour
+    held the core reads low: 10 ms chains read 1.5-2.2 GHz here against 2.10 GHz current; the fastest of short
+    chains reads 4.0 GHz)."""
+    from harness.hardware import peak_for
+    from harness.hardware.cpu import cpu_info
+    from harness.hardware.quick_clock import measured_clock_hz, needs_measuring
+
+    info = cpu_info()
+    hz = measured_clock_hz()
+    if not needs_measuring(info.get("clock_source")) or hz is None:
+        pytest.skip(f"this host's clock comes from {info.get('clock_source')!r} (or no C compiler): nothing measured")
+    assert 0.5e9 < hz < 7e9 and hz >= 0.97 * info["clock_hz"]
+    peak = peak_for("cpu", "float32", threads=1)
+    assert "fastest of 20 add chains" in peak.note
+    per_cycle = peak.flop_per_s / max(hz, info["clock_hz"])  # 1 core x FLOP/cycle of its ISA (AVX-512: 64, AVX2: 32)
+    assert min(abs(per_cycle - k) for k in (16, 32, 64)) < 1e-6, per_cycle
