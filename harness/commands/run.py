@@ -29,6 +29,11 @@ def add_parser(sub) -> None:
     p.add_argument("--all-rows", action="store_true",
                    help="also list profiler labels and nested kernels, with torch.profiler's own columns")
     p.add_argument("--json", action="store_true", help="print summary.json on stdout (progress goes to stderr)")
+    p.add_argument("--verify-findings", type=int, nargs="?", const=1, default=None, metavar="N",
+                   help="after the run, measure the top N verifiable findings (default 1) as in-process A/B verdicts "
+                        "and print predicted vs measured (README \"Findings\")")
+    p.add_argument("--verify-budget-s", type=float, default=10.0, metavar="SECONDS",
+                   help="A/B budget of each verified finding (default 10)")
     from ..distributed.command import add_options as add_distributed_options
 
     add_distributed_options(p)  # --nproc-per-node, --backend, --rank-timeout-s
@@ -40,6 +45,7 @@ def main(args: argparse.Namespace) -> int:
         raise HarnessError(f"--top must be 0 or more, got {args.top}")
     spec = options.spec_from_args(args)  # every flag checked before torch is imported
     check_declared_phase(args.phase, spec.workload)
+    check_verify(args)
     from ..distributed import command as distributed
 
     if distributed.wanted(args):  # several ranks: launched here, or this process is a torchrun rank
@@ -61,6 +67,11 @@ def main(args: argparse.Namespace) -> int:
         sys.stdout.write(to_json(run.summary))
         return 0
     print(render_summary(run.summary))
+    from ..findings.render import document_terminal
+
+    if block := document_terminal(run.findings):  # README "Findings": the top 3
+        print()
+        print(block)
     if args.top:
         print()
         print(render_phase_ops(run.ops, run.summary, top=args.top, sort_by=args.sort_by, all_rows=args.all_rows,
@@ -68,7 +79,27 @@ def main(args: argparse.Namespace) -> int:
     print()
     print(f"inspect:  tensorboard --logdir {shlex.quote(str(args.logdir))}")
     print(f"          open {shlex.quote(str(run.path))}/report.html   (works offline)")
+    if args.verify_findings:
+        from ..findings.render import verdict_lines
+        from ..findings.verify import verify
+
+        print()
+        print(verdict_lines(verify(run.findings, spec, args.verify_findings, budget_s=args.verify_budget_s)))
     return 0
+
+
+def check_verify(args: argparse.Namespace) -> None:
+    """``--verify-findings N``: N >= 1, a positive budget, a single-process run (exit 2 otherwise)."""
+    if args.verify_findings is None:
+        return
+    if args.verify_findings < 1:
+        raise HarnessError(f"--verify-findings must be at least 1, got {args.verify_findings}")
+    if args.verify_budget_s <= 0:
+        raise HarnessError(f"--verify-budget-s must be positive, got {args.verify_budget_s}")
+    if getattr(args, "nproc_per_node", None) is not None:
+        raise HarnessError("--verify-findings runs in one process; leave out --nproc-per-node")
+    if args.json:
+        raise HarnessError("--verify-findings prints its verdicts on the terminal; leave out --json")
 
 
 def check_declared_phase(phase: str | None, workload: str | None) -> None:

@@ -391,7 +391,8 @@ def _subtitle(s: dict) -> str:
 
 
 def render_report(summary: dict, ops: pd.DataFrame | None, modules: pd.DataFrame | None,
-                  images: dict[str, Path] | None, *, top_ops: int | None = 30, max_modules: int | None = 400) -> str:
+                  images: dict[str, Path] | None, *, top_ops: int | None = 30, max_modules: int | None = 400,
+                  findings: dict | None = None) -> str:
     """The report as one HTML string (see :func:`write_report`)."""
     s = summary or {}
     title = f"{fmt_text(s.get('scenario'))} — harness run {fmt_text(s.get('run_id'))}"
@@ -415,6 +416,7 @@ the tables and pictures below use the profiled op time. Utilization = achieved F
 peak of this device is unknown.</p>
 {_figures_section(s)}
 {_phases_section(s)}
+{_findings_section(findings)}
 <h2 id="pictures">Pictures</h2>
 {_image_tags(images)}
 {_ops_section(s, ops, top_ops)}
@@ -425,10 +427,19 @@ peak of this device is unknown.</p>
 """
 
 
+def _findings_section(findings: dict | None) -> str:
+    """Every finding with its evidence table (findings.json's document; nothing when not computed)."""
+    if findings is None:
+        return ""
+    from ..findings.render import document_html
+
+    return document_html(findings)
+
+
 def write_report(path: Path, summary: dict, ops: pd.DataFrame, modules: pd.DataFrame,
-                 images: dict[str, Path]) -> Path:
+                 images: dict[str, Path], findings: dict | None = None) -> Path:
     """Write the self-contained HTML report of a run to ``path`` atomically; returns ``path``."""
-    return atomic_write_text(Path(path), render_report(summary, ops, modules, images))
+    return atomic_write_text(Path(path), render_report(summary, ops, modules, images, findings=findings))
 
 
 # -------------------------------------------------------------- markdown ----
