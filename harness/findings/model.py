@@ -11,7 +11,7 @@ Torch-free and pandas-free: the CLI and report.html read findings.json through :
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Any, Iterable
+from typing import Iterable
 
 SCHEMA_VERSION = 1
 
