@@ -6,6 +6,7 @@ overhead are set by hand so the prediction can be computed on paper. One end-to-
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 
@@ -147,6 +148,9 @@ def test_fp32_matmul_with_a_higher_bf16_ceiling():
     (f,) = dtype.find(_matmul_ctx(8e6, 4e11))
     assert f.saved_s == pytest.approx(600e-6)
     assert dtype.find(_matmul_ctx(4e6, 1e11)) == []  # no higher ceiling: nothing to gain
+    derived = _matmul_ctx(4e6, 4e11)
+    derived.alternates = {"bfloat16": dataclasses.replace(derived.alternates["bfloat16"], source="derived")}
+    assert dtype.find(derived) == []  # a CPU's derived bf16 figure is not a rate eager code reaches
 
 
 def test_overhead_is_measured_fast_and_cached():
@@ -221,3 +225,19 @@ def test_run_writes_findings_and_verifies_one(tmp_path):
     assert 0 < f["saved_share"] < 1 and f["predicted_ratio"] == pytest.approx(1 - f["saved_share"])
     html = (rundir / "report.html").read_text()
     assert '<h2 id="findings">Findings</h2>' in html and 'id="finding-elementwise:forward"' in html
+
+
+def test_a_training_steps_optimizer_is_fused_only_with_a_compiled_step():
+    ctx = Context(summary={"workload": "train"}, ops=pd.DataFrame(), ops_by_shape=pd.DataFrame(),
+                  modules=pd.DataFrame(), ab_base="ab t t:{side}")
+    assert ctx.compile_side("forward") == "compile"
+    assert ctx.compile_side("optimizer") == "compile,optimizer_step=compiled"
+    fwd = Finding(id="elementwise:forward", family="elementwise", title="", phase="forward", saved_share=0.1,
+                  ab_side="compile")
+    opt = Finding(id="elementwise:optimizer", family="elementwise", title="", phase="optimizer", saved_share=0.2,
+                  ab_side="compile,optimizer_step=compiled")
+    got = changes({"findings": [opt.to_dict(), fwd.to_dict()]}, 2)
+    # the compiled step compiles the model too: its prediction includes the forward's finding
+    assert got[0]["ids"] == ["elementwise:optimizer", "elementwise:forward"]
+    assert got[0]["predicted_ratio"] == pytest.approx(0.7)
+    assert got[1]["ids"] == ["elementwise:forward"] and got[1]["predicted_ratio"] == pytest.approx(0.9)

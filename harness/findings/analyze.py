@@ -20,7 +20,7 @@ def find(ctx: Context) -> list[Finding]:
     for family in FAMILY_MODULES:
         out.extend(family.find(ctx))
     compiled = bool(ctx.summary.get("compile"))
-    return ranked(f for f in out if not (compiled and f.ab_side == "compile"))
+    return ranked(f for f in out if not (compiled and (f.ab_side or "").startswith("compile")))
 
 
 def for_run(run: Any, spec: Any = None) -> tuple[list[Finding], Context]:

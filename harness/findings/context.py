@@ -68,6 +68,12 @@ class Context:
     def ab(self, side: str) -> str | None:
         return self.ab_base.replace("{side}", side) if self.ab_base else None
 
+    def compile_side(self, phase: str) -> str:
+        """The side that fuses a phase's ops: ``compile``; a training step's optimizer phase is compiled only
+        with ``optimizer_step=compiled`` (``--compile`` compiles the model, not the optimizer step)."""
+        train_optimizer = self.summary.get("workload") == "train" and phase == "optimizer"
+        return "compile,optimizer_step=compiled" if train_optimizer else "compile"
+
     # ------------------------------------------------------------ per call
     def call_time(self, phase: str, op: str, input_shapes: Any) -> float:
         """Profiled seconds of one call of ``op`` with these shapes in ``phase``: its ops_by_shape row's

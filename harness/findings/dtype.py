@@ -8,6 +8,11 @@ bounded below by its bytes halved at the bandwidth (bfloat16 moves half the byte
 
 saved = sum of t_fp32 - t_bf16. The other ops are assumed unchanged. The harness makes the change
 itself (``dtype=bfloat16``): verifiable. Numerics change too: check accuracy separately.
+
+Only a **trusted** bfloat16 ceiling counts: a published one (``table``: GPUs) or a measured one
+(``calibrated``). A CPU's derived bfloat16 figure (AMX tiles: 16x its float32 figure on the 2-vCPU host)
+is no rate eager PyTorch reaches: on shufflenet_v2_x1_0 (batch 1, 1 thread) it predicted 0.547 and
+bfloat16 measured 1.222 (slower), so a derived ceiling gives no finding.
 """
 from __future__ import annotations
 
@@ -19,12 +24,13 @@ from .model import MIN_SAVED_SHARE, Finding, shares
 COLUMNS = ("phase", "op", "time_s", "flops", "bytes", "ceiling_flop_per_s", "bf16_ceiling_flop_per_s",
            "utilization", "predicted_s", "saved_s")
 TARGET = "bfloat16"
+TRUSTED = ("table", "calibrated")  # where a bfloat16 ceiling may come from (module docstring)
 
 
 def rows(ctx: Context) -> list[dict]:
     alt = ctx.alternates.get(TARGET)
     ops = ctx.ops
-    if alt is None or ctx.dtype != "float32" or not len(ops):
+    if alt is None or ctx.dtype != "float32" or not len(ops) or alt.source not in TRUSTED:
         return []
     out = []
     for r in ops[ops["kind"] == "op"].to_dict("records"):

@@ -130,5 +130,5 @@ def _finding(ctx: Context, phase: str, rows: list[dict]) -> Finding:
         title=f"{len(rows)} memory-bound element-wise chain{'s' if len(rows) != 1 else ''} in {phase or 'the iteration'}: fuse them",
         evidence=[{k: r[k] for k in COLUMNS} for r in rows], evidence_columns=COLUMNS,
         arithmetic=arithmetic, change="fuse the element-wise chains: torch.compile (or write them as one op)",
-        ab_side="compile", ab=ctx.ab("compile"), needs_code_change=False,
+        ab_side=ctx.compile_side(phase), ab=ctx.ab(ctx.compile_side(phase)), needs_code_change=False,
         **shares(time_s, saved, ctx.profiled_s, ctx.latency_s))

@@ -86,4 +86,4 @@ def _finding(ctx: Context, phase: str, rows: list[dict]) -> Finding:
         time_share=profiled / ctx.profiled_s if ctx.profiled_s else 0.0,
         saved_share=saved / latency if latency else 0.0, saved_s=saved,
         arithmetic=arithmetic, change="fuse the small ops (torch.compile; on a GPU also CUDA graphs: compile=reduce-overhead)",
-        ab_side="compile", ab=ctx.ab("compile"), needs_code_change=False)
+        ab_side=ctx.compile_side(phase), ab=ctx.ab(ctx.compile_side(phase)), needs_code_change=False)

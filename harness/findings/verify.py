@@ -23,9 +23,15 @@ def changes(doc: dict | None, n: int) -> list[dict]:
             groups.setdefault(f.ab_side, []).append(f)
     out = []
     for side, fs in list(groups.items())[:max(n, 0)]:
+        # a side that includes another's options makes that change too (compile,optimizer_step=compiled: compile)
+        fs = fs + [g for other, gs in groups.items() if other != side and _includes(side, other) for g in gs]
         share = min(sum(f.saved_share for f in fs), 0.99)
         out.append({"side": side, "ids": [f.id for f in fs], "saved_share": share, "predicted_ratio": 1.0 - share})
     return out
+
+
+def _includes(side: str, other: str) -> bool:
+    return set(other.split(",")) < set(side.split(","))
 
 
 def verify(doc: dict | None, spec: Any, n: int, *, budget_s: float = DEFAULT_BUDGET_S,
