@@ -32,6 +32,11 @@ def add_parser(sub) -> None:
     p.add_argument("--memory-budget", default=None, metavar="SIZE",
                    help="refuse the run up front (exit 2, nothing written) when the memory forecast on meta is over "
                         "SIZE (16GiB, 500MB, bytes); the error names the split and the largest batch that fits")
+    p.add_argument("--verify-findings", type=int, nargs="?", const=1, default=None, metavar="N",
+                   help="after the run, measure the top N verifiable findings (default 1) as in-process A/B verdicts "
+                        "and print predicted vs measured (README \"Findings\")")
+    p.add_argument("--verify-budget-s", type=float, default=10.0, metavar="SECONDS",
+                   help="A/B budget of each verified finding (default 10)")
     from ..distributed.command import add_options as add_distributed_options
 
     add_distributed_options(p)  # --nproc-per-node, --backend, --rank-timeout-s
@@ -48,6 +53,7 @@ def main(args: argparse.Namespace) -> int:
         from ..memory.oom import check_budget
 
         check_budget(spec, parse_budget(args.memory_budget))
+    check_verify(args)
     from ..distributed import command as distributed
 
     if distributed.wanted(args):  # several ranks: launched here, or this process is a torchrun rank
@@ -69,6 +75,11 @@ def main(args: argparse.Namespace) -> int:
         sys.stdout.write(to_json(run.summary))
         return 0
     print(render_summary(run.summary))
+    from ..findings.render import document_terminal
+
+    if block := document_terminal(run.findings):  # README "Findings": the top 3
+        print()
+        print(block)
     if args.top and run.summary.get("compile") and len(run.kernels) and not (args.all_rows or args.phase):
         from ..report.kernels_table import render_top_kernels
 
@@ -81,7 +92,27 @@ def main(args: argparse.Namespace) -> int:
     print()
     print(f"inspect:  tensorboard --logdir {shlex.quote(str(args.logdir))}")
     print(f"          open {shlex.quote(str(run.path))}/report.html   (works offline)")
+    if args.verify_findings:
+        from ..findings.render import verdict_lines
+        from ..findings.verify import verify
+
+        print()
+        print(verdict_lines(verify(run.findings, spec, args.verify_findings, budget_s=args.verify_budget_s)))
     return 0
+
+
+def check_verify(args: argparse.Namespace) -> None:
+    """``--verify-findings N``: N >= 1, a positive budget, a single-process run (exit 2 otherwise)."""
+    if args.verify_findings is None:
+        return
+    if args.verify_findings < 1:
+        raise HarnessError(f"--verify-findings must be at least 1, got {args.verify_findings}")
+    if args.verify_budget_s <= 0:
+        raise HarnessError(f"--verify-budget-s must be positive, got {args.verify_budget_s}")
+    if getattr(args, "nproc_per_node", None) is not None:
+        raise HarnessError("--verify-findings runs in one process; leave out --nproc-per-node")
+    if args.json:
+        raise HarnessError("--verify-findings prints its verdicts on the terminal; leave out --json")
 
 
 def check_declared_phase(phase: str | None, workload: str | None) -> None:

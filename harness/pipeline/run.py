@@ -53,6 +53,7 @@ class Run:
     env: dict = field(default_factory=dict)
     peak: Any = None  # harness.hardware.Peak used for utilization and the roofline
     memory: Any = None  # harness.memory.measured.Measured: memory.csv and memory_timeline.png (None if not measured)
+    findings: Any = None  # findings.json's document (harness.findings.analyze.document_for), None: not computed
 
 
 def check_logdir(logdir: Path) -> Path:
@@ -300,6 +301,9 @@ def execute(prep: Prepared, spec: RunSpec, *, scenario: str, workload: workloads
                         compile=compile_record, memory=memory,
                         path=str(rundir.final) if rundir is not None else None)
         run = _assemble(stages.run("join", lambda: _join(parts_kw, prep, prof, counts)))
+        from ..findings.analyze import document_for
+
+        run.findings = stages.run("findings", lambda: document_for(run, spec))  # before prep.restore: its threads
         if rundir is not None and root is not None:  # a run dir is opened under a root, never without one
             _commit(run, rundir, root, stages, write_extras)
         else:

@@ -425,7 +425,7 @@ def _kernels_section(s: dict, kernels: pd.DataFrame | None, top: int | None = 30
 
 def render_report(summary: dict, ops: pd.DataFrame | None, modules: pd.DataFrame | None,
                   images: dict[str, Path] | None, *, top_ops: int | None = 30, max_modules: int | None = 400,
-                  kernels: pd.DataFrame | None = None) -> str:
+                  kernels: pd.DataFrame | None = None, findings: dict | None = None) -> str:
     """The report as one HTML string (see :func:`write_report`)."""
     s = summary or {}
     title = f"{fmt_text(s.get('scenario'))} — harness run {fmt_text(s.get('run_id'))}"
@@ -449,6 +449,7 @@ the tables and pictures below use the profiled op time. Utilization = achieved F
 peak of this device is unknown.</p>
 {_figures_section(s)}
 {_phases_section(s)}
+{_findings_section(findings)}
 <h2 id="pictures">Pictures</h2>
 {_image_tags(images)}
 {_kernels_section(s, kernels, top_ops)}
@@ -460,10 +461,21 @@ peak of this device is unknown.</p>
 """
 
 
+def _findings_section(findings: dict | None) -> str:
+    """Every finding with its evidence table (findings.json's document; nothing when not computed)."""
+    if findings is None:
+        return ""
+    from ..findings.render import document_html
+
+    return document_html(findings)
+
+
 def write_report(path: Path, summary: dict, ops: pd.DataFrame, modules: pd.DataFrame,
-                 images: dict[str, Path], kernels: pd.DataFrame | None = None) -> Path:
+                 images: dict[str, Path], kernels: pd.DataFrame | None = None,
+                 findings: dict | None = None) -> Path:
     """Write the self-contained HTML report of a run to ``path`` atomically; returns ``path``."""
-    return atomic_write_text(Path(path), render_report(summary, ops, modules, images, kernels=kernels))
+    return atomic_write_text(Path(path), render_report(summary, ops, modules, images, kernels=kernels,
+                                                       findings=findings))
 
 
 # -------------------------------------------------------------- markdown ----

@@ -57,6 +57,7 @@ EVENT_PREFIX = "events.out.tfevents."
 TEXT_SUMMARY = "report/summary"
 TEXT_OPS = "report/top_operators"
 TEXT_MODULES = "report/top_modules"
+TEXT_FINDINGS = "report/findings"
 TEXT_TREND_RUN = "run"
 HPARAMS_METRIC_PREFIX = "hparams/"
 TOP = 15
@@ -284,7 +285,7 @@ def phase_scalars(s: dict) -> list[tuple[str, float]]:
 
 def write_run_summaries(run_dir: Path, summary: dict, ops: pd.DataFrame, modules: pd.DataFrame,
                         images: dict[str, Path], *, trend_dir: Path, step: int,
-                        defer: Callable[[str, str], Path] | None = None) -> list[Path]:
+                        defer: Callable[[str, str], Path] | None = None, findings: dict | None = None) -> list[Path]:
     """Write the TensorBoard summaries of one run; returns the event files' final paths.
 
     ``run_dir`` gets one event file (TEXT, IMAGES, HPARAMS of this run, next to its
@@ -316,6 +317,10 @@ def write_run_summaries(run_dir: Path, summary: dict, ops: pd.DataFrame, modules
     values = [_text_value(TEXT_SUMMARY, summary_markdown(s)),
               _text_value(TEXT_OPS, ops_markdown(ops, summary=s)),
               _text_value(TEXT_MODULES, modules_markdown(modules, summary=s))]
+    if findings is not None:  # findings.json's document: the run's ranked findings (harness.findings)
+        from ..findings.render import document_markdown
+
+        values.append(_text_value(TEXT_FINDINGS, document_markdown(findings)))
     for name, p in (images or {}).items():
         try:
             values.append(_image_value(name, Path(p).read_bytes()))

@@ -1,0 +1,72 @@
+"""``run X --verify-findings [N]``: the top N verifiable changes measured as in-process A/B verdicts.
+
+Findings that ask for the same change (``compile`` for G4 chains and G3 fragments of every phase) are
+one change: its predicted ratio is 1 - the sum of their predicted shares, and one A/B measures it.
+Each A/B is ``harness ab`` with the run's own configuration on both sides and the change on the
+candidate (:func:`harness.tracking.ab.parse_side`), judged as ``ab`` judges (a forward, a training step,
+a decode step). Findings that need a code change are never run.
+"""
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from .model import Finding, from_dict
+
+DEFAULT_BUDGET_S = 10.0
+
+
+def changes(doc: dict | None, n: int) -> list[dict]:
+    """The top ``n`` distinct verifiable changes, in rank order: ``{side, ids, predicted_ratio, saved_share}``."""
+    groups: dict[str, list[Finding]] = {}
+    for f in (from_dict(d) for d in (doc or {}).get("findings") or []):
+        if f.verifiable and f.ab_side is not None:
+            groups.setdefault(f.ab_side, []).append(f)
+    out = []
+    for side, fs in list(groups.items())[:max(n, 0)]:
+        # a side that includes another's options makes that change too (compile,optimizer_step=compiled: compile)
+        fs = fs + [g for other, gs in groups.items() if other != side and _includes(side, other) for g in gs]
+        share = min(sum(f.saved_share for f in fs), 0.99)
+        out.append({"side": side, "ids": [f.id for f in fs], "saved_share": share, "predicted_ratio": 1.0 - share})
+    return out
+
+
+def _includes(side: str, other: str) -> bool:
+    return set(other.split(",")) < set(side.split(","))
+
+
+def verify(doc: dict | None, spec: Any, n: int, *, budget_s: float = DEFAULT_BUDGET_S,
+           progress: Callable[[str], None] | None = None) -> list[dict]:
+    """Measure the top ``n`` changes of findings.json's document ``doc`` for the run of ``spec``; each entry
+    of :func:`changes` gains ``measured_ratio``, ``low``, ``high``, ``verdict``, ``inconclusive_reason``,
+    ``error`` (when the candidate could not be built: one line) and ``ab_path``."""
+    from ..errors import HarnessError
+    from ..tracking.ab import defaults_of, parse_side, run_ab
+
+    defaults = defaults_of(spec)
+    out = []
+    for change in changes(doc, n):
+        entry = dict(change, measured_ratio=None, low=None, high=None, verdict=None, inconclusive_reason=None,
+                     error=None, ab_path=None)
+        try:
+            base = parse_side(spec.target, **defaults)
+            cand = parse_side(f"{spec.target}:{change['side']}", **defaults)
+            result = run_ab(base, cand, logdir=spec.logdir, progress=progress, budget_s=budget_s)
+        except HarnessError as exc:
+            entry["error"] = exc.message
+            out.append(entry)
+            continue
+        est = result.estimate
+        entry.update(measured_ratio=est.ratio, low=est.low, high=est.high, verdict=result.verdict,
+                     inconclusive_reason=result.inconclusive_reason,
+                     ab_path=str(result.path) if result.path is not None else None)
+        out.append(entry)
+    return out
+
+
+def error_of(entry: dict) -> float | None:
+    """|predicted - measured| / measured of the saved share (1 - ratio); None when not measured."""
+    m = entry.get("measured_ratio")
+    if m is None:
+        return None
+    measured, predicted = 1.0 - m, 1.0 - entry["predicted_ratio"]
+    return abs(predicted - measured) / abs(measured) if measured else None

@@ -1,0 +1,243 @@
+"""Findings (harness.findings): each family's arithmetic on hand-built models, written out here.
+
+The events are the counter's own (harness.count on a tiny model); the times, ceilings and the per-op
+overhead are set by hand so the prediction can be computed on paper. One end-to-end test runs
+``run --verify-findings 1`` on a small model.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+
+import pandas as pd
+import pytest
+import torch
+
+import harness
+from harness.findings import Finding, from_dict, ranked
+from harness.findings import channels, dtype, elementwise, fragments
+from harness.findings.analyze import ab_base, find
+from harness.findings.context import Context
+from harness.findings.overhead import dispatch_overhead_s
+from harness.findings.verify import changes, error_of
+from harness.hardware.ceilings import Peak
+from harness.pipeline.spec import RunSpec
+
+from conftest import F32, Fn, run_cli, write_scenario
+
+
+def peak(flop: float, bw: float, dt: str = "float32") -> Peak:
+    return Peak(name="test device", dtype=dt, flop_per_s=flop, bytes_per_s=bw, source="table", note="test",
+                op_ceilings={"matmul": (flop, dt), "conv": (flop, dt), "other": (flop, dt)})
+
+
+def context(model, x, *, per_call_s: float, latency_s: float, profiled_s: float, pk: Peak,
+            overhead_s: float = 1e-6) -> Context:
+    """The counter's real events for ``model(x)``; every call takes ``per_call_s`` profiled."""
+    counts = harness.count(model, x)
+    ev = counts.events
+    by_shape = ev.groupby(["phase", "op", ev.input_shapes.astype(str)], sort=False).size().reset_index(name="calls")
+    by_shape = by_shape.rename(columns={"op": "name"}).assign(kind="op", dispatch_calls=by_shape["calls"],
+                                                               self_time_s=by_shape["calls"] * per_call_s)
+    summary = {"latency_s": {"p50": latency_s}, "profiled": {"time_per_iteration_s": profiled_s},
+               "dtype": "float32", "workload": "forward"}
+    return Context(summary=summary, ops=by_shape.drop(columns="input_shapes"), ops_by_shape=by_shape,
+                   modules=counts.module_totals(), events=ev, peak=pk, overhead_s=overhead_s,
+                   ab_base="python -m harness ab m.py m.py:{side}")
+
+
+def test_elementwise_chain_removes_twice_its_intermediates():
+    x = torch.randn(8, 1024)  # 8192 elements = 32,768 bytes per float32 tensor
+    model = Fn(lambda t: torch.sigmoid(torch.relu(t) * 2.0 + 1.0))
+    ctx = context(model, x, per_call_s=20e-6, latency_s=100e-6, profiled_s=200e-6, pk=peak(1e12, 1e9))
+    found = [f for f in find(ctx) if f.family == "elementwise"]
+    assert len(found) == 1
+    f = found[0]
+    (row,) = f.evidence
+    tensor = 8192 * F32
+    assert row["ops"] == "relu → mul → add → sigmoid" and row["calls"] == 4
+    assert row["bytes"] == 4 * 2 * tensor  # each op reads one tensor and writes one: 262,144 B
+    assert row["intermediate_bytes"] == 3 * tensor  # relu, mul and add outputs: 98,304 B
+    assert row["removed_bytes"] == 2 * 3 * tensor  # each written once and read once: 196,608 B
+    # the chain's measured rate: 80 us x 196,608 / 262,144 = 60 us saved of the profiled 200 us
+    assert row["time_s"] == pytest.approx(80e-6)
+    assert row["saved_s"] == pytest.approx(60e-6)
+    assert f.saved_share == pytest.approx(0.30)
+    assert f.saved_s == pytest.approx(0.30 * 100e-6)  # that share of the latency p50
+    assert f.predicted_ratio == pytest.approx(0.70)
+    assert f.ab_side == "compile" and f.ab == "python -m harness ab m.py m.py:compile" and f.verifiable
+
+
+def test_chain_too_small_for_its_dispatch_is_a_fragment_not_a_chain():
+    x = torch.ones(4)
+    model = Fn(lambda t: torch.relu(t) * 2.0 + 1.0)
+    # 3 ops x 32 B at 1 GB/s = 96 ns of bytes, under 3 x 1 us of dispatch: not memory-bound
+    ctx = context(model, x, per_call_s=5e-6, latency_s=100e-6, profiled_s=100e-6, pk=peak(1e12, 1e9))
+    assert elementwise.find(ctx) == []
+
+
+def test_1x1_conv_unequal_widths_memory_access_cost():
+    conv = torch.nn.Conv2d(16, 64, 1)
+    ctx = context(conv, torch.randn(1, 16, 8, 8), per_call_s=60e-6, latency_s=100e-6, profiled_s=100e-6,
+                  pk=peak(1e12, 1e9))
+    (f,) = [f for f in channels.find(ctx) if f.id == "channels:G1"]
+    (row,) = f.evidence
+    # h·w·(c1+c2) + c1·c2 = 8·8·(16+64) + 16·64 = 5,120 + 1,024 = 6,144 elements
+    assert row["mac_elements"] == 8 * 8 * (16 + 64) + 16 * 64 == 6144
+    # equal width c = sqrt(16·64) = 32: 2·h·w·c + c² = 2·64·32 + 1,024 = 5,120
+    assert row["mac_equal_elements"] == pytest.approx(2 * 64 * 32 + 32 * 32) == 5120
+    assert row["excess_bytes"] == pytest.approx((6144 - 5120) * F32)  # 4,096 B
+    # memory-bound (131,072 FLOP at 1 TFLOP/s = 0.13 us < 24,576 B at 1 GB/s = 24.6 us):
+    # 60 us x (24.576 - 20.48) / 24.576 = 10 us
+    assert row["saved_s"] == pytest.approx(60e-6 * (6144 - 5120) / 6144)
+    assert f.saved_share == pytest.approx(0.10)
+    assert f.needs_code_change and not f.verifiable and f.ab is None
+
+
+def test_depthwise_conv_is_G2():
+    conv = torch.nn.Conv2d(16, 16, 3, padding=1, groups=16)
+    ctx = context(conv, torch.randn(1, 16, 8, 8), per_call_s=60e-6, latency_s=100e-6, profiled_s=100e-6,
+                  pk=peak(1e12, 1e9))
+    (f,) = channels.find(ctx)
+    assert f.id == "channels:G2"
+    (row,) = f.evidence
+    # N·h1·w1·c1 + N·h2·w2·c2 + c1·c2·k²/g = 64·16 + 64·16 + 16·16·9/16 = 2,192
+    assert row["mac_elements"] == 64 * 16 + 64 * 16 + 16 * 16 * 9 / 16 == 2192
+    # c = sqrt(16·16/16) = 4: N·(h1·w1 + h2·w2)·c + c²·k² = 128·4 + 16·9 = 656
+    assert row["mac_equal_elements"] == pytest.approx(656)
+    assert row["groups"] == 16 and row["kernel"] == 9
+
+
+def test_many_tiny_ops_cost_calls_times_measured_overhead():
+    def fifty_adds(t):
+        for _ in range(50):
+            t = t + 1.0
+        return t
+
+    ctx = context(Fn(fifty_adds), torch.ones(4), per_call_s=8e-6, latency_s=400e-6, profiled_s=500e-6,
+                  pk=peak(1e12, 1e9), overhead_s=2e-6)
+    (f,) = fragments.find(ctx)
+    (row,) = f.evidence
+    assert row["op"] == "aten::add" and row["calls"] == 50
+    assert row["roofline_s_per_call"] < 2e-6  # 32 B at 1 GB/s = 32 ns: under one dispatch
+    # 50 calls x 2 us = 100 us of the latency p50 400 us
+    assert f.saved_s == pytest.approx(100e-6)
+    assert f.saved_share == pytest.approx(0.25)
+    assert f.time_s == pytest.approx(50 * 8e-6)  # their profiled time, evidence only
+    assert elementwise.find(ctx) == []  # 1.6 us of bytes under 100 us of dispatch: no G4 chain
+
+
+def _matmul_ctx(nbytes: float, bf16_flop: float) -> Context:
+    ops = pd.DataFrame([{"name": "aten::linear", "phase": "forward", "kind": "op", "dispatch_calls": 1,
+                         "self_time_s": 1e-3, "flops": 2e8, "bytes": nbytes}])
+    summary = {"latency_s": {"p50": 2e-3}, "profiled": {"time_per_iteration_s": 2e-3}, "dtype": "float32"}
+    return Context(summary=summary, ops=ops, ops_by_shape=ops, modules=pd.DataFrame(), peak=peak(1e11, 1e10),
+                   alternates={"bfloat16": peak(bf16_flop, 1e10, "bfloat16")}, ab_base="ab m m:{side}")
+
+
+def test_fp32_matmul_with_a_higher_bf16_ceiling():
+    # ceilings 100 GFLOP/s fp32, 400 GFLOP/s bf16, 10 GB/s; the op takes 1 ms and moves 4 MB:
+    # t_bf16 = max(1 ms x 1e11 / 4e11, (4e6 B / 2) / 1e10 B/s) = max(250 us, 200 us) = 250 us -> saves 750 us
+    (f,) = dtype.find(_matmul_ctx(4e6, 4e11))
+    (row,) = f.evidence
+    assert row["predicted_s"] == pytest.approx(250e-6)
+    assert f.saved_s == pytest.approx(750e-6) and f.saved_share == pytest.approx(0.375)
+    assert f.ab_side == "dtype=bfloat16" and f.ab == "ab m m:dtype=bfloat16"
+    # memory-bound in bf16: (8e6 / 2) / 1e10 = 400 us > 250 us -> saves 600 us
+    (f,) = dtype.find(_matmul_ctx(8e6, 4e11))
+    assert f.saved_s == pytest.approx(600e-6)
+    assert dtype.find(_matmul_ctx(4e6, 1e11)) == []  # no higher ceiling: nothing to gain
+    derived = _matmul_ctx(4e6, 4e11)
+    derived.alternates = {"bfloat16": dataclasses.replace(derived.alternates["bfloat16"], source="derived")}
+    assert dtype.find(derived) == []  # a CPU's derived bf16 figure is not a rate eager code reaches
+
+
+def test_overhead_is_measured_fast_and_cached():
+    t0 = time.perf_counter()
+    first = dispatch_overhead_s("cpu", grad=True)
+    took = time.perf_counter() - t0
+    assert 1e-8 < first < 1e-3 and took < 0.05
+    assert dispatch_overhead_s("cpu", grad=True) == first  # once per process
+
+
+def test_ranking_document_and_changes():
+    a = Finding(id="elementwise:forward", family="elementwise", title="a", phase="forward", saved_share=0.2,
+                ab_side="compile")
+    b = Finding(id="fragments:forward", family="fragments", title="b", phase="forward", saved_share=0.1,
+                ab_side="compile")
+    c = Finding(id="channels:G1", family="channels", title="c", phase=None, saved_share=0.3, needs_code_change=True)
+    d = Finding(id="dtype:bfloat16", family="dtype", title="d", phase=None, saved_share=0.05, ab_side="dtype=bfloat16")
+    order = ranked([d, b, a, c])
+    assert [f.id for f in order] == ["channels:G1", "elementwise:forward", "fragments:forward", "dtype:bfloat16"]
+    doc = json.loads(json.dumps({"findings": [f.to_dict() for f in order]}))
+    assert [from_dict(x) for x in doc["findings"]] == order
+    # the two compile findings are one change: predicted 1 - (0.2 + 0.1); the code change is never run
+    got = changes(doc, 2)
+    assert [(g["side"], g["ids"]) for g in got] == [("compile", ["elementwise:forward", "fragments:forward"]),
+                                                    ("dtype=bfloat16", ["dtype:bfloat16"])]
+    assert got[0]["predicted_ratio"] == pytest.approx(0.7)
+    assert error_of({"predicted_ratio": 0.7, "measured_ratio": 0.8}) == pytest.approx(0.5)  # 0.3 vs 0.2
+
+
+def test_ab_command_carries_the_runs_configuration():
+    spec = RunSpec(target="my model.py", workload="train", workload_options={"optimizer": "sgd"})
+    s = {"batch_size": 4, "dtype": "float32", "device": "cpu", "threads": 1}
+    assert ab_base(spec, s) == ("python -m harness ab 'my model.py' 'my model.py':{side} --batch-size 4 --dtype float32 "
+                                "--device cpu --threads 1 --workload train --optimizer sgd")
+
+
+CHAIN = '''
+import torch
+from torch import nn
+batch_size = 4
+
+
+class Chain(nn.Module):
+    def forward(self, x):
+        return torch.sigmoid(torch.relu(x) * 2.0 + 1.0) * x
+
+
+def build_model():
+    return Chain()
+
+
+def make_inputs(batch_size, device):
+    return torch.randn(batch_size, 64, 64, 64, device=device)
+'''
+
+
+def test_run_writes_findings_and_verifies_one(tmp_path):
+    scen = write_scenario(tmp_path, "chain", CHAIN)
+    r = run_cli("run", str(scen), "--iters", "3", "--warmup", "1", "--threads", "1", "--top", "0",
+                "--logdir", str(tmp_path / "logs"), "--verify-findings", "1", "--verify-budget-s", "1", timeout=600)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "Findings (top" in r.stdout and "element-wise chain" in r.stdout
+    assert "Findings verified" in r.stdout
+    line = next(x for x in r.stdout.splitlines() if "(compile): predicted" in x)
+    assert "measured" in line and "not measured" not in line
+    (rundir,) = (tmp_path / "logs" / "chain").glob("2*")
+    doc = json.loads((rundir / "findings.json").read_text())
+    assert doc["schema_version"] == 1 and "error" not in doc
+    assert doc["context"]["dispatch_overhead_s"] > 0
+    f = doc["findings"][0]
+    assert f["id"] == "elementwise:forward" and f["ab"].endswith("--device cpu --threads 1")
+    assert 0 < f["saved_share"] < 1 and f["predicted_ratio"] == pytest.approx(1 - f["saved_share"])
+    html = (rundir / "report.html").read_text()
+    assert '<h2 id="findings">Findings</h2>' in html and 'id="finding-elementwise:forward"' in html
+
+
+def test_a_training_steps_optimizer_is_fused_only_with_a_compiled_step():
+    ctx = Context(summary={"workload": "train"}, ops=pd.DataFrame(), ops_by_shape=pd.DataFrame(),
+                  modules=pd.DataFrame(), ab_base="ab t t:{side}")
+    assert ctx.compile_side("forward") == "compile"
+    assert ctx.compile_side("optimizer") == "compile,optimizer_step=compiled"
+    fwd = Finding(id="elementwise:forward", family="elementwise", title="", phase="forward", saved_share=0.1,
+                  ab_side="compile")
+    opt = Finding(id="elementwise:optimizer", family="elementwise", title="", phase="optimizer", saved_share=0.2,
+                  ab_side="compile,optimizer_step=compiled")
+    got = changes({"findings": [opt.to_dict(), fwd.to_dict()]}, 2)
+    # the compiled step compiles the model too: its prediction includes the forward's finding
+    assert got[0]["ids"] == ["elementwise:optimizer", "elementwise:forward"]
+    assert got[0]["predicted_ratio"] == pytest.approx(0.7)
+    assert got[1]["ids"] == ["elementwise:forward"] and got[1]["predicted_ratio"] == pytest.approx(0.9)
