@@ -305,3 +305,64 @@ def test_compiled_optimizer_step(tmp_path):
     assert (eager["macs"], eager["flops"], eager["other_flops"]) == (s["macs"], s["flops"], s["other_flops"])
     r = run_cli("run", str(scen), "--optimizer-step", "compiled", *common)
     assert r.returncode == 2 and "--optimizer-step compiled needs --compile" in r.stderr
+
+
+GROWING = '''
+import torch
+from torch import nn
+
+batch_size = 2
+
+
+class Growing(nn.Module):
+    """Each call uses one more column of its input than the last: a new shape every call."""
+
+    def __init__(self):
+        super().__init__()
+        self.lin = nn.Linear(64, 4)
+        self.calls = 0
+
+    def forward(self, x):
+        self.calls += 1
+        n = 8 + self.calls % 48
+        return self.lin(torch.nn.functional.pad(x[:, :n], (0, 64 - n)))
+
+
+def build_model():
+    torch.manual_seed(0)
+    return Growing()
+
+
+def make_inputs(batch_size, device):
+    return torch.randn(batch_size, 64, device=device)
+'''
+
+
+def test_a_model_that_keeps_recompiling_says_so(tmp_path):
+    """Static shapes (--no-dynamic) and a new slice length every call: dynamo recompiles on every shape change
+    (counted: frames compiled after the first iteration, and while timed), the run is not a steady state and
+    warns. The ``eager`` backend traces with dynamo without generating code."""
+    scen = write_scenario(tmp_path, "growing", GROWING)
+    r = run_cli("run", str(scen), "--compile", "--compile-backend", "eager", "--no-dynamic", "--vs-eager-s", "0",
+                "--threads", "1", "--logdir", str(tmp_path / "logs"), *QUICK, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    c = json.loads((_only_run(tmp_path / "logs", "growing") / "summary.json").read_text())["compile"]
+    assert c["recompiles"] >= 1 and c["settle_iterations"] == 5  # MAX_SETTLE: it never settled
+    assert c["recompiles_while_timed"] >= 1 and c["steady"] is False
+    assert f"recompiled {c['recompiles_while_timed']} times while timed" in r.stdout
+
+
+def test_ab_eager_against_compiled_gives_a_verdict(compiled_run):
+    """``ab X X:compile``: the two sides built in one process, the candidate compiled, a verdict and exit 0 or 1;
+    ab.json says which side was compiled and the work counted is the same on both (the compiled side counts
+    eagerly)."""
+    _, s, _, d = compiled_run
+    scen = d / "mlp.py"
+    r = run_cli("ab", str(scen), f"{scen}:compile", "--budget-s", "1", "--threads", "1", "--logdir", str(d / "ab"),
+                "--json", timeout=600)
+    assert r.returncode in (0, 1), r.stderr[-3000:]
+    res = json.loads(r.stdout)
+    assert res["verdict"] in ("faster", "slower", "no significant change", "inconclusive")
+    assert res["exit_code"] == r.returncode and res["work_differs"] is False
+    assert res["candidate"]["spec"]["run"]["compile"] == "default" and res["baseline"]["spec"]["run"]["compile"] is None
+    assert res["candidate"]["counts"]["macs"] == res["baseline"]["counts"]["macs"] == s["macs"]
