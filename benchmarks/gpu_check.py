@@ -101,6 +101,9 @@ def one(name: str, dtype: str, tf32: str | None, device: str, iters: int, logdir
            "plain_p50_s": plain_p50(name, device, dtype, iters), "util": s.get("utilization"),
            "peak": f"{si(s.get('peak_flop_per_s'), 'FLOP/s')} ({s.get('peak_source')})",
            "peak_memory_bytes": s.get("peak_memory_bytes"), **checks(run, active)}
+    mem = s.get("memory") or {}
+    row["measured_peak_bytes"] = mem.get("peak_bytes")  # memory by category (issue 22)
+    row["forecast_peak_bytes"] = (mem.get("forecast") or {}).get("peak_bytes")
     if device == "cuda":
         row["max_memory_allocated"] = torch.cuda.max_memory_allocated()
     row["ratio"] = row["p50_s"] / row["plain_p50_s"]
@@ -164,7 +167,10 @@ def main() -> int:
             flags = " ".join(f"{k}={'ok' if r[k] else 'FAIL'}" for k in ("steps", "aligned", "flops_sum", "time_sum",
                                                                           "util<=1", "device_time") if k in r)
             print(f"{name:<20} {dtype:<9} tf32={r['tf32']:<5} p50 {r['p50_s'] * 1e3:8.2f} ms  plain {r['plain_p50_s'] * 1e3:8.2f} ms"
-                  f"  ratio {r['ratio']:.3f}  util {r['util'] or 0:6.1%}  peak {r['peak']}  {flags}", flush=True)
+                  f"  ratio {r['ratio']:.3f}  util {r['util'] or 0:6.1%}  peak {r['peak']}  {flags}  memory: "
+                  f"measured {si(r['measured_peak_bytes'], 'B')}, forecast {si(r['forecast_peak_bytes'], 'B')}"
+                  + (f", max allocated {si(r['max_memory_allocated'], 'B')}" if "max_memory_allocated" in r else ""),
+                  flush=True)
         for name, dtype, mode in (GPU_COMPILED if args.device == "cuda" else CPU_COMPILED):
             r = compiled_one(name, dtype, mode, args.device, args.iters, logdir)
             flags = " ".join(f"{k}={'ok' if r[k] else 'FAIL'}" for k in COMPILED_CHECKS)
