@@ -183,18 +183,19 @@ def test_a_run_that_runs_out_of_cpu_memory_exits_2_with_the_forecast(tmp_path):
 def test_plan_grid_of_prompt_lengths_and_new_tokens():
     """``--prompt-lens A,B --new-tokens-list C``: one plan per combination, each the same answer as planning that
     combination alone; a longer prompt never fits a larger batch; the table names each combination."""
-    budget = "20MB"
-    r = _cli("plan", "tiny_llama", "--memory-budget", budget, "--prompt-lens", "32,256", "--new-tokens-list", "8",
+    from harness.commands.plan import render_grid
+
+    budget = 20_000_000
+    r = _cli("plan", "tiny_llama", "--memory-budget", str(budget), "--prompt-lens", "32,256", "--new-tokens-list", "8",
              "--json")
     assert r.returncode == 0, r.stderr
     grid = json.loads(r.stdout)["grid"]
     assert [g["workload_options"] for g in grid] == [{"prompt_len": 32, "new_tokens": 8},
                                                      {"prompt_len": 256, "new_tokens": 8}]
-    for g in grid:
-        alone = json.loads(_cli("plan", "tiny_llama", "--memory-budget", budget, "--prompt-len",
-                                str(g["workload_options"]["prompt_len"]), "--new-tokens", "8", "--json").stdout)
-        assert g["batch_size"] == alone["batch_size"] and g["fits"]["peak_bytes"] == alone["fits"]["peak_bytes"]
+    plans = [(g["workload_options"], plan_spec(RunSpec(target="tiny_llama", workload_options=g["workload_options"],
+                                                       logdir=None), budget)) for g in grid]
+    for g, (_, alone) in zip(grid, plans):
+        assert g["batch_size"] == alone.batch_size and g["fits"]["peak_bytes"] == alone.fits.peak_bytes
     assert grid[0]["batch_size"] >= grid[1]["batch_size"] >= 1
-    text = _cli("plan", "tiny_llama", "--memory-budget", budget, "--prompt-lens", "32,256", "--new-tokens-list", "8")
-    row = next(x for x in text.stdout.splitlines() if x.split()[:2] == ["256", "8"])
+    row = next(x for x in render_grid("tiny_llama", plans, budget, "given").splitlines() if x.split()[:2] == ["256", "8"])
     assert row.split()[2] == str(grid[1]["batch_size"])
