@@ -6,11 +6,11 @@ from __future__ import annotations
 import shlex
 from typing import Any
 
-from . import channels, dtype, elementwise, fragments
+from . import channels, compiled, dtype, elementwise, fragments, layout
 from .context import Context
 from .model import Finding, ranked
 
-FAMILY_MODULES = (elementwise, fragments, channels, dtype)
+FAMILY_MODULES = (compiled, elementwise, fragments, channels, dtype, layout)
 
 
 def find(ctx: Context) -> list[Finding]:
@@ -37,10 +37,24 @@ def context_of(run: Any, spec: Any = None) -> Context:
     s = run.summary
     device = str(s.get("device") or "cpu")
     events = getattr(run.counts, "events", None) if run.counts is not None else None
-    return Context(summary=dict(s), ops=run.ops, ops_by_shape=run.ops_by_shape, modules=run.modules,
+    channels_last = bool(getattr(spec, "channels_last", False))
+    return Context(summary=dict(s, channels_last=channels_last), ops=run.ops, ops_by_shape=run.ops_by_shape, modules=run.modules,
                    events=events if events is not None else pd.DataFrame(), peak=run.peak,
                    alternates=_alternates(run), overhead_s=dispatch_overhead_s(device, grad=s.get("workload") == "train"),
-                   ab_base=ab_base(spec, s) if spec is not None else None)
+                   ab_base=ab_base(spec, s) if spec is not None else None,
+                   layout_times=_layout_times(s, events, channels_last))
+
+
+def _layout_times(s: dict, events: Any, channels_last: bool) -> dict:
+    """conv2d shapes timed in both layouts (:func:`harness.findings.layout.measure`) for an inference run in
+    contiguous format, eager; {} otherwise."""
+    from .layout import measure
+
+    if channels_last or s.get("compile") or s.get("workload") == "train" or events is None or not len(events):
+        return {}
+    if not events["op"].astype(str).str.contains("conv").any():
+        return {}
+    return measure(events, str(s.get("dtype") or "float32"), str(s.get("device") or "cpu"))
 
 
 def _alternates(run: Any) -> dict:

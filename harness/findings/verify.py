@@ -25,6 +25,8 @@ def changes(doc: dict | None, n: int) -> list[dict]:
     for side, fs in list(groups.items())[:max(n, 0)]:
         # a side that includes another's options makes that change too (compile,optimizer_step=compiled: compile)
         fs = fs + [g for other, gs in groups.items() if other != side and _includes(side, other) for g in gs]
+        whole = [f for f in fs if f.family == "compiled"]  # the whole iteration's prediction includes G4's and G3's
+        fs = whole or fs
         share = min(sum(f.saved_share for f in fs), 0.99)
         out.append({"side": side, "ids": [f.id for f in fs], "saved_share": share, "predicted_ratio": 1.0 - share})
     return out
