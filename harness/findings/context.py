@@ -30,8 +30,8 @@ class Context:
     (``{"bfloat16": Peak}``); ``overhead_s``: measured seconds of one tiny op's dispatch on this
     machine (:func:`harness.findings.overhead.dispatch_overhead_s`); ``ab_base``: the ``ab`` command
     without its sides' options (``python -m harness ab T T:{side} --batch-size 4 ...``, ``{side}`` filled
-    per finding), None when the run cannot be replayed by name; ``layout_times``: conv2d shapes timed in
-    both layouts (:func:`harness.findings.layout.measure`: ``{str(input_shapes): (contiguous s, channels_last
+    per finding), None when the run cannot be replayed by name; ``layout_times``: conv2d/pooling shapes timed in
+    both layouts (:func:`harness.findings.layout.measure`: ``{key_of(event): (contiguous s, channels_last
     s, args)}``), empty when not measured.
     """
 
