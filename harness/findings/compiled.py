@@ -41,14 +41,16 @@ MIN_RATE_BYTES = 64 * 1024
 def profiler_cost(ctx: Context) -> float:
     """Seconds the profiler adds per op call: (profiled op time - latency p50) / calls, at least 0."""
     ops = _ops(ctx)
-    calls = float(ops["dispatch_calls"].fillna(0).sum())
-    t = float(ops["self_time_s"].fillna(0).sum())
+    calls = float(ops["dispatch_calls"].sum())
+    t = float(ops["self_time_s"].sum())
     return max(0.0, (t - (ctx.latency_s or 0.0)) / calls) if calls else 0.0
 
 
 def _ops(ctx: Context):
+    """ops.csv's op rows, with the columns the model reads (0 where a table lacks one)."""
     ops = ctx.ops
-    return ops[ops["kind"] == "op"] if "kind" in ops else ops
+    ops = ops[ops["kind"] == "op"] if "kind" in ops else ops
+    return ops.assign(**{c: ops[c].fillna(0) if c in ops else 0.0 for c in ("dispatch_calls", "self_time_s", "bytes")})
 
 
 def generated_rate(ctx: Context) -> tuple[float | None, str]:
@@ -72,14 +74,14 @@ def extern_rows(ctx: Context, p: float) -> list[dict]:
     out = []
     ops = _ops(ctx)
     for name, g in ops[ops["name"].map(lambda n: op_class(str(n)) != "other")].groupby("name", sort=False):
-        n, t = float(g["dispatch_calls"].fillna(0).sum()), float(g["self_time_s"].fillna(0).sum())
+        n, t = float(g["dispatch_calls"].sum()), float(g["self_time_s"].sum())
         eager = max(t - n * p, 0.0)
         after, how = eager, "library call, as eager (less the profiler's cost per call)"
         layout = _layout_s(ctx, str(name))
         if layout is not None and layout[1] < layout[0]:
             after, how = eager * layout[1] / layout[0], "channels_last (Inductor's layout), measured per shape"
         out.append({"part": "extern", "ops": str(name).removeprefix("aten::"), "calls": int(n), "eager_s": eager,
-                    "bytes": float(g["bytes"].fillna(0).sum()), "compiled_s": after, "how": how})
+                    "bytes": float(g["bytes"].sum()), "compiled_s": after, "how": how})
     return out
 
 
@@ -101,7 +103,7 @@ def generated_row(ctx: Context) -> dict:
     at the generated rate."""
     ops = _ops(ctx)
     mine = ops[ops["name"].map(lambda n: op_class(str(n)) == "other")]
-    nbytes = float(mine["bytes"].fillna(0).sum())
+    nbytes = float(mine["bytes"].sum())
     removed = 0.0
     if len(ctx.events):
         also = elementwise.INFERENCE_ELEMENTWISE
@@ -109,8 +111,8 @@ def generated_row(ctx: Context) -> dict:
                       for c in elementwise.chains(ctx.events.to_dict("records"), also))
     rate, rate_text = generated_rate(ctx)
     left = max(nbytes - removed, 0.0)
-    return {"part": "generated", "ops": f"{len(mine)} other op names", "calls": int(mine["dispatch_calls"].fillna(0).sum()),
-            "eager_s": float(mine["self_time_s"].fillna(0).sum()), "bytes": left,
+    return {"part": "generated", "ops": f"{len(mine)} other op names", "calls": int(mine["dispatch_calls"].sum()),
+            "eager_s": float(mine["self_time_s"].sum()), "bytes": left,
             "compiled_s": left / rate if rate else 0.0,
             "how": f"{si(nbytes, 'B')} less {si(removed, 'B')} of intermediates at {rate_text}"}
 

@@ -13,6 +13,8 @@ from typing import Any, Callable
 from .model import Finding, from_dict
 
 DEFAULT_BUDGET_S = 10.0
+#: the verdicts, written into the run's directory after it was committed (a new file: nothing is overwritten)
+VERIFIED_FILE = "findings_verified.json"
 
 
 def changes(doc: dict | None, n: int) -> list[dict]:
@@ -72,3 +74,22 @@ def error_of(entry: dict) -> float | None:
         return None
     measured, predicted = 1.0 - m, 1.0 - entry["predicted_ratio"]
     return abs(predicted - measured) / abs(measured) if measured else None
+
+
+def save(run_dir: Any, results: list[dict], *, n: int, budget_s: float) -> Any:
+    """``findings_verified.json`` in the (committed) run directory, written atomically (temporary file, fsync,
+    rename): ``{schema_version, n, budget_s, changes: [...]}``, each change as :func:`verify` returns it with
+    ``error_of_prediction`` (:func:`error_of`). A run directory is new per run, so the file never replaces
+    another run's; a second verification of the same run is refused (exit 2)."""
+    from pathlib import Path
+
+    from ..core import fsio
+    from ..errors import HarnessError
+    from .model import SCHEMA_VERSION
+
+    path = Path(run_dir) / VERIFIED_FILE
+    if path.exists():
+        raise HarnessError(f"{path} exists: outputs never overwrite each other")
+    changes = [dict(r, error_of_prediction=error_of(r)) for r in results]
+    return fsio.atomic_write_json(path, {"schema_version": SCHEMA_VERSION, "n": n, "budget_s": budget_s,
+                                         "changes": changes})
