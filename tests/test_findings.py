@@ -16,11 +16,11 @@ import torch
 
 import harness
 from harness.findings import Finding, from_dict, ranked
-from harness.findings import channels, compiled, dtype, elementwise, fragments, layout
+from harness.findings import channels, compiled, dtype, elementwise, fragments, layout, underfilled
 from harness.findings.analyze import ab_base, find
-from harness.findings.context import Context
+from harness.findings.context import Context, tensor_shapes
 from harness.findings.overhead import dispatch_overhead_s
-from harness.findings.verify import changes, error_of
+from harness.findings.verify import batch_factor, changes, error_of
 from harness.hardware.ceilings import Peak
 from harness.pipeline.spec import RunSpec
 
@@ -324,3 +324,20 @@ def test_the_whole_iteration_prediction_supersedes_its_parts():
                  ab_side="compile")
     (got,) = changes({"findings": [whole.to_dict(), g4.to_dict()]}, 3)
     assert got["ids"] == ["compiled"] and got["predicted_ratio"] == pytest.approx(0.6)
+
+
+def test_underfilled_batch_predicts_throughput_from_measured_increments():
+    ctx = conv_chain_context()
+    ev = ctx.events.to_dict("records")[0]
+    ctx.batch_times, ctx.batch_factor = {f"{ev['op']} {tensor_shapes(ev['input_shapes'])}": (2e-6, 10e-6)}, 8
+    (f,) = underfilled.find(ctx)
+    (row,) = f.evidence
+    # the conv: 10 us profiled - 2.5 us profiler's cost = 7.5 us; at batch 8: + 1 call x (10 - 2) us = 15.5 us
+    assert row["eager_s"] == pytest.approx(7.5e-6) and row["predicted_s_at_kb"] == pytest.approx(15.5e-6)
+    # fixed: 4 calls x 1 us (+ Python: 30 us p50 - 30 us of un-profiled ops = 0); the rest scales by 8:
+    # (30 - 7.5 - 4) us x 8 = 148 us; t(8) = 15.5 + 148 + 4 = 167.5 us for 8 samples vs 30 us for 1
+    assert f.predicted_ratio == pytest.approx(167.5 / (8 * 30))
+    assert f.ab_side == "batch_size=8" and f.id == "underfilled:batch_size=8"
+    # verified per sample: an A/B's iteration ratio divided by the batch factor
+    assert batch_factor("batch_size=8", 1) == 8 and batch_factor("compile", 1) == 1
+    assert batch_factor("bs=16", 4) == 4

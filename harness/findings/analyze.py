@@ -6,11 +6,11 @@ from __future__ import annotations
 import shlex
 from typing import Any
 
-from . import channels, compiled, dtype, elementwise, fragments, layout
+from . import channels, compiled, dtype, elementwise, fragments, layout, underfilled
 from .context import Context
 from .model import Finding, ranked
 
-FAMILY_MODULES = (compiled, elementwise, fragments, channels, dtype, layout)
+FAMILY_MODULES = (compiled, elementwise, fragments, channels, dtype, layout, underfilled)
 
 
 def find(ctx: Context) -> list[Finding]:
@@ -42,7 +42,18 @@ def context_of(run: Any, spec: Any = None) -> Context:
                    events=events if events is not None else pd.DataFrame(), peak=run.peak,
                    alternates=_alternates(run), overhead_s=dispatch_overhead_s(device, grad=s.get("workload") == "train"),
                    ab_base=ab_base(spec, s) if spec is not None else None,
-                   layout_times=_layout_times(s, events, channels_last))
+                   layout_times=_layout_times(s, events, channels_last), **_batch_times(s, events))
+
+
+def _batch_times(s: dict, events: Any) -> dict:
+    """conv2d/linear shapes timed at the run's batch and FACTOR times it, for an eager forward run
+    (:func:`harness.findings.underfilled.measure`); {} otherwise."""
+    from .underfilled import FACTOR, measure
+
+    if s.get("compile") or s.get("workload") not in (None, "forward") or events is None or not len(events):
+        return {}
+    return {"batch_times": measure(events, FACTOR, str(s.get("dtype") or "float32"), str(s.get("device") or "cpu")),
+            "batch_factor": FACTOR}
 
 
 def _layout_times(s: dict, events: Any, channels_last: bool) -> dict:
@@ -103,7 +114,7 @@ def context_dict(ctx: Context) -> dict:
             "dispatch_overhead_s": ctx.overhead_s,
             "dispatch_overhead_how": "median of 5 rounds of 200 torch.add calls on 1-element tensors, this process",
             "peak_flop_per_s": getattr(ctx.peak, "flop_per_s", None), "bandwidth_bytes_per_s": bw,
-            "bandwidth_source": bw_text, "dtype": ctx.dtype,
+            "bandwidth_source": bw_text, "dtype": ctx.dtype, "batch_size": ctx.summary.get("batch_size"),
             "alternate_peaks": {k: p.flop_per_s for k, p in ctx.alternates.items()}}
 
 

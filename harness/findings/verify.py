@@ -34,6 +34,13 @@ def changes(doc: dict | None, n: int) -> list[dict]:
     return out
 
 
+def batch_factor(side: str, batch_size: Any) -> float:
+    """Candidate batch / the run's batch for a ``batch_size=N`` side (its ratio is then per sample), else 1."""
+    opts = dict(o.split("=", 1) for o in side.split(",") if "=" in o)
+    n = opts.get("batch_size") or opts.get("bs")
+    return int(n) / int(batch_size) if n and batch_size else 1.0
+
+
 def _includes(side: str, other: str) -> bool:
     return set(other.split(",")) < set(side.split(","))
 
@@ -59,8 +66,9 @@ def verify(doc: dict | None, spec: Any, n: int, *, budget_s: float = DEFAULT_BUD
             entry["error"] = exc.message
             out.append(entry)
             continue
-        est = result.estimate
-        entry.update(measured_ratio=est.ratio, low=est.low, high=est.high, verdict=result.verdict,
+        est, k = result.estimate, batch_factor(change["side"], ((doc or {}).get("context") or {}).get("batch_size"))
+        verdict = result.throughput.get("verdict") if k != 1 else result.verdict  # a batch change: per sample
+        entry.update(measured_ratio=est.ratio / k, low=est.low / k, high=est.high / k, verdict=verdict,
                      inconclusive_reason=result.inconclusive_reason,
                      ab_path=str(result.path) if result.path is not None else None)
         out.append(entry)
