@@ -30,7 +30,6 @@ import time
 from typing import Any
 
 from ..core.units import percent, seconds
-from ..hardware.ceilings import op_class
 from .context import Context, tensor_shapes
 from .layout import conv_args
 from .model import MIN_SAVED_SHARE, Finding
