@@ -16,11 +16,11 @@ import torch
 
 import harness
 from harness.findings import Finding, from_dict, ranked
-from harness.findings import channels, dtype, elementwise, fragments
+from harness.findings import channels, compiled, dtype, elementwise, fragments, layout, underfilled
 from harness.findings.analyze import ab_base, find
-from harness.findings.context import Context
+from harness.findings.context import Context, tensor_shapes
 from harness.findings.overhead import dispatch_overhead_s
-from harness.findings.verify import changes, error_of
+from harness.findings.verify import batch_factor, changes, error_of
 from harness.hardware.ceilings import Peak
 from harness.pipeline.spec import RunSpec
 
@@ -220,11 +220,17 @@ def test_run_writes_findings_and_verifies_one(tmp_path):
     doc = json.loads((rundir / "findings.json").read_text())
     assert doc["schema_version"] == 1 and "error" not in doc
     assert doc["context"]["dispatch_overhead_s"] > 0
-    f = doc["findings"][0]
-    assert f["id"] == "elementwise:forward" and f["ab"].endswith("--device cpu --threads 1")
+    f = next(x for x in doc["findings"] if x["id"] == "elementwise:forward")
+    assert f["ab"].endswith("--device cpu --threads 1")
     assert 0 < f["saved_share"] < 1 and f["predicted_ratio"] == pytest.approx(1 - f["saved_share"])
     html = (rundir / "report.html").read_text()
     assert '<h2 id="findings">Findings</h2>' in html and 'id="finding-elementwise:forward"' in html
+    # the verdicts are saved beside the run, a new file written after the run was committed
+    saved = json.loads((rundir / "findings_verified.json").read_text())
+    (change,) = saved["changes"]
+    assert saved["n"] == 1 and saved["budget_s"] == 1.0 and change["side"] == "compile"
+    assert change["measured_ratio"] > 0 and change["low"] <= change["measured_ratio"] <= change["high"]
+    assert change["error_of_prediction"] == pytest.approx(error_of(change))
 
 
 def test_a_training_steps_optimizer_is_fused_only_with_a_compiled_step():
@@ -241,3 +247,97 @@ def test_a_training_steps_optimizer_is_fused_only_with_a_compiled_step():
     assert got[0]["ids"] == ["elementwise:optimizer", "elementwise:forward"]
     assert got[0]["predicted_ratio"] == pytest.approx(0.7)
     assert got[1]["ids"] == ["elementwise:forward"] and got[1]["predicted_ratio"] == pytest.approx(0.9)
+
+
+def conv_chain_context(layout_times: dict | None = None) -> Context:
+    """Conv2d(4, 4, 1) then relu -> mul -> add on 1x4x128x128 (65,536 elements = 262,144 B a tensor); every
+    call 10 us profiled, latency p50 30 us, overhead 1 us, peak 1 TFLOP/s and 1 GB/s."""
+    model = torch.nn.Sequential(torch.nn.Conv2d(4, 4, 1, bias=False), Fn(lambda t: torch.relu(t) * 2.0 + 1.0))
+    ev = harness.count(model, torch.randn(1, 4, 128, 128)).events
+    g = ev.assign(shapes=ev.input_shapes.astype(str)).groupby(["phase", "op", "shapes"], sort=False)
+    by_shape = g.agg(calls=("op", "size"), bytes=("bytes", "sum")).reset_index()
+    by_shape = by_shape.rename(columns={"op": "name", "shapes": "input_shapes"}).assign(
+        kind="op", dispatch_calls=by_shape["calls"], self_time_s=by_shape["calls"] * 10e-6)
+    summary = {"latency_s": {"p50": 30e-6}, "profiled": {"time_per_iteration_s": 40e-6}, "dtype": "float32",
+               "workload": "forward", "device": "cpu"}
+    return Context(summary=summary, ops=by_shape, ops_by_shape=by_shape, modules=pd.DataFrame(), events=ev,
+                   peak=peak(1e12, 1e9), overhead_s=1e-6, ab_base="ab m m:{side}", layout_times=layout_times or {})
+
+
+def test_compiled_predicts_the_whole_iteration():
+    ctx = conv_chain_context()
+    assert list(ctx.ops["name"]) == ["aten::conv2d", "aten::relu", "aten::mul", "aten::add"]
+    # the profiler's cost per call: (4 calls x 10 us profiled - 30 us un-profiled) / 4 calls = 2.5 us
+    assert compiled.profiler_cost(ctx) == pytest.approx(2.5e-6)
+    (f,) = compiled.find(ctx)
+    ext, gen, disp = f.evidence
+    assert ext["ops"] == "conv2d" and ext["compiled_s"] == pytest.approx(7.5e-6)  # 10 us - 2.5 us
+    # generated: 3 ops x (read 262,144 + write 262,144 B) = 1,572,864 B at their own rate 1,572,864 B / 30 us;
+    # fused, 2 intermediates (relu's, mul's) are neither written nor read: 4 x 262,144 B removed -> 524,288 B left
+    assert gen["bytes"] == 3 * 2 * 262_144 - 4 * 262_144
+    assert gen["compiled_s"] == pytest.approx(524_288 * 30e-6 / 1_572_864)  # 10 us
+    assert disp["calls"] == 2 and disp["compiled_s"] == pytest.approx(2e-6)  # 1 extern call + 1, 1 us each
+    # compiled = 7.5 + 10 + 2 = 19.5 us of 30 us: saved 10.5 us = 35 %
+    assert f.saved_s == pytest.approx(10.5e-6) and f.saved_share == pytest.approx(0.35)
+    assert f.ab_side == "compile" and f.verifiable
+    # a compiled run, or a training step, gets no whole-iteration prediction
+    ctx.summary["compile"] = {"backend": "inductor"}
+    assert compiled.find(ctx) == []
+
+
+def test_channels_last_measured_per_shape_and_used_by_the_compile_model():
+    ev = conv_chain_context().events.to_dict("records")[0]
+    args = layout.conv_args(ev)
+    assert args is not None and (args["stride"], args["padding"], args["groups"]) == (1, 0, 1)
+    ctx = conv_chain_context({layout.key_of(ev): (4e-6, 2e-6, args)})
+    (f,) = layout.find(ctx)
+    (row,) = f.evidence
+    # 1 call x (4 us contiguous - 2 us channels_last) = 2 us of the latency p50 30 us
+    assert row["calls"] == 1 and row["speedup"] == pytest.approx(2.0)
+    assert f.saved_s == pytest.approx(2e-6) and f.saved_share == pytest.approx(2 / 30)
+    assert f.ab_side == "channels_last"
+    # compiled on CPU, Inductor lays convolutions out channels_last: 7.5 us x 2 / 4 = 3.75 us;
+    # compiled = 3.75 + 10 + 2 = 15.75 us of 30 us: 47.5 % saved
+    (c,) = compiled.find(ctx)
+    assert c.evidence[0]["compiled_s"] == pytest.approx(3.75e-6) and c.saved_share == pytest.approx(0.475)
+
+
+def test_conv_and_pool_arguments_recovered_from_the_counters_events():
+    # resnet's stem: 7x7 stride 2 padding 3, then max_pool2d 3 stride 2 padding 1
+    stem = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 7, 2, 3, bias=False), torch.nn.MaxPool2d(3, 2, 1),
+                               torch.nn.Conv2d(8, 8, 3, 2, 1, groups=8))
+    ev = harness.count(stem, torch.randn(1, 3, 64, 64)).events.to_dict("records")
+    conv, pool, dw = (layout.op_args(e) for e in ev)
+    assert conv is not None and (conv["stride"], conv["padding"], conv["groups"], conv["bias"]) == (2, 3, 1, False)
+    assert pool is not None and (pool["op"], pool["kernel"], pool["stride"], pool["padding"]) == ("max_pool2d", 3, 2, 1)
+    assert dw is not None and (dw["stride"], dw["padding"], dw["groups"], dw["bias"]) == (2, 1, 8, True)
+    # measured in both layouts, in this process: three shapes, each a positive time per call
+    import pandas as pd_
+
+    times = layout.measure(pd_.DataFrame(ev), budget_s=5.0)
+    assert len(times) == 3 and all(a > 0 and b > 0 for a, b, _ in times.values())
+
+
+def test_the_whole_iteration_prediction_supersedes_its_parts():
+    whole = Finding(id="compiled", family="compiled", title="", phase=None, saved_share=0.4, ab_side="compile")
+    g4 = Finding(id="elementwise:forward", family="elementwise", title="", phase="forward", saved_share=0.1,
+                 ab_side="compile")
+    (got,) = changes({"findings": [whole.to_dict(), g4.to_dict()]}, 3)
+    assert got["ids"] == ["compiled"] and got["predicted_ratio"] == pytest.approx(0.6)
+
+
+def test_underfilled_batch_predicts_throughput_from_measured_increments():
+    ctx = conv_chain_context()
+    ev = ctx.events.to_dict("records")[0]
+    ctx.batch_times, ctx.batch_factor = {f"{ev['op']} {tensor_shapes(ev['input_shapes'])}": (2e-6, 10e-6)}, 8
+    (f,) = underfilled.find(ctx)
+    (row,) = f.evidence
+    # the conv: 10 us profiled - 2.5 us profiler's cost = 7.5 us; at batch 8: + 1 call x (10 - 2) us = 15.5 us
+    assert row["eager_s"] == pytest.approx(7.5e-6) and row["predicted_s_at_kb"] == pytest.approx(15.5e-6)
+    # fixed: 4 calls x 1 us (+ Python: 30 us p50 - 30 us of un-profiled ops = 0); the rest scales by 8:
+    # (30 - 7.5 - 4) us x 8 = 148 us; t(8) = 15.5 + 148 + 4 = 167.5 us for 8 samples vs 30 us for 1
+    assert f.predicted_ratio == pytest.approx(167.5 / (8 * 30))
+    assert f.ab_side == "batch_size=8" and f.id == "underfilled:batch_size=8"
+    # verified per sample: an A/B's iteration ratio divided by the batch factor
+    assert batch_factor("batch_size=8", 1) == 8 and batch_factor("compile", 1) == 1
+    assert batch_factor("bs=16", 4) == 4

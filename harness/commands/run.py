@@ -94,10 +94,13 @@ def main(args: argparse.Namespace) -> int:
     print(f"          open {shlex.quote(str(run.path))}/report.html   (works offline)")
     if args.verify_findings:
         from ..findings.render import verdict_lines
-        from ..findings.verify import verify
+        from ..findings.verify import save, verify
 
+        results = verify(run.findings, spec, args.verify_findings, budget_s=args.verify_budget_s)
         print()
-        print(verdict_lines(verify(run.findings, spec, args.verify_findings, budget_s=args.verify_budget_s)))
+        print(verdict_lines(results))
+        if run.path is not None:
+            print(f"  saved: {save(run.path, results, n=args.verify_findings, budget_s=args.verify_budget_s)}")
     return 0
 
 

@@ -7,7 +7,10 @@ ceilings and the per-op dispatch overhead measured on this machine, give ranked 
 * :mod:`.elementwise` — G4: memory-bound element-wise chains; fusing removes their intermediates;
 * :mod:`.fragments` — G3: dispatch-bound calls (work under one op's measured overhead);
 * :mod:`.channels` — G1/G2: 1x1 convolutions of unequal widths, grouped convolutions (memory access cost);
-* :mod:`.dtype` — float32 matmul/conv work where the bfloat16 ceiling is higher.
+* :mod:`.dtype` — float32 matmul/conv work where the bfloat16 ceiling is higher;
+* :mod:`.compiled` — an eager inference iteration compiled, predicted whole (the compile prediction);
+* :mod:`.layout` — conv2d/pooling shapes faster in channels_last, timed in the run's process;
+* :mod:`.underfilled` — conv2d/linear under their ceiling: throughput at 8x the batch, timed likewise.
 
 :mod:`.model` (the record, ranking, findings.json), :mod:`.context` (what the families read),
 :mod:`.overhead` (the measured per-op cost), :mod:`.analyze` (all families over a run),

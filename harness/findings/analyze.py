@@ -6,11 +6,11 @@ from __future__ import annotations
 import shlex
 from typing import Any
 
-from . import channels, dtype, elementwise, fragments
+from . import channels, compiled, dtype, elementwise, fragments, layout, underfilled
 from .context import Context
 from .model import Finding, ranked
 
-FAMILY_MODULES = (elementwise, fragments, channels, dtype)
+FAMILY_MODULES = (compiled, elementwise, fragments, channels, dtype, layout, underfilled)
 
 
 def find(ctx: Context) -> list[Finding]:
@@ -37,10 +37,35 @@ def context_of(run: Any, spec: Any = None) -> Context:
     s = run.summary
     device = str(s.get("device") or "cpu")
     events = getattr(run.counts, "events", None) if run.counts is not None else None
-    return Context(summary=dict(s), ops=run.ops, ops_by_shape=run.ops_by_shape, modules=run.modules,
+    channels_last = bool(getattr(spec, "channels_last", False))
+    return Context(summary=dict(s, channels_last=channels_last), ops=run.ops, ops_by_shape=run.ops_by_shape, modules=run.modules,
                    events=events if events is not None else pd.DataFrame(), peak=run.peak,
                    alternates=_alternates(run), overhead_s=dispatch_overhead_s(device, grad=s.get("workload") == "train"),
-                   ab_base=ab_base(spec, s) if spec is not None else None)
+                   ab_base=ab_base(spec, s) if spec is not None else None,
+                   layout_times=_layout_times(s, events, channels_last), **_batch_times(s, events))
+
+
+def _batch_times(s: dict, events: Any) -> dict:
+    """conv2d/linear shapes timed at the run's batch and FACTOR times it, for an eager forward run
+    (:func:`harness.findings.underfilled.measure`); {} otherwise."""
+    from .underfilled import FACTOR, measure
+
+    if s.get("compile") or s.get("workload") not in (None, "forward") or events is None or not len(events):
+        return {}
+    return {"batch_times": measure(events, FACTOR, str(s.get("dtype") or "float32"), str(s.get("device") or "cpu")),
+            "batch_factor": FACTOR}
+
+
+def _layout_times(s: dict, events: Any, channels_last: bool) -> dict:
+    """conv2d shapes timed in both layouts (:func:`harness.findings.layout.measure`) for an inference run in
+    contiguous format, eager; {} otherwise."""
+    from .layout import measure
+
+    if channels_last or s.get("compile") or s.get("workload") == "train" or events is None or not len(events):
+        return {}
+    if not events["op"].astype(str).str.contains("conv").any():
+        return {}
+    return measure(events, str(s.get("dtype") or "float32"), str(s.get("device") or "cpu"))
 
 
 def _alternates(run: Any) -> dict:
@@ -89,7 +114,7 @@ def context_dict(ctx: Context) -> dict:
             "dispatch_overhead_s": ctx.overhead_s,
             "dispatch_overhead_how": "median of 5 rounds of 200 torch.add calls on 1-element tensors, this process",
             "peak_flop_per_s": getattr(ctx.peak, "flop_per_s", None), "bandwidth_bytes_per_s": bw,
-            "bandwidth_source": bw_text, "dtype": ctx.dtype,
+            "bandwidth_source": bw_text, "dtype": ctx.dtype, "batch_size": ctx.summary.get("batch_size"),
             "alternate_peaks": {k: p.flop_per_s for k, p in ctx.alternates.items()}}
 
 

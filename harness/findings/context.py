@@ -30,7 +30,10 @@ class Context:
     (``{"bfloat16": Peak}``); ``overhead_s``: measured seconds of one tiny op's dispatch on this
     machine (:func:`harness.findings.overhead.dispatch_overhead_s`); ``ab_base``: the ``ab`` command
     without its sides' options (``python -m harness ab T T:{side} --batch-size 4 ...``, ``{side}`` filled
-    per finding), None when the run cannot be replayed by name.
+    per finding), None when the run cannot be replayed by name; ``layout_times``: conv2d/pooling shapes timed in
+    both layouts (:func:`harness.findings.layout.measure`: ``{key_of(event): (contiguous s, channels_last
+    s, args)}``), empty when not measured; ``batch_times``: conv2d/linear shapes timed at the run's batch and
+    ``batch_factor`` times it (:func:`harness.findings.underfilled.measure`: ``{op + shapes: (s, s)}``).
     """
 
     summary: dict
@@ -42,6 +45,9 @@ class Context:
     alternates: dict = field(default_factory=dict)
     overhead_s: float | None = None
     ab_base: str | None = None
+    layout_times: dict = field(default_factory=dict)
+    batch_times: dict = field(default_factory=dict)
+    batch_factor: int = 1
 
     def __post_init__(self) -> None:
         self._times: dict | None = None
