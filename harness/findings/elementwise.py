@@ -18,7 +18,7 @@ from __future__ import annotations
 from ..core.units import percent, seconds, si
 from ..count import formulas_pointwise as pw
 from .context import Context, broadcast, itemsize, numel, tensor_shapes
-from .model import MIN_SAVED_SHARE, Finding, shares
+from .model import Finding, per_phase, shares
 
 _BASE = set(pw.UNARY) | set(pw.BINARY) | {"add", "sub", "subtract", "rsub", "addcmul", "addcdiv", "lerp"}
 ELEMENTWISE = frozenset(_BASE | {n + "_" for n in _BASE})
@@ -102,13 +102,7 @@ def find(ctx: Context) -> list[Finding]:
     also = INFERENCE_ELEMENTWISE if ctx.summary.get("workload") != "train" else frozenset()
     found = chains(ctx.events.to_dict("records"), also)
     rows = [r for r in (chain_row(ctx, c) for c in found) if memory_bound(ctx, r)]
-    out = []
-    for phase in dict.fromkeys(r["phase"] for r in rows):
-        mine = sorted((r for r in rows if r["phase"] == phase), key=lambda r: -r["saved_s"])
-        f = _finding(ctx, phase, mine)
-        if f.saved_share >= MIN_SAVED_SHARE:
-            out.append(f)
-    return out
+    return per_phase(rows, lambda phase, mine: _finding(ctx, phase, mine), key="saved_s")
 
 
 def _finding(ctx: Context, phase: str, rows: list[dict]) -> Finding:

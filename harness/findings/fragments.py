@@ -16,7 +16,7 @@ from __future__ import annotations
 from ..core.units import percent, seconds, si
 from ..hardware.ceilings import op_class
 from .context import Context
-from .model import MIN_SAVED_SHARE, Finding
+from .model import Finding, per_phase
 
 COLUMNS = ("phase", "op", "calls", "bytes_per_call", "roofline_s_per_call", "profiled_s", "overhead_s")
 
@@ -55,14 +55,7 @@ def rows(ctx: Context) -> list[dict]:
 def find(ctx: Context) -> list[Finding]:
     if not len(ctx.events) or ctx.overhead_s is None or not ctx.latency_s:
         return []
-    found = rows(ctx)
-    out = []
-    for phase in dict.fromkeys(r["phase"] for r in found):
-        mine = [r for r in found if r["phase"] == phase]
-        f = _finding(ctx, phase, mine)
-        if f.saved_share >= MIN_SAVED_SHARE:
-            out.append(f)
-    return out
+    return per_phase(rows(ctx), lambda phase, mine: _finding(ctx, phase, mine))
 
 
 def _finding(ctx: Context, phase: str, rows: list[dict]) -> Finding:

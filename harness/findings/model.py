@@ -11,7 +11,7 @@ Torch-free and pandas-free: the CLI and report.html read findings.json through :
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Iterable
+from typing import Callable, Iterable
 
 SCHEMA_VERSION = 1
 
@@ -75,6 +75,18 @@ def from_dict(d: dict) -> Finding:
     keys = {k: v for k, v in d.items() if k not in ("predicted_ratio", "verifiable")}
     keys["evidence_columns"] = tuple(keys.get("evidence_columns") or ())
     return Finding(**keys)
+
+
+def per_phase(rows: list[dict], make: Callable[[str, list[dict]], Finding], key: str | None = None) -> list[Finding]:
+    """One finding per phase of ``rows`` (in their order; each phase's rows sorted by ``-row[key]`` when
+    given), those that could save at least :data:`MIN_SAVED_SHARE`."""
+    out = []
+    for phase in dict.fromkeys(r["phase"] for r in rows):
+        mine = [r for r in rows if r["phase"] == phase]
+        f = make(phase, sorted(mine, key=lambda r: -r[key]) if key else mine)
+        if f.saved_share >= MIN_SAVED_SHARE:
+            out.append(f)
+    return out
 
 
 def ranked(findings: Iterable[Finding]) -> list[Finding]:
