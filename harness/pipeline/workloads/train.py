@@ -195,7 +195,7 @@ class Train(Workload):
         p50 = step["p50"]
         samples_per_s = parts.prep.batch_size / p50 if p50 else None
         out = {
-            "optimizer": self.optimizer_name, "optimizer_step": "compiled" if self.step_fn else "eager",
+            "optimizer": self.optimizer_name, **({"optimizer_step": "compiled"} if self.step_fn else {}),
             "step_s": step, **work,
             "mfu": _ratio(work["model_flops"], p50, peak), "hfu": _ratio(work["hardware_flops"], p50, peak),
             "samples_per_s": samples_per_s, "memory": {**self.memory,
