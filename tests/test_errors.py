@@ -197,8 +197,14 @@ def test_real_sigint_during_timing(earlier, tmp_path):
             return torch.zeros(b, 4)
     ''')
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    # SIGINT's default disposition in the child: a test session started in the background by a non-interactive
+    # shell (`cmd &`) ignores SIGINT, children inherit SIG_IGN, and Python then installs no KeyboardInterrupt
+    def default_sigint() -> None:
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+
     p = subprocess.Popen([sys.executable, "-m", "harness", "run", str(slow), "--logdir", str(logdir), "--iters", "500"],
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT)
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT,
+                         preexec_fn=default_sigint)
     deadline = time.time() + 120
     while not marker.exists() and time.time() < deadline:
         time.sleep(0.05)
