@@ -301,6 +301,9 @@ def test_compiled_optimizer_step(tmp_path):
     s = json.loads((_only_run(tmp_path / "logs", "mlp") / "summary.json").read_text())
     assert s["optimizer_step"] == "compiled" and s["config_key"].endswith("|optimizer=adamw|optimizer_step=compiled")
     assert s["compile"]["frames_compiled"] > 1  # the Sequential's forward is one frame; the step adds its own
+    # the meta forecast beside the measurement runs the step eagerly (it once failed: "needs --compile")
+    assert "error_text" not in s["memory"]["forecast"] and s["memory"]["forecast"]["by_category_at_peak"][
+        "optimizer_state"] == s["memory"]["by_category_at_peak"]["optimizer_state"]
     eager = json.loads(run_cli("count", str(scen), "--workload", "train", "--json").stdout)
     assert (eager["macs"], eager["flops"], eager["other_flops"]) == (s["macs"], s["flops"], s["other_flops"])
     r = run_cli("run", str(scen), "--optimizer-step", "compiled", *common)

@@ -139,6 +139,11 @@ class Workload:
         apart: :func:`harness.pipeline.compiled.eager`); nothing here."""
         return contextlib.nullcontext()
 
+    def eager_options(self) -> dict[str, Any]:
+        """The options of this workload's iteration run eagerly (a meta-device forecast of a compiled run):
+        its own, less any that compile part of the iteration itself."""
+        return dict(self.options)
+
     def occurrence(self, phase: str, index: int) -> str:
         """One occurrence of a phase in words, for what happened there (``decode step 3 (context 36)``)."""
         return self.phase_word(phase) if index == 0 else f"{self.phase_word(phase)} {index + 1}"

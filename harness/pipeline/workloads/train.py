@@ -127,6 +127,10 @@ class Train(Workload):
 
         return torch.compile(step, backend=settings["backend"], mode=mode, dynamic=settings["dynamic"])
 
+    def eager_options(self) -> dict[str, Any]:
+        """Without ``optimizer_step`` (compiling the step needs the run's ``--compile`` settings)."""
+        return {k: v for k, v in self.options.items() if k != "optimizer_step"}
+
     def eagerly(self):
         """The optimizer step run eagerly inside the block (counting, and the eager side of ``vs_eager``)."""
         import contextlib
