@@ -127,6 +127,17 @@ def _least_disturbed(attempts: list[tuple[Any, dict]]) -> int:
     return min(range(len(attempts)), key=lambda i: badness(attempts[i][1]))
 
 
+def _the_models(scenario: str, fn: Callable[[], Any], failed: Callable[[Exception], HarnessError | None] | None = None):
+    """``fn()``, whose exceptions are the model's: one-line ``forward_error`` (or ``failed(exc)`` when that
+    names the failure, a compile's); a HarnessError or Ctrl-C passes through as it is."""
+    try:
+        return fn()
+    except (HarnessError, KeyboardInterrupt):
+        raise
+    except Exception as exc:
+        raise (failed(exc) if failed is not None else None) or forward_error(scenario, exc) from exc
+
+
 def _measure(stages: "Stages", workload, prep: Prepared, scenario: str, warmup: int, iters: int,
              retries: int = 0) -> list[tuple[Any, dict]]:
     """The timed loop, re-timed up to ``retries`` times while disturbed; every attempt is kept.
@@ -134,17 +145,12 @@ def _measure(stages: "Stages", workload, prep: Prepared, scenario: str, warmup: 
     Only the loop's own exceptions are the model's (``forward_error``); what the stage's progress hook
     raises (a multi-rank job's barrier timing out on a hung peer) passes through as it is."""
     def attempts() -> list[tuple[Any, dict]]:
-        try:
-            out = [_timed_attempt(workload, prep, warmup, iters)]
-            while out[-1][1].get("disturbed") and len(out) <= retries:
-                out.append(_timed_attempt(workload, prep, warmup, iters))
-            return out
-        except (HarnessError, KeyboardInterrupt):
-            raise
-        except Exception as exc:
-            raise forward_error(scenario, exc) from exc
+        out = [_timed_attempt(workload, prep, warmup, iters)]
+        while out[-1][1].get("disturbed") and len(out) <= retries:
+            out.append(_timed_attempt(workload, prep, warmup, iters))
+        return out
 
-    return stages.run("latency", attempts)
+    return stages.run("latency", lambda: _the_models(scenario, attempts))
 
 
 def _setup(workload, prep: Prepared, scenario: str) -> None:
@@ -166,15 +172,11 @@ def _compile_stage(stages: "Stages", workload, prep: Prepared, scenario: str, be
     from .measure import synchronizer
 
     def warm() -> dict:
-        try:
-            return compiled.warm(lambda scope: workload.iteration(prep, scope), synchronizer(prep.device), settings,
-                                 begun, label=workload.occurrence)
-        except (HarnessError, KeyboardInterrupt):
-            raise
-        except Exception as exc:
-            raise compiled.compile_failed(scenario, settings["backend"], exc) or forward_error(scenario, exc) from exc
+        return compiled.warm(lambda scope: workload.iteration(prep, scope), synchronizer(prep.device), settings,
+                             begun, label=workload.occurrence)
 
-    return stages.run("compile", warm)
+    return stages.run("compile", lambda: _the_models(
+        scenario, warm, lambda exc: compiled.compile_failed(scenario, settings["backend"], exc)))
 
 
 def _after_timing(stages: "Stages", workload, prep: Prepared, spec: RunSpec, scenario: str, record: dict | None,
@@ -190,15 +192,8 @@ def _after_timing(stages: "Stages", workload, prep: Prepared, spec: RunSpec, sce
         return record
     from . import versus_eager
 
-    def compare() -> dict:
-        try:
-            return versus_eager.compare(workload, prep, budget)
-        except (HarnessError, KeyboardInterrupt):
-            raise
-        except Exception as exc:
-            raise forward_error(scenario, exc) from exc
-
-    record["vs_eager"] = stages.run("vs_eager", compare)
+    record["vs_eager"] = stages.run("vs_eager", lambda: _the_models(
+        scenario, lambda: versus_eager.compare(workload, prep, budget)))
     return record
 
 
