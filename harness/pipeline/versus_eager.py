@@ -14,22 +14,7 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-from ..core.samples import median
 from .spec import DEFAULT_VS_EAGER_S
-
-WARMUP_MIN_ITERS, WARMUP_MIN_S = 3, 0.2
-
-
-def _warm(block: Callable[[int, int], Any]) -> float:
-    """Warm one side up (at least 3 iterations and 0.2 s); its typical iteration (median of the second half)."""
-    import time
-
-    times: list[float] = []
-    t0 = time.perf_counter()
-    while len(times) < WARMUP_MIN_ITERS or time.perf_counter() - t0 < WARMUP_MIN_S:
-        times += block(1, 0).samples
-    return median(times[len(times) // 2:])
-
 
 def _side(workload: Any, prep: Any, name: str) -> dict:
     """A side as the A/B analysis reads it."""
@@ -43,7 +28,7 @@ def compare(workload: Any, prep: Any, budget_s: float = DEFAULT_VS_EAGER_S,
     """Time the compiled model (candidate) against itself run eagerly (baseline); ``compile.vs_eager``."""
     from ..tracking.ab.alternate import alternate, block_plan
     from ..tracking.ab.analysis import analyze
-    from ..tracking.ab.blocks import timed_block
+    from ..tracking.ab.blocks import timed_block, warm_up
     from ..tracking.ab.state import AbConfig, Blocks
     from .compiled import eager
     from .measure import synchronizer
@@ -59,7 +44,7 @@ def compare(workload: Any, prep: Any, budget_s: float = DEFAULT_VS_EAGER_S,
 
     cfg = AbConfig(budget_s=budget_s, count=False)
     blocks = Blocks(phases=tuple(workload.phases), verdict_phase=workload.verdict_phase)
-    blocks.k, blocks.discard = block_plan(_warm(eager_block), _warm(compiled_block), cfg.block_s)
+    blocks.k, blocks.discard = block_plan(warm_up(eager_block), warm_up(compiled_block), cfg.block_s)
     blocks.elapsed_s = alternate(eager_block, compiled_block, blocks, cfg, progress=progress)
     return record(analyze(_side(workload, prep, "eager"), _side(workload, prep, "compiled"), blocks, cfg))
 

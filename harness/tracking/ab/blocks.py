@@ -53,6 +53,25 @@ def cpu_share(cpu_s: float, wall_s: float, threads: int) -> float | None:
     return cpu_s / (wall_s * threads)
 
 
+WARMUP_MIN_ITERS = 3
+WARMUP_MIN_S = 0.2
+
+
+def warm_up(block: Callable[[int, int], BlockTiming], min_iters: int = WARMUP_MIN_ITERS,
+            min_s: float = WARMUP_MIN_S) -> float:
+    """Run one-iteration blocks until ``min_iters`` and ``min_s`` are both reached (at most 10,000); the
+    typical iteration time (median of the second half)."""
+    from ...core.samples import median
+
+    times: list[float] = []
+    t0 = time.perf_counter()
+    while len(times) < min_iters or time.perf_counter() - t0 < min_s:
+        times += block(1, 0).samples
+        if len(times) > 10_000:
+            break
+    return median(times[len(times) // 2:])
+
+
 def _step(workload: Any, prep: Any, scope: Any) -> tuple[Callable[[Any], Any], Any]:
     """One iteration as ``fn(arg)``: a plain forward is ``call(model)`` itself (no scope, no wrapper:
     as fast as before workloads), any other workload ``iteration(prep, scope)``."""

@@ -21,19 +21,15 @@ threads, a model that leaves threads idle also lowers it.
 from __future__ import annotations
 
 import sys
-import time
 from typing import Any, Callable
 
-from ...core.samples import median
 from ...core.text import short_exc
 from ...errors import HarnessError, forward_error
-from .blocks import BlockTiming, cpu_seconds, cpu_share, timed_block
+from .blocks import WARMUP_MIN_ITERS, WARMUP_MIN_S, BlockTiming, cpu_seconds, cpu_share, timed_block, warm_up
 from .sides import SideSpec
 
 __all__ = ["BlockTiming", "Prepared", "count_side", "cpu_seconds", "cpu_share"]
 
-WARMUP_MIN_ITERS = 3
-WARMUP_MIN_S = 0.2
 
 
 def count_side(workload, prep) -> dict:
@@ -112,14 +108,8 @@ class Prepared:
         return timed_block(self.workload, self.prep, self._sync, k, discard, phased=len(self.phases) > 1)
 
     def warmup(self, min_iters: int = WARMUP_MIN_ITERS, min_s: float = WARMUP_MIN_S) -> float:
-        """Warm up; return the typical iteration time (median of the second half)."""
-        times: list[float] = []
-        t0 = time.perf_counter()
-        while len(times) < min_iters or time.perf_counter() - t0 < min_s:
-            times += self.block(1).samples
-            if len(times) > 10_000:
-                break
-        return median(times[len(times) // 2:])
+        """Warm up; return the typical iteration time (:func:`.blocks.warm_up`)."""
+        return warm_up(self.block, min_iters, min_s)
 
     def close(self) -> None:
         """The workload's teardown and the prepared model's restore (once)."""
