@@ -175,12 +175,13 @@ class _CompileScope:
 
 
 def warm(iteration: Callable[[Any], None], sync: Callable[[], None], settings: dict,
-         begun: tuple[dict, float] | None = None, label: Callable[[str, int], str] | None = None) -> dict:
+         begun: tuple[dict, float] | None, label: Callable[[str, int], str]) -> dict:
     """Run the first (compiling) iteration, then iterations until one compiles nothing; the record.
     ``iteration(scope)`` runs one iteration with a phase scope; ``begun`` (:func:`begin`, taken before the
-    workload's setup) makes that setup part of the cost; ``label(phase, index)`` names a phase occurrence."""
+    workload's setup) makes that setup part of the cost; ``label(phase, index)`` names a phase occurrence
+    (``Workload.occurrence``)."""
     start, t0 = begun or begin()
-    scope = _CompileScope(label or (lambda phase, index: f"{phase} {index + 1}"))
+    scope = _CompileScope(label)
     iteration(scope)
     sync()
     compile_s = time.perf_counter() - t0

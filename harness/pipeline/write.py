@@ -26,7 +26,7 @@ def tables(run, d: Path) -> None:
     if run.memory is not None:  # measured memory by category (harness.memory.measured)
         fsio.atomic_write_csv(d / "memory.csv", run.memory.table)
     fsio.atomic_write_json(d / "env.json", run.env)
-    if getattr(run, "findings", None) is not None:  # README "Findings"
+    if run.findings is not None:  # README "Findings"
         fsio.atomic_write_json(d / "findings.json", run.findings)
 
 
@@ -60,7 +60,7 @@ def tensorboard(run, rundir: fsio.RunDir, root: Path, step: int, images: dict) -
     s = run.summary
     safe = "".join(c if c.isalnum() or c in "-_=." else "_" for c in config_label(s["config_key"]))
     write_run_summaries(rundir.path, s, run.ops, run.modules, images, trend_dir=root / s["scenario"] / "trends" / safe,
-                        step=step, defer=rundir.defer, findings=getattr(run, "findings", None))
+                        step=step, defer=rundir.defer, findings=run.findings)
 
 
 def extras(run, rundir: fsio.RunDir, root: Path, step: int) -> None:
@@ -71,7 +71,7 @@ def extras(run, rundir: fsio.RunDir, root: Path, step: int) -> None:
     images = pictures(run, d)
     tensorboard(run, rundir, root, step, images)
     write_report(d / "report.html", run.summary, run.ops, run.modules, images, kernels=run.kernels,
-                 findings=getattr(run, "findings", None))
+                 findings=run.findings)
 
 
 def link_for_hta(run_dir: Path, trace_name: str | None, rank: int = 0) -> None:

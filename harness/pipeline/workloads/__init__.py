@@ -87,12 +87,10 @@ def figures(summary: dict) -> list[Figure]:
     cls = cls_for(summary.get("workload"))
     rows = cls.figures(summary) if cls is not None else []
     if summary.get("compile"):
-        from ..compiled import describe
+        from ..compiled import describe, describe_vs_eager
 
         rows.append(Figure("compiled", describe(summary["compile"]).removeprefix("compiled ")))
         if summary["compile"].get("vs_eager"):
-            from ..compiled import describe_vs_eager
-
             rows.append(Figure("vs eager", describe_vs_eager(summary["compile"]["vs_eager"])))
     return rows
 
