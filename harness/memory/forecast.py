@@ -141,13 +141,13 @@ def forecast_prepared(prep: Prepared, wl: Workload, target: str = "cpu") -> Memo
 def _tracked(prep: Prepared, wl: Workload, target: str) -> MemoryForecast:
     from ..core.dtypes import name_of
     from .attention import fused_attention
+    from .inputs import iteration_inputs
     from .tracker import StorageTracker
 
     optimizer = getattr(wl, "optimizer", None)
     tracker = StorageTracker(prep.model, granularity=CUDA_BLOCK_BYTES if target == "cuda" else 1,
                              grad_phase="forward" if wl.computes_gradients else None)
-    tracker.track_existing(prep.model, [prep.call.args, prep.call.kwargs, getattr(wl, "targets", None),
-                                        getattr(wl, "prompt", None)], optimizer)
+    tracker.track_existing(prep.model, iteration_inputs(wl, prep), optimizer)
     hook = prep.model.register_forward_hook(lambda m, a, out: tracker.mark(out, C.OUTPUTS))
     try:
         tracker.begin(wl.phases[0])

@@ -134,9 +134,9 @@ def _model_tensors(workload: Any, prep: Any, owners: dict[int, str]) -> Iterator
 
 def _inputs(workload: Any, prep: Any) -> list:
     from ..core.tensors import walk_tensors
+    from .inputs import iteration_inputs
 
-    extra = [getattr(workload, "targets", None), getattr(workload, "prompt", None)]
-    return list(walk_tensors([prep.call.tensors(), extra], modules=False))
+    return list(walk_tensors(iteration_inputs(workload, prep), modules=False))
 
 
 class Tracker:
