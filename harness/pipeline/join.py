@@ -409,11 +409,12 @@ def join(profile: Profile, counts: Any, *, peak_flop_per_s: float | None = None,
         return df.sort_values("self_time_s", ascending=False, kind="stable").reset_index(drop=True)
 
     coverage = _coverage(calls, counts, aligned, steps, op_time, total_time)
-    kernel_table, times, fusion = _kernel_table(kernels, calls, steps), None, None
-    if provenance is not None and provenance.graphs:
+    if provenance is not None and provenance.graphs:  # a compiled run: its kernels replace the device kernels
         kj = kernel_join(profile, counts, cevents, provenance, lambda df, t: _derive(df, "time_s", ceilings, t))
         kernel_table, times, fusion = kj.table, kj.module_times, kj.fusion
         coverage = {**coverage, **kj.coverage}
+    else:
+        kernel_table, times, fusion = _kernel_table(kernels, calls, steps), None, None
     return Joined(calls=calls, ops_by_shape=table(["name", "input_shapes"], profile.ops_by_shape_raw),
                   ops=table(["name"], profile.ops_raw),
                   modules=_modules(calls, counts, aligned, steps, profile.phases, ceilings, op_time, times),
