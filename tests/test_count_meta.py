@@ -273,3 +273,40 @@ def test_batch_one_causal_attention_layout_cpu_equals_meta():
     model = scenario.build(sc).eval()
     x = scenario.inputs(sc, 1, "cpu")
     assert_same_counts(count(model, x), count(model, x, device="meta"))
+
+
+# ------------------------------------------------------------------ the meta-result cache
+
+
+def test_meta_cache_hit_rebuilds_exactly_what_the_meta_kernel_returns():
+    """A non-contiguous, broadcasting mul (TensorIterator's stride rules in Python on meta): the second
+    call is a hit, a new tensor with the shape, strides and dtype the real meta kernel gives."""
+    from harness.count import meta_kernels as mk
+
+    aten = torch.ops.aten
+    x = torch.empty(2, 3, 4, device="meta").transpose(1, 2)  # (2, 4, 3), strides (12, 1, 4)
+    y = torch.empty(4, 1, device="meta")
+    truth = aten.mul.Tensor(x, y)
+    first = mk.cached_meta(aten.mul.Tensor, (x, y), {})
+    size = len(mk._CACHE)
+    second = mk.cached_meta(aten.mul.Tensor, (x, y), {})
+    assert len(mk._CACHE) == size and second is not first
+    for t in (first, second):
+        assert (t.shape, t.stride(), t.dtype) == (truth.shape, truth.stride(), truth.dtype)
+    assert truth.stride() == (12, 1, 4)  # the output follows the input's layout, not row-major (12, 3, 1)
+
+
+def test_meta_cache_keys_scalars_by_type_and_never_caches_real_outputs_or_aliases():
+    from harness.count import meta_kernels as mk
+
+    aten = torch.ops.aten
+    ints = torch.empty(5, dtype=torch.int64, device="meta")
+    assert mk.cached_meta(aten.mul.Scalar, (ints, 2), {}).dtype == torch.int64
+    assert mk.cached_meta(aten.mul.Scalar, (ints, 2.0), {}).dtype == torch.float32  # 2 == 2.0: another key
+    size = len(mk._CACHE)
+    real = mk.cached_meta(aten.arange.default, (4,), {"device": torch.device("cpu")})
+    assert real.tolist() == [0, 1, 2, 3] and len(mk._CACHE) == size  # a CPU output: its data matter
+    for op in (aten.transpose.int, aten.add_.Tensor, aten.native_dropout.default, aten.nonzero.default):
+        assert not mk.cacheable(op, composite=False), op
+    assert mk.cacheable(aten.pow.Tensor_Scalar, composite=False)
+    assert not mk.cacheable(aten.pow.Tensor_Scalar, composite=True)

@@ -292,3 +292,93 @@ for _name in ("add", "sub", "mul", "div"):
 for _name in ("add_", "sub_", "mul_", "div_"):
     _fast(_name, "Tensor", _same)
     _fast(_name, "Scalar", _same)
+
+
+# ------------------------------------------------------------------ the meta-result cache
+#
+# PyTorch's own meta kernels for element-wise ops, reductions and ``where`` are Python (type promotion,
+# TensorIterator's stride rules): 30-170 us a call, ten to a hundred times a CPU kernel on small tensors.
+# A meta kernel's result is a function of its inputs' metadata and its other arguments, so a count on
+# meta memoizes it (as FakeTensor's dispatch cache does): ``(op, every argument's key)`` -> the outputs'
+# shape, strides and dtype, rebuilt with ``empty_strided``. Only ops that return fresh tensors (no alias,
+# no mutation, no data-dependent shape, no random state) whose inputs and outputs are all meta tensors.
+
+_NOT_CACHEABLE_TAGS = tuple(getattr(torch.Tag, t) for t in ("dynamic_output_shape", "data_dependent_output",
+                                                           "nondeterministic_seeded") if hasattr(torch.Tag, t))
+_SCALARS = (int, float, bool, str, type(None), torch.dtype, torch.device, torch.layout, torch.memory_format)
+#: entries kept before the cache starts over (a count of the largest model here adds a few hundred)
+CACHE_LIMIT = 8192
+_CACHE: dict = {}
+
+
+class _Uncacheable(Exception):
+    """An argument or output the cache cannot key or rebuild."""
+
+
+def cacheable(func, composite: bool) -> bool:
+    """Whether ``func`` returns fresh tensors whose metadata its arguments' metadata decide. Not a
+    composite op (``CompositeImplicitAutograd``): its Python-level choices may read global flags
+    (``scaled_dot_product_attention`` picks a backend)."""
+    if composite:
+        return False
+    schema = func._schema
+    if schema.is_mutable or any(r.alias_info is not None for r in schema.returns):
+        return False
+    return not any(tag in func.tags for tag in _NOT_CACHEABLE_TAGS)
+
+
+def _arg_key(v):
+    """A hashable key of one argument: a meta tensor's shape, strides and dtype; a scalar with its type
+    (``2`` and ``2.0`` promote differently); lists and tuples element by element."""
+    if isinstance(v, torch.Tensor):
+        if v.device.type != "meta" or v.is_nested or v.layout != torch.strided:
+            raise _Uncacheable
+        return (tuple(v.shape), v.stride(), v.dtype)
+    if isinstance(v, (list, tuple)):
+        return (type(v),) + tuple(_arg_key(x) for x in v)
+    if isinstance(v, _SCALARS):
+        return (type(v), v)
+    raise _Uncacheable
+
+
+def _out_meta(res):
+    """The outputs' metadata: ``(shape, stride, dtype)`` of a meta tensor, tuples and lists of them."""
+    if isinstance(res, torch.Tensor):
+        if res.device.type != "meta" or res.is_nested or res.layout != torch.strided:
+            raise _Uncacheable
+        return (tuple(res.shape), res.stride(), res.dtype)
+    if isinstance(res, (list, tuple)) and type(res) in (list, tuple):
+        return [type(res)] + [_out_meta(r) for r in res]
+    raise _Uncacheable
+
+
+def _rebuild(meta):
+    if type(meta) is tuple:
+        shape, stride, dtype = meta
+        return torch.empty_strided(shape, stride, dtype=dtype, device="meta")
+    kind = meta[0]
+    return kind(_rebuild(m) for m in meta[1:])
+
+
+_default_dtype = torch.get_default_dtype
+
+
+def cached_meta(func, args, kwargs):
+    """``func(*args, **kwargs)`` on meta tensors through the cache (``func`` must be :func:`cacheable`);
+    the key holds the default dtype too (factories without a dtype use it)."""
+    try:
+        key = (func, _arg_key(args), tuple((k, _arg_key(v)) for k, v in kwargs.items()), _default_dtype())
+    except _Uncacheable:
+        return func(*args, **kwargs)
+    hit = _CACHE.get(key)
+    if hit is not None:
+        return _rebuild(hit)
+    res = func(*args, **kwargs)
+    try:
+        meta = _out_meta(res)
+    except _Uncacheable:
+        return res
+    if len(_CACHE) >= CACHE_LIMIT:
+        _CACHE.clear()
+    _CACHE[key] = meta
+    return res

@@ -24,7 +24,7 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from ..core.text import short_exc
-from .meta_kernels import FAST_META
+from .meta_kernels import FAST_META, cacheable, cached_meta
 from .registry import PartialCount, Tensor, formula_of
 from .registry import nbytes as _nbytes
 
@@ -62,7 +62,8 @@ class OpInfo:
     """Per-OpOverload facts computed once: profiler name, argument spec, composite-ness, formula,
     whether the mode ignores it, its fast meta kernel, and whether it is decomposed under the mode."""
 
-    __slots__ = ("func", "name", "spec", "npos", "out_at", "composite", "formula", "ignored", "fast_meta", "decompose")
+    __slots__ = ("func", "name", "spec", "npos", "out_at", "composite", "formula", "ignored", "fast_meta", "decompose",
+                 "cacheable")
 
     def __init__(self, func):
         schema = func._schema
@@ -79,6 +80,7 @@ class OpInfo:
         self.ignored = func in _IGNORED
         self.fast_meta = FAST_META.get(func)
         self.decompose = self.formula is None and self.composite
+        self.cacheable = cacheable(func, self.composite)
 
 
 #: id(OpOverload) -> OpInfo (an OpOverload hashes in Python; its id is a C-level hash); the entry holds the op
@@ -222,12 +224,15 @@ def _first_on_meta(args) -> bool:
 
 
 def _run_fast_meta(info: OpInfo, args, kwargs):
-    """The op's fast meta kernel when it has one and its first tensor is on meta, else the op."""
+    """The op's fast meta kernel when it has one and its first tensor is on meta, else the op: through the
+    meta-result cache (:func:`harness.count.meta_kernels.cached_meta`) when its results are fresh tensors."""
     fm = info.fast_meta
     if fm is not None and _first_on_meta(args):
         res = fm(*args, **kwargs)
         if res is not NotImplemented:
             return res
+    if info.cacheable:
+        return cached_meta(info.func, args, kwargs)
     return info.func(*args, **kwargs)
 
 
