@@ -6,7 +6,8 @@ measured (shufflenet_v2_x1_0: 3 % predicted, 43 % measured; tiny_llama's decode 
 compiled graph keeps only two kinds of work, so the model predicts the compiled iteration and
 subtracts it from the un-profiled latency p50 ``L``::
 
-    compiled = sum over extern ops of their eager time      (convolutions and matmuls stay library calls;
+    compiled = sum over extern ops of their eager time      (convolutions, matmuls and fused kernels with
+                                                             multiply-adds stay library calls;
                                                              each call's profiled time less the profiler's
                                                              per-call cost p; on CPU a conv2d at its
                                                              channels_last time: Inductor lays convolutions
@@ -68,12 +69,19 @@ def generated_rate(ctx: Context) -> tuple[float | None, str]:
     return ctx.bandwidth(0)
 
 
+def _extern(ops):
+    """The rows that stay library calls when compiled: convolutions, matmuls, and every op with multiply-adds
+    (fused kernels such as ``_native_multi_head_attention``: Inductor keeps their matmuls as extern calls)."""
+    macs = ops["macs"].fillna(0) if "macs" in ops else 0
+    return (ops["name"].map(lambda n: op_class(str(n)) != "other")) | (macs > 0)
+
+
 def extern_rows(ctx: Context, p: float) -> list[dict]:
-    """Convolutions and matmuls per op name: eager time less the profiler's cost; conv2d at its measured
-    channels_last time on CPU (the shapes :mod:`.layout` timed)."""
+    """Convolutions, matmuls and other ops with multiply-adds per op name: eager time less the profiler's
+    cost; conv2d at its measured channels_last time on CPU (the shapes :mod:`.layout` timed)."""
     out = []
     ops = _ops(ctx)
-    for name, g in ops[ops["name"].map(lambda n: op_class(str(n)) != "other")].groupby("name", sort=False):
+    for name, g in ops[_extern(ops)].groupby("name", sort=False):
         n, t = float(g["dispatch_calls"].sum()), float(g["self_time_s"].sum())
         eager = max(t - n * p, 0.0)
         after, how = eager, "library call, as eager (less the profiler's cost per call)"
@@ -102,7 +110,7 @@ def generated_row(ctx: Context) -> dict:
     """Every other op with bytes: eager time and bytes; compiled, its bytes less fusion's removed intermediates
     at the generated rate."""
     ops = _ops(ctx)
-    mine = ops[ops["name"].map(lambda n: op_class(str(n)) == "other")]
+    mine = ops[~_extern(ops)]
     nbytes = float(mine["bytes"].sum())
     removed = 0.0
     if len(ctx.events):
