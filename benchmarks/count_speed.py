@@ -4,6 +4,8 @@ For each model (default: torchvision resnet50 and vgg16, batch 1, fp32, 224x224,
 this times, interleaved round by round in one process:
 
 * ``forward``      one eager forward pass under ``torch.inference_mode()`` (the unit);
+* ``empty TorchDispatchMode (floor)``  the same forward under a dispatch mode that only runs each op:
+                   the least any counter built on a ``TorchDispatchMode`` can cost;
 * ``count``        ``harness.count.count(model, x)`` (runs the forward, counts it);
 * ``count meta``   ``count(model, x, device="meta")`` (copies the structure to meta, no math);
 * ``count + every table read``, ``count meta + every table read``: the same, then every table
@@ -52,6 +54,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import torch  # noqa: E402
+from torch.utils._python_dispatch import TorchDispatchMode  # noqa: E402
 from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
 
 from harness.core.calls import Call, split_inputs  # noqa: E402
@@ -131,6 +134,13 @@ def interleaved(methods: dict[str, Callable[[], Any]], rounds: int, min_ms: floa
     return times
 
 
+class _EmptyMode(TorchDispatchMode):
+    """Every op handed to Python and run, nothing recorded: the least any dispatch-mode counter costs."""
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        return func(*args, **(kwargs or {}))
+
+
 def bench(label: str, model: torch.nn.Module, inputs: Any, rounds: int, min_ms: float, fcm: bool) -> dict:
     """Median seconds and ratios to the forward of forward, count, count meta (and FlopCounterMode)."""
     call = split_inputs(inputs)
@@ -147,7 +157,11 @@ def bench(label: str, model: torch.nn.Module, inputs: Any, rounds: int, min_ms: 
         with torch.no_grad(), FlopCounterMode(display=False):
             call(model)
 
-    methods = {"forward": forward, "count": lambda: count(model, inputs),
+    def empty_mode():
+        with torch.inference_mode(), _EmptyMode():
+            call(model)
+
+    methods = {"forward": forward, "empty TorchDispatchMode (floor)": empty_mode, "count": lambda: count(model, inputs),
                "count meta": lambda: count(model, inputs, device="meta"),
                "count + every table read": lambda: read_tables(count(model, inputs)),
                "count meta + every table read": lambda: read_tables(count(model, inputs, device="meta"))}
