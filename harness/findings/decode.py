@@ -128,13 +128,15 @@ def parts(ctx: Context, dec: dict) -> tuple[list[dict], float]:
     return rows, scale
 
 
-def _title(mbu: float, rows: list[dict]) -> str:
+def _title(mbu: float, rows: list[dict], calibrated: bool) -> str:
     """``decode at 3.1% of bandwidth: 62.0% of a step is Python and dispatch between ops`` — the largest of
-    floor, beyond and dispatch + between."""
+    floor, beyond and dispatch + between; ``at most 3.1%`` against an uncalibrated bandwidth (a run's fastest
+    op or kernel: a lower bound of the bandwidth)."""
     floor, beyond, dispatch, between = (r["step_share"] for r in rows)
     largest = max((dispatch + between, "Python and dispatch between ops"),
                   (beyond, "kernels slower than their roofline"), (floor, "the bandwidth floor"))
-    return f"decode at {percent(mbu)} of bandwidth: {percent(largest[0])} of a step is {largest[1]}"
+    at = percent(mbu) if calibrated else f"at most {percent(mbu)}"
+    return f"decode at {at} of bandwidth: {percent(largest[0])} of a step is {largest[1]}"
 
 
 def _arithmetic(ctx: Context, dec: dict, mbu: float, rows: list[dict], scale: float) -> str:
@@ -159,8 +161,10 @@ def _arithmetic(ctx: Context, dec: dict, mbu: float, rows: list[dict], scale: fl
 
 
 def find(ctx: Context) -> list[Finding]:
+    """``decode:mbu`` when MBU = bytes_per_step / step p50 / bandwidth < MAX_MBU and the predicted
+    ``new_tokens x (dispatch + between) / L`` is at least MIN_SAVED_SHARE; else nothing."""
     dec = _decode(ctx)
-    bw, _ = bandwidth(ctx, float(dec["bytes_per_step"])) if dec else (None, "")
+    bw, source = bandwidth(ctx, float(dec["bytes_per_step"])) if dec else (None, "")
     if dec is None or not bw:
         return []
     mbu = float(dec["bytes_per_step"]) / dec["step_s"] / bw
@@ -173,8 +177,8 @@ def find(ctx: Context) -> list[Finding]:
     _, profiled = decode_ops(ctx)
     graphs = "CUDA graphs: --compile reduce-overhead" if ctx.summary.get("compile") else "torch.compile / CUDA graphs"
     return [Finding(
-        id="decode:mbu", family="decode", title=_title(mbu, rows), phase="decode", evidence=rows,
-        evidence_columns=COLUMNS, time_s=profiled, time_share=profiled / ctx.profiled_s if ctx.profiled_s else 0.0,
+        id="decode:mbu", family="decode", title=_title(mbu, rows, "not calibrated" not in source), phase="decode",
+        evidence=rows, evidence_columns=COLUMNS, time_s=profiled, time_share=profiled / ctx.profiled_s if ctx.profiled_s else 0.0,
         saved_share=share, saved_s=n * saved_step, arithmetic=_arithmetic(ctx, dec, mbu, rows, scale),
         change=(f"fewer, larger ops in the decode loop ({graphs}, or a fused decode kernel); the kernels' own gap "
                 f"to bandwidth needs larger batches (more sequences per step)"),
