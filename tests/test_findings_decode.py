@@ -64,8 +64,8 @@ def test_step_split_into_floor_kernels_dispatch_and_python(pk, source):
     assert [r["step_share"] for r in f.evidence] == pytest.approx([0.2, 0.3, 0.1, 0.4])
     assert floor["iteration_s"] == pytest.approx(STEPS * 400e-6)
     # against the fastest op's rate (a lower bound of the bandwidth) the MBU is an upper bound
-    at = "20.0%" if pk else "at most 20.0%"
-    assert f.title == f"decode at {at} of bandwidth: 50.0% of a step is Python and dispatch between ops"
+    at = "at 20.0%" if pk else "at most 20.0%"
+    assert f.title == f"decode {at} of bandwidth: 50.0% of a step is Python and dispatch between ops"
     # saved: 4 steps x (200 + 800) us = 4 ms of the generation's 10 ms; the bound 4 x (2 ms - 400 us) = 64 %
     assert f.saved_s == pytest.approx(4e-3) and f.saved_share == pytest.approx(0.4)
     assert "4 x 1.6 ms = 6.4 ms = 64.0%" in f.arithmetic

@@ -135,8 +135,8 @@ def _title(mbu: float, rows: list[dict], calibrated: bool) -> str:
     floor, beyond, dispatch, between = (r["step_share"] for r in rows)
     largest = max((dispatch + between, "Python and dispatch between ops"),
                   (beyond, "kernels slower than their roofline"), (floor, "the bandwidth floor"))
-    at = percent(mbu) if calibrated else f"at most {percent(mbu)}"
-    return f"decode at {at} of bandwidth: {percent(largest[0])} of a step is {largest[1]}"
+    at = f"at {percent(mbu)}" if calibrated else f"at most {percent(mbu)}"
+    return f"decode {at} of bandwidth: {percent(largest[0])} of a step is {largest[1]}"
 
 
 def _arithmetic(ctx: Context, dec: dict, mbu: float, rows: list[dict], scale: float) -> str:
@@ -160,6 +160,14 @@ def _arithmetic(ctx: Context, dec: dict, mbu: float, rows: list[dict], scale: fl
         f"needs more sequences per step.")
 
 
+def _how(ctx: Context) -> str:
+    """What fewer, larger decode ops are, for this run: compile it; compiled, on a GPU CUDA graphs."""
+    cuda = str(ctx.summary.get("device") or "cpu").startswith("cuda")
+    if ctx.summary.get("compile"):
+        return "CUDA graphs: --compile reduce-overhead" if cuda else "fewer graph breaks and kernels per step"
+    return "torch.compile / CUDA graphs" if cuda else "torch.compile"
+
+
 def find(ctx: Context) -> list[Finding]:
     """``decode:mbu`` when MBU = bytes_per_step / step p50 / bandwidth < MAX_MBU and the predicted
     ``new_tokens x (dispatch + between) / L`` is at least MIN_SAVED_SHARE; else nothing."""
@@ -175,7 +183,7 @@ def find(ctx: Context) -> list[Finding]:
     if mbu >= MAX_MBU or share < MIN_SAVED_SHARE:
         return []
     _, profiled = decode_ops(ctx)
-    graphs = "CUDA graphs: --compile reduce-overhead" if ctx.summary.get("compile") else "torch.compile / CUDA graphs"
+    graphs = _how(ctx)
     return [Finding(
         id="decode:mbu", family="decode", title=_title(mbu, rows, "not calibrated" not in source), phase="decode",
         evidence=rows, evidence_columns=COLUMNS, time_s=profiled, time_share=profiled / ctx.profiled_s if ctx.profiled_s else 0.0,
