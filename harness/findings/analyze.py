@@ -6,11 +6,11 @@ from __future__ import annotations
 import shlex
 from typing import Any
 
-from . import channels, compiled, dtype, elementwise, fragments, layout, underfilled
+from . import channels, compiled, decode, dtype, elementwise, fragments, layout, underfilled
 from .context import Context
 from .model import Finding, ranked
 
-FAMILY_MODULES = (compiled, elementwise, fragments, channels, dtype, layout, underfilled)
+FAMILY_MODULES = (compiled, elementwise, fragments, channels, dtype, layout, underfilled, decode)
 
 
 def find(ctx: Context) -> list[Finding]:
@@ -42,7 +42,8 @@ def context_of(run: Any, spec: Any = None) -> Context:
                    events=events if events is not None else pd.DataFrame(), peak=run.peak,
                    alternates=_alternates(run), overhead_s=dispatch_overhead_s(device, grad=s.get("workload") == "train"),
                    ab_base=ab_base(spec, s) if spec is not None else None,
-                   layout_times=_layout_times(s, events, channels_last), **_batch_times(s, events))
+                   layout_times=_layout_times(s, events, channels_last), **_batch_times(s, events),
+                   kernels=run.kernels if s.get("compile") and run.kernels is not None else pd.DataFrame())
 
 
 def _batch_times(s: dict, events: Any) -> dict:

@@ -33,7 +33,9 @@ class Context:
     per finding), None when the run cannot be replayed by name; ``layout_times``: conv2d/pooling shapes timed in
     both layouts (:func:`harness.findings.layout.measure`: ``{key_of(event): (contiguous s, channels_last
     s, args)}``), empty when not measured; ``batch_times``: conv2d/linear shapes timed at the run's batch and
-    ``batch_factor`` times it (:func:`harness.findings.underfilled.measure`: ``{op + shapes: (s, s)}``).
+    ``batch_factor`` times it (:func:`harness.findings.underfilled.measure`: ``{op + shapes: (s, s)}``);
+    ``kernels``: a compiled run's kernel table (kernels.csv of :mod:`harness.pipeline.kernel_join`: ``kernel,
+    kind, phase, calls, time_s, bytes, achieved_bytes_per_s`` per iteration), empty otherwise.
     """
 
     summary: dict
@@ -48,6 +50,7 @@ class Context:
     layout_times: dict = field(default_factory=dict)
     batch_times: dict = field(default_factory=dict)
     batch_factor: int = 1
+    kernels: pd.DataFrame = field(default_factory=pd.DataFrame)
 
     def __post_init__(self) -> None:
         self._times: dict | None = None
