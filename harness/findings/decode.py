@@ -158,8 +158,10 @@ def _arithmetic(ctx: Context, dec: dict, mbu: float, rows: list[dict], scale: fl
         f". Bound: {n} steps x (p50 - floor) = {n} x {seconds(T - floor)} = {seconds(n * (T - floor))} = "
         f"{percent(n * (T - floor) / L)} of the generation's p50 {seconds(L)}. Dispatch and Python between ops "
         f"({seconds(saved)} a step) are what fewer, larger ops remove: the compiled and fragments findings' share, "
-        f"not counted here. Predicted (the kernels at their roofline): {n} x {seconds(beyond)} = "
-        f"{seconds(n * beyond)} = {percent(n * beyond / L)} of the generation ({percent(beyond / T)} of a step).")
+        f"not counted here. Predicted, a bound (the kernels at their roofline): {n} x {seconds(beyond)} = "
+        f"{seconds(n * beyond)} = {percent(n * beyond / L)} of the generation ({percent(beyond / T)} of a step); "
+        f"an eager op's time holds its own dispatch and, for a composite op (rms_norm: five kernels), its "
+        f"kernels' dispatch, part of which compiling also removes.")
 
 
 def _how(ctx: Context) -> str:
