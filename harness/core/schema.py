@@ -211,6 +211,7 @@ class Summary(TypedDict, total=False):
     kv_cache_bytes: int | None
     # train (README "Training step")
     optimizer: str
+    optimizer_impl: str           # --optimizer-impl: default, for_loop, foreach or fused
     step_s: LatencyStats
     model_flops: int
     hardware_flops: int
