@@ -212,6 +212,7 @@ class Summary(TypedDict, total=False):
     # train (README "Training step")
     optimizer: str
     optimizer_impl: str           # --optimizer-impl: default, for_loop, foreach or fused
+    optimizer_param_groups: int   # the optimizer's param groups (a fused step runs one kernel per group)
     step_s: LatencyStats
     model_flops: int
     hardware_flops: int

@@ -213,6 +213,7 @@ class Train(Workload):
         samples_per_s = parts.prep.batch_size / p50 if p50 else None
         out = {
             "optimizer": self.optimizer_name, "optimizer_impl": self.optimizer_impl,
+            "optimizer_param_groups": len(self.optimizer.param_groups) if self.optimizer is not None else 0,
             **({"optimizer_step": "compiled"} if self.step_fn else {}),
             "step_s": step, **work,
             "mfu": _ratio(work["model_flops"], p50, peak), "hfu": _ratio(work["hardware_flops"], p50, peak),
