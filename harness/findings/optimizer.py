@@ -117,7 +117,7 @@ def _finding(ctx: Context, mine: list[dict], v: dict) -> Finding:
     arithmetic = (
         f"the optimizer phase ({v['name']}, {ctx.summary.get('optimizer_impl') or 'default'} implementation) takes "
         f"{seconds(v['t_opt'])} un-profiled ({seconds(v['profiled'])} profiled in {sum(x['calls'] for x in mine)} calls "
-        f"of {len(mine)} ops moving {si(counted, 'B')}) for n = {si(n, '')} parameters of P = {si(v['P'], 'B')}. "
+        f"of {len({x['op'] for x in mine})} ops moving {si(counted, 'B')}) for n = {si(n, '')} parameters of P = {si(v['P'], 'B')}. "
         f"Fused, it reads parameters, gradients and state and writes parameters and state once: B = 3 x P + 2 x S "
         f"= 3 x {si(v['P'], 'B')} + 2 x {si(v['S'], 'B')} = {si(v['B'], 'B')} ({v['B'] / v['P'] if v['P'] else 0:.1f} x P); "
         f"at r = {v['r_text']} that is {seconds(v['B'] / v['r'])}, plus {v['k']} fused calls x {seconds(v['o'])} "
