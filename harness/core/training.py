@@ -62,9 +62,10 @@ def make_optimizer(name: str, params: list, *, impl: str = "default") -> torch.o
         raise HarnessError(f"unknown --optimizer-impl '{impl}'; use one of {', '.join(OPTIMIZER_IMPLS)}")
     if name == "none" or not params:
         return None
+    foreach, fused = _IMPL_KWARGS[impl].get("foreach"), _IMPL_KWARGS[impl].get("fused")  # None: torch's choice
     if name == "sgd":
-        return torch.optim.SGD(params, lr=1e-2, momentum=0.9, **_IMPL_KWARGS[impl])
-    return torch.optim.AdamW(params, lr=1e-4, **_IMPL_KWARGS[impl])
+        return torch.optim.SGD(params, lr=1e-2, momentum=0.9, foreach=foreach, fused=fused)
+    return torch.optim.AdamW(params, lr=1e-4, foreach=foreach, fused=fused)
 
 
 def with_impl(optimizer: Any, impl: str) -> Any:
