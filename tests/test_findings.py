@@ -364,3 +364,129 @@ def test_underfilled_batch_predicts_throughput_from_measured_increments():
     # verified per sample: an A/B's iteration ratio divided by the batch factor
     assert batch_factor("batch_size=8", 1) == 8 and batch_factor("compile", 1) == 1
     assert batch_factor("bs=16", 4) == 4
+
+
+def optimizer_context(ops: list[tuple[str, int, float, float]], **summary) -> Context:
+    """A train run's optimizer phase by hand: ``(op, calls, bytes, profiled s)`` rows; n = 1,000,000 fp32
+    parameters (P = 4,000,000 B) with AdamW's two moments (S = 8,000,000 B); the optimizer phase's
+    un-profiled p50 3 ms of a 10 ms step (12 ms profiled); dispatch overhead 1 us."""
+    rows = pd.DataFrame([{"name": n, "phase": "optimizer", "kind": "op", "dispatch_calls": c, "calls": c, "bytes": b,
+                          "self_time_s": t} for n, c, b, t in ops])
+    s = {"workload": "train", "optimizer": "adamw", "optimizer_impl": "default", "optimizer_param_groups": 1,
+         "trainable_params": 1_000_000, "dtype": "float32", "latency_s": {"p50": 10e-3},
+         "profiled": {"time_per_iteration_s": 12e-3}, "phases": {"optimizer": {"time_s_p50": 3e-3}},
+         "memory": {"gradients_bytes": 4_000_000, "optimizer_state_bytes": 8_000_000}, **summary}
+    return Context(summary=s, ops=rows, ops_by_shape=rows, modules=pd.DataFrame(), overhead_s=1e-6,
+                   ab_base="ab t t:{side}")
+
+
+# the single-tensor loop, 10 parameters: two large ops a parameter, and the step counters' tiny add_
+LOOP = [("aten::lerp_", 10, 12_000_000, 1e-3), ("aten::addcdiv_", 10, 16_000_000, 1e-3), ("aten::add_", 10, 80, 50e-6)]
+
+
+def test_optimizer_fused_predicts_seven_parameter_bytes_at_the_phases_own_rate():
+    from harness.findings import optimizer
+
+    (f,) = optimizer.find(optimizer_context(LOOP))
+    assert f.id == "optimizer:fused" and f.family == "optimizer" and f.phase == "optimizer"
+    # fused bytes B = 3 x P + 2 x S = 3 x 4e6 + 2 x 8e6 = 28e6 = (4 + 3) x P
+    assert optimizer.fused_bytes(optimizer_context(LOOP)) == (28_000_000, 4_000_000, 8_000_000)
+    assert 3 * 4_000_000 + 2 * 8_000_000 == 7 * 4_000_000
+    # r: the ops of >= 64 KiB a call (lerp_ 1.2 MB, addcdiv_ 1.6 MB; add_ 8 B left out):
+    # (12e6 + 16e6) B / (1 ms + 1 ms) = 14 GB/s
+    r = (12e6 + 16e6) / 2e-3
+    # fused = 28e6 / 14e9 = 2 ms, + 2 calls (the kernel, the step counters' _foreach_add_) x 1 us = 2.002 ms
+    fused = 28e6 / r + 2 * 1e-6
+    assert fused == pytest.approx(2.002e-3)
+    pred = f.evidence[-1]
+    assert pred["op"] == "fused (predicted)" and pred["calls"] == 2 and pred["time_s"] == pytest.approx(fused)
+    # saved = the phase's un-profiled 3 ms - 2.002 ms = 0.998 ms of the 10 ms step p50
+    assert f.saved_s == pytest.approx(3e-3 - fused) and f.saved_share == pytest.approx(0.0998)
+    assert f.time_s == pytest.approx(2.05e-3) and f.time_share == pytest.approx(2.05e-3 / 12e-3)
+    assert f.ab_side == "optimizer_impl=fused" and f.ab == "ab t t:optimizer_impl=fused" and f.verifiable
+    assert "B = 3 x P + 2 x S = 3 x 4.00 MB + 2 x 8.00 MB = 28.0 MB (7.0 x P); at r = 14.0 GB/s" in f.arithmetic
+    # SGD with momentum (S = P): B = 3 x 4e6 + 2 x 4e6 = 20e6 = 5 x P, one fused call
+    sgd = optimizer_context(LOOP, optimizer="sgd", memory={"gradients_bytes": 4_000_000, "optimizer_state_bytes": 4_000_000})
+    (g,) = optimizer.find(sgd)
+    assert g.saved_s == pytest.approx(3e-3 - (20e6 / r + 1e-6))
+    # fused already, compiled, or an optimizer without a fused kernel: nothing
+    assert optimizer.find(optimizer_context(LOOP + [("aten::_fused_adamw_", 1, 28_000_000, 1e-3)])) == []
+    assert optimizer.find(optimizer_context(LOOP, optimizer_step="compiled")) == []
+    assert optimizer.find(optimizer_context(LOOP, optimizer="rmsprop")) == []
+    assert optimizer.find(optimizer_context(LOOP, workload="forward")) == []
+
+
+def test_fused_optimizer_and_compiled_step_are_different_changes():
+    opt = Finding(id="optimizer:fused", family="optimizer", title="", phase="optimizer", saved_share=0.3,
+                  ab_side="optimizer_impl=fused")
+    g4 = Finding(id="elementwise:optimizer", family="elementwise", title="", phase="optimizer", saved_share=0.2,
+                 ab_side="compile,optimizer_step=compiled")
+    g3 = Finding(id="fragments:optimizer", family="fragments", title="", phase="optimizer", saved_share=0.05,
+                 ab_side="compile,optimizer_step=compiled")
+    got = changes({"findings": [f.to_dict() for f in ranked([opt, g4, g3])]}, 3)
+    assert [(g["side"], g["ids"]) for g in got] == [
+        ("optimizer_impl=fused", ["optimizer:fused"]),
+        ("compile,optimizer_step=compiled", ["elementwise:optimizer", "fragments:optimizer"])]
+    assert got[0]["predicted_ratio"] == pytest.approx(0.7) and got[1]["predicted_ratio"] == pytest.approx(0.75)
+
+
+CHECKPOINTED = '''
+import torch
+from torch import nn
+from torch.utils.checkpoint import checkpoint
+
+batch_size = 64
+workload = "train"
+D, H = 256, 512
+
+
+class Net(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.inp = nn.Linear(D, D)
+        self.block = nn.Sequential(nn.Linear(D, H), nn.Tanh(), nn.Linear(H, D), nn.Tanh())
+
+    def forward(self, x):
+        return checkpoint(self.block, self.inp(x), use_reentrant=False)
+
+
+def build_model():
+    torch.manual_seed(0)
+    return Net()
+
+
+def make_inputs(batch_size, device):
+    return torch.randn(batch_size, D, device=device)
+'''
+
+
+def test_train_run_finds_the_unfused_optimizer_and_the_recomputation(tmp_path):
+    scen = write_scenario(tmp_path, "checkpointed", CHECKPOINTED)
+    r = harness.run_scenario(str(scen), warmup=1, iters=3, logdir=tmp_path / "logs", threads=1)
+    assert r.summary["optimizer"] == "adamw" and r.summary["optimizer_impl"] == "default"
+    doc = json.loads((r.path / "findings.json").read_text())
+    found = {f["id"]: f for f in doc["findings"]}
+    opt = found["optimizer:fused"]
+    assert opt["ab_side"] == "optimizer_impl=fused" and opt["verifiable"] and opt["saved_share"] > 0
+    assert opt["ab"].endswith("checkpointed.py:optimizer_impl=fused --batch-size 64 --dtype float32 --device cpu --threads 1")
+    # the last tanh's output is saved for its own backward, so the whole block re-runs in backward:
+    # its two linears, B x D x H and B x H x D multiply-adds
+    B, D, H = 64, 256, 512
+    rec = found["recompute:backward"]
+    assert sum(row["flops"] for row in rec["evidence"]) == 2 * (B * D * H + B * H * D) == 33_554_432
+    # other FLOPs: the biases' adds (B x H, B x D) and the two tanh (B x H, B x D), as the block's forward
+    ev = r.counts.events
+    fwd = ev[(ev.phase == "forward") & ev.module.str.startswith("block.")]
+    assert sum(row["other_flops"] for row in rec["evidence"]) == int(fwd.other_flops.sum()) == 2 * (B * H + B * D)
+    assert rec["needs_code_change"] and rec["ab_side"] is None and not rec["verifiable"]
+    assert rec["change"].startswith("checkpoint fewer blocks") and "harness plan" in rec["change"]
+    assert 0 < rec["saved_share"] < 1 and rec["saved_share"] == pytest.approx(rec["time_share"])
+
+
+def test_no_recomputation_no_finding():
+    from harness.findings import recompute
+
+    m = torch.nn.Sequential(torch.nn.Linear(64, 64), torch.nn.Tanh())
+    r = harness.profile(m, torch.randn(8, 64), workload="train", warmup=0, iters=2)
+    _, ctx = harness.findings.analyze.for_run(r)
+    assert not ctx.events["recomputed"].any() and recompute.find(ctx) == []

@@ -152,3 +152,82 @@ def test_optimizer_none_and_bad_values():
     assert r.summary["flops"] == 2 * (8 * 16 * 32 + 8 * 32 * 4) + 2 * (8 * 16 * 32 + 2 * 8 * 32 * 4)
     with pytest.raises(harness.errors.HarnessError, match="--optimizer"):
         harness.profile(m, torch.randn(8, 16), workload="train", workload_options={"optimizer": "lamb"})
+
+
+LINEARS = '''
+import torch
+from torch import nn
+
+batch_size = 8
+workload = "train"
+
+
+def build_model():
+    torch.manual_seed(0)
+    return nn.Sequential(*[nn.Linear(256, 256) for _ in range(8)])
+
+
+def make_inputs(batch_size, device):
+    return torch.randn(batch_size, 256, device=device)
+'''
+# 8 Linear(256, 256): 8 x (256 x 256 + 256) = 526,336 parameters in 16 tensors
+LINEARS_N, LINEARS_TENSORS = 8 * (256 * 256 + 256), 16
+
+
+def test_cli_optimizer_impl_fused(tmp_path):
+    from conftest import run_cli, write_scenario
+
+    scen = write_scenario(tmp_path, "linears", LINEARS)
+    out = run_cli("run", str(scen), "--optimizer-impl", "fused", "--warmup", "1", "--iters", "2", "--threads", "1",
+                  "--logdir", str(tmp_path / "logs"), "--top", "0")
+    assert out.returncode == 0, out.stderr[-2000:]
+    (rundir,) = (tmp_path / "logs" / "linears").glob("2*")
+    s = json.loads((rundir / "summary.json").read_text())
+    assert s["optimizer"] == "adamw" and s["optimizer_impl"] == "fused" and s["optimizer_param_groups"] == 1
+    assert s["config_key"].endswith("|workload=train|optimizer=adamw|optimizer_impl=fused")
+    # AdamW with weight decay, fused: 14 other FLOPs a parameter in _fused_adamw_ (13 + decoupled decay),
+    # plus the step counters' _foreach_add_, one a tensor
+    ops = pd.read_csv(rundir / "ops.csv")
+    opt = ops[ops.phase == "optimizer"].set_index("name")
+    assert opt.loc["aten::_fused_adamw_", "other_flops"] == 14 * LINEARS_N == 7_368_704
+    assert s["phases"]["optimizer"]["other_flops"] == 14 * LINEARS_N + LINEARS_TENSORS
+    # bytes: parameters, gradients, two moments read; parameters and two moments written: (4 + 3) x 4 B a
+    # parameter, and the 16 fp32 step counters read (4 B each)
+    assert opt.loc["aten::_fused_adamw_", "bytes"] == (4 + 3) * 4 * LINEARS_N + 4 * LINEARS_TENSORS
+    doc = json.loads((rundir / "findings.json").read_text())
+    assert "optimizer:fused" not in {f["id"] for f in doc["findings"]}  # fused already
+
+
+def test_each_optimizer_impl_counts_the_same_other_flops():
+    from harness.core.training import make_optimizer
+
+    m = nn.Sequential(nn.Linear(16, 32), nn.Linear(32, 4))
+    n, tensors = 16 * 32 + 32 + 32 * 4 + 4, 4  # 676 parameters in 4 tensors
+    for impl in ("for_loop", "foreach", "fused"):
+        opt = make_optimizer("adamw", list(m.parameters()), impl=impl)
+        c = harness.count(m, torch.randn(8, 16), train=True, optimizer=opt)
+        assert c.by_phase.set_index("phase").loc["optimizer", "other_flops"] == 14 * n + tensors == 9468, impl
+    assert make_optimizer("sgd", list(m.parameters()), impl="fused").defaults["fused"] is True
+    assert make_optimizer("adamw", list(m.parameters()), impl="for_loop").defaults["foreach"] is False
+
+
+def test_scenario_optimizer_rebuilt_with_the_impl():
+    from harness.core.training import with_impl
+
+    ps = [nn.Parameter(torch.randn(4, 4)) for _ in range(3)]
+    own = torch.optim.AdamW([{"params": ps[:2]}, {"params": ps[2:], "weight_decay": 0.0}], lr=3e-4, weight_decay=0.1)
+    fused = with_impl(own, "fused")
+    assert type(fused) is torch.optim.AdamW and fused.defaults["lr"] == 3e-4
+    assert [(g["fused"], g["weight_decay"]) for g in fused.param_groups] == [(True, 0.1), (True, 0.0)]
+    assert with_impl(own, "default") is own
+    with pytest.raises(harness.errors.HarnessError, match="LBFGS, which takes no foreach/fused") as err:
+        with_impl(torch.optim.LBFGS(ps), "fused")
+    assert err.value.exit_code == 2
+
+
+def test_optimizer_impl_as_an_ab_side():
+    from harness.tracking.ab import parse_side
+
+    assert parse_side("tiny_gpt:optimizer_impl=fused", workload="train").spec.workload_options == {"optimizer_impl": "fused"}
+    with pytest.raises(harness.errors.HarnessError, match="unknown --optimizer-impl 'fast'"):
+        parse_side("tiny_gpt:optimizer_impl=fast", workload="train")

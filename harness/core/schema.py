@@ -211,6 +211,8 @@ class Summary(TypedDict, total=False):
     kv_cache_bytes: int | None
     # train (README "Training step")
     optimizer: str
+    optimizer_impl: str           # --optimizer-impl: default, for_loop, foreach or fused
+    optimizer_param_groups: int   # the optimizer's param groups (a fused step runs one kernel per group)
     step_s: LatencyStats
     model_flops: int
     hardware_flops: int

@@ -16,9 +16,15 @@ from ..errors import HarnessError
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["OPTIMIZERS", "default_loss", "make_optimizer", "train_step"]
+__all__ = ["OPTIMIZERS", "OPTIMIZER_IMPLS", "default_loss", "make_optimizer", "train_step", "with_impl"]
 
 OPTIMIZERS = ("adamw", "sgd", "none")
+#: ``--optimizer-impl``: torch's own choice (``default``: the single-tensor loop on CPU, ``foreach`` on CUDA),
+#: or one forced: ``for_loop`` (``foreach=False``), ``foreach`` (``foreach=True``), ``fused`` (``fused=True``)
+OPTIMIZER_IMPLS = ("default", "for_loop", "foreach", "fused")
+_IMPL_KWARGS: dict[str, dict[str, bool | None]] = {
+    "default": {}, "for_loop": {"foreach": False, "fused": None}, "foreach": {"foreach": True, "fused": None},
+    "fused": {"foreach": None, "fused": True}}
 
 
 def default_loss(output: Any, targets: Any = None) -> torch.Tensor:
@@ -47,15 +53,42 @@ def _tensors(obj: Any):
     return walk_tensors(obj, modules=False)
 
 
-def make_optimizer(name: str, params: list) -> torch.optim.Optimizer | None:
-    """The ``--optimizer`` choices: ``adamw`` (lr 1e-4), ``sgd`` (lr 1e-2, momentum 0.9), ``none``."""
+def make_optimizer(name: str, params: list, *, impl: str = "default") -> torch.optim.Optimizer | None:
+    """The ``--optimizer`` choices: ``adamw`` (lr 1e-4), ``sgd`` (lr 1e-2, momentum 0.9), ``none``; ``impl``
+    one of :data:`OPTIMIZER_IMPLS` (``fused=True`` / ``foreach=True|False``, or torch's default)."""
     import torch
 
+    if impl not in _IMPL_KWARGS:
+        raise HarnessError(f"unknown --optimizer-impl '{impl}'; use one of {', '.join(OPTIMIZER_IMPLS)}")
     if name == "none" or not params:
         return None
+    foreach, fused = _IMPL_KWARGS[impl].get("foreach"), _IMPL_KWARGS[impl].get("fused")  # None: torch's choice
     if name == "sgd":
-        return torch.optim.SGD(params, lr=1e-2, momentum=0.9)
-    return torch.optim.AdamW(params, lr=1e-4)
+        return torch.optim.SGD(params, lr=1e-2, momentum=0.9, foreach=foreach, fused=fused)
+    return torch.optim.AdamW(params, lr=1e-4, foreach=foreach, fused=fused)
+
+
+def with_impl(optimizer: Any, impl: str) -> Any:
+    """A scenario's optimizer rebuilt with ``impl``'s ``foreach``/``fused`` keywords: the same class, param
+    groups and hyper-parameters (``optimizer.defaults``, those its constructor takes), before any step.
+    ``default`` (or no optimizer) returns it as it is; a class without both keywords, or a combination
+    torch refuses (fused on a dtype or device it lacks), is exit 2."""
+    import inspect
+
+    if optimizer is None or impl == "default":
+        return optimizer
+    cls = type(optimizer)
+    accepted = inspect.signature(cls.__init__).parameters
+    if "foreach" not in accepted or "fused" not in accepted:
+        raise HarnessError(f"--optimizer-impl {impl}: the scenario's make_optimizer returns {cls.__name__}, which "
+                           "takes no foreach/fused keywords; use --optimizer adamw|sgd or leave --optimizer-impl out")
+    kw = _IMPL_KWARGS[impl]
+    groups = [{**g, **kw} for g in optimizer.param_groups]
+    defaults = {k: v for k, v in optimizer.defaults.items() if k in accepted and k not in ("self", "params")}
+    try:
+        return cls(groups, **{**defaults, **kw})
+    except (RuntimeError, ValueError, TypeError) as exc:
+        raise HarnessError(f"--optimizer-impl {impl}: {cls.__name__} refused it: {exc}") from None
 
 
 def train_step(model: torch.nn.Module, call: Callable, optimizer: Any, loss_fn: Callable, targets: Any,

@@ -11,7 +11,9 @@ ceilings and the per-op dispatch overhead measured on this machine, give ranked 
 * :mod:`.compiled` — an eager inference iteration compiled, predicted whole (the compile prediction);
 * :mod:`.layout` — conv2d/pooling shapes faster in channels_last, timed in the run's process;
 * :mod:`.underfilled` — conv2d/linear under their ceiling: throughput at 8x the batch, timed likewise;
-* :mod:`.decode` — a generate run's decode far below the bandwidth (MBU) and where a step's time goes instead.
+* :mod:`.decode` — a generate run's decode far below the bandwidth (MBU) and where a step's time goes instead;
+* :mod:`.optimizer` — a training step's unfused optimizer against the bytes one fused kernel moves;
+* :mod:`.recompute` — the forward ops activation checkpointing re-runs inside backward.
 
 :mod:`.model` (the record, ranking, findings.json), :mod:`.context` (what the families read),
 :mod:`.overhead` (the measured per-op cost), :mod:`.analyze` (all families over a run),

@@ -6,11 +6,11 @@ from __future__ import annotations
 import shlex
 from typing import Any
 
-from . import channels, compiled, decode, dtype, elementwise, fragments, layout, underfilled
+from . import channels, compiled, decode, dtype, elementwise, fragments, layout, optimizer, recompute, underfilled
 from .context import Context
 from .model import Finding, ranked
 
-FAMILY_MODULES = (compiled, elementwise, fragments, channels, dtype, layout, underfilled, decode)
+FAMILY_MODULES = (compiled, elementwise, fragments, channels, dtype, layout, underfilled, decode, optimizer, recompute)
 
 
 def find(ctx: Context) -> list[Finding]:

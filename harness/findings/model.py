@@ -16,7 +16,8 @@ from typing import Callable, Iterable
 SCHEMA_VERSION = 1
 
 #: finding families, each a module of :mod:`harness.findings`
-FAMILIES = ("compiled", "elementwise", "fragments", "channels", "dtype", "layout", "underfilled", "decode")
+FAMILIES = ("compiled", "elementwise", "fragments", "channels", "dtype", "layout", "underfilled", "decode",
+            "optimizer", "recompute")
 
 #: findings predicted to save less than this share of an iteration are not reported
 MIN_SAVED_SHARE = 0.01

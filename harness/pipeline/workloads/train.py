@@ -10,6 +10,9 @@ A scenario file may define (all optional):
 * ``make_optimizer(params) -> torch.optim.Optimizer`` (else ``--optimizer``: ``adamw``, the
   default, ``AdamW(lr=1e-4)`` with torch's ``foreach`` default; ``sgd``, ``SGD(lr=1e-2,
   momentum=0.9)``; ``none``). An explicit ``--optimizer`` wins over the scenario's.
+  ``--optimizer-impl for_loop|foreach|fused`` forces the implementation (``foreach=False``,
+  ``foreach=True``, ``fused=True``; a scenario's optimizer is rebuilt with it:
+  :func:`harness.core.training.with_impl`); ``default`` leaves torch's choice.
 * ``make_targets(batch_size, device)`` and ``loss_fn(output, targets) -> Tensor``; else the
   loss is :func:`default_loss` (the mean of the output's floating-point tensors).
 * ``tokens_per_sample``: tokens in one sample, for ``tokens_per_s`` and the 6N estimate.
@@ -29,7 +32,7 @@ from __future__ import annotations
 import ast
 from typing import TYPE_CHECKING, Any, Callable
 
-from ...core.training import OPTIMIZERS, default_loss, make_optimizer, train_step
+from ...core.training import OPTIMIZER_IMPLS, OPTIMIZERS, default_loss, make_optimizer, train_step, with_impl
 from .base import Figure, Option, PhaseScope, Workload, figure_lines
 
 if TYPE_CHECKING:
@@ -62,6 +65,9 @@ class Train(Workload):
     options_declared = (
         Option("optimizer", type=str, choices=OPTIMIZERS, plural="optimizers",
                help="train: the optimizer (default: the scenario's make_optimizer, else adamw)"),
+        Option("optimizer_impl", type=str, choices=OPTIMIZER_IMPLS,
+               help="train: the optimizer's implementation: default (torch's choice: the for-loop on CPU, foreach "
+                    "on CUDA), for_loop (foreach=False), foreach (foreach=True) or fused (fused=True)"),
         Option("optimizer_step", type=str, choices=("eager", "compiled"),
                help="train: the optimizer step run eagerly (default) or compiled with the run's --compile "
                     "settings (needs --compile)"),
@@ -72,6 +78,7 @@ class Train(Workload):
         self.optimizer_flag: str | None = self.options.get("optimizer")
         self.optimizer: torch.optim.Optimizer | None = None
         self.optimizer_name = self.optimizer_flag or "adamw"
+        self.optimizer_impl: str = self.options.get("optimizer_impl") or "default"
         self.loss_fn: Callable = default_loss
         self.targets: Any = None
         self.recomputed: list[int] = []
@@ -90,10 +97,10 @@ class Train(Workload):
         module = prep.module
         params = [p for p in prep.model.parameters() if p.requires_grad]
         if self.optimizer_flag is None and callable(getattr(module, "make_optimizer", None)):
-            self.optimizer = module.make_optimizer(params)
+            self.optimizer = with_impl(module.make_optimizer(params), self.optimizer_impl)
             self.optimizer_name = type(self.optimizer).__name__.lower() if self.optimizer is not None else "none"
         else:
-            self.optimizer = make_optimizer(self.optimizer_name, params)
+            self.optimizer = make_optimizer(self.optimizer_name, params, impl=self.optimizer_impl)
         if self.optimizer is None:
             self.phases = PHASES[:2]
         self.step_fn = self._compiled_step(prep) if self.options.get("optimizer_step") == "compiled" else None
@@ -173,11 +180,17 @@ class Train(Workload):
         with counter:
             self.iteration(prep, counter.phase)
         self.recomputed = counter.recomputed()
-        return counter.result()
+        counts = counter.result()
+        # which events re-ran forward work inside backward (the recompute finding reads it)
+        counts.events["recomputed"] = counts.events["seq"].isin(self.recomputed)
+        return counts
 
     def config_extra(self) -> dict[str, Any]:
+        """``workload=train|optimizer=NAME``, then ``optimizer_impl`` (not ``default``) and ``optimizer_step``
+        (``compiled``) when given."""
+        impl = {"optimizer_impl": self.optimizer_impl} if self.optimizer_impl != "default" else {}
         compiled = {"optimizer_step": "compiled"} if self.options.get("optimizer_step") == "compiled" else {}
-        return {"workload": self.name, "optimizer": self.optimizer_name, **compiled}
+        return {"workload": self.name, "optimizer": self.optimizer_name, **impl, **compiled}
 
     @classmethod
     def figures(cls, summary: dict) -> list[Figure]:
@@ -199,7 +212,9 @@ class Train(Workload):
         p50 = step["p50"]
         samples_per_s = parts.prep.batch_size / p50 if p50 else None
         out = {
-            "optimizer": self.optimizer_name, **({"optimizer_step": "compiled"} if self.step_fn else {}),
+            "optimizer": self.optimizer_name, "optimizer_impl": self.optimizer_impl,
+            "optimizer_param_groups": len(self.optimizer.param_groups) if self.optimizer is not None else 0,
+            **({"optimizer_step": "compiled"} if self.step_fn else {}),
             "step_s": step, **work,
             "mfu": _ratio(work["model_flops"], p50, peak), "hfu": _ratio(work["hardware_flops"], p50, peak),
             "samples_per_s": samples_per_s, "memory": {**self.memory,
@@ -305,7 +320,8 @@ def figures(summary: dict) -> list[Figure]:
     rows = [Figure("training step", f"p50 {seconds(s['step_s']['p50'])} ({s['step_s']['n']} steps)   "
                                     f"{si(s.get('samples_per_s'), 'samples/s')}"
                    + (f"   {si(s['tokens_per_s'], 'tokens/s')}" if s.get("tokens_per_s") else "")
-                   + f"   optimizer {s.get('optimizer')}"),
+                   + f"   optimizer {s.get('optimizer')}"
+                   + (f" ({s['optimizer_impl']})" if s.get("optimizer_impl", "default") != "default" else "")),
             Figure("MFU / HFU", f"MFU {percent(s.get('mfu'))}   HFU {percent(s.get('hfu'))}   (model "
                                 f"{si(s['model_flops'], 'FLOP')}, hardware {si(s['hardware_flops'], 'FLOP')}, "
                                 f"recomputed {si(s['recomputed_flops'], 'FLOP')} per step)")]
