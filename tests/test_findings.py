@@ -490,3 +490,17 @@ def test_no_recomputation_no_finding():
     r = harness.profile(m, torch.randn(8, 64), workload="train", warmup=0, iters=2)
     _, ctx = harness.findings.analyze.for_run(r)
     assert not ctx.events["recomputed"].any() and recompute.find(ctx) == []
+
+
+def test_evidence_cells_are_written_in_their_columns_units():
+    """report.html's evidence tables: the units the column names carry (3543584 -> 3.54 MB), not raw floats."""
+    from harness.findings.render import html_section
+
+    f = Finding(id="decode:mbu", family="decode", title="t", phase="decode", evidence_columns=(
+        "part", "calls", "step_bytes", "step_s", "step_share", "ceiling_flop_per_s", "flops", "speedup", "how"),
+        evidence=[{"part": "floor", "calls": 157, "step_bytes": 3_543_584, "step_s": 164.4e-6, "step_share": 0.2596,
+                   "ceiling_flop_per_s": 2.56e11, "flops": 1.2e9, "speedup": 1.4354, "how": None}])
+    html = html_section([f])
+    cells = "<td>floor</td><td>157</td><td>3.54 MB</td><td>164 us</td><td>26.0%</td><td>256 GFLOP/s</td>" \
+            "<td>1.20 GFLOP</td><td>1.435</td><td></td>"
+    assert cells in html

@@ -3,9 +3,10 @@ evidence tables) and TensorBoard's markdown text. Pure text from :class:`Finding
 from __future__ import annotations
 
 import html
+import math
 from typing import Any
 
-from ..core.units import percent, seconds
+from ..core.units import percent, seconds, si
 from .model import Finding
 
 TERMINAL_TOP = 3
@@ -36,7 +37,25 @@ def terminal_block(findings: list[Finding], top: int = TERMINAL_TOP) -> str:
     return "\n".join(lines)
 
 
-def _cell(v: Any) -> str:
+def _cell(col: str, v: Any) -> str:
+    """An evidence value as its column's unit says (README "Findings": ``_s`` seconds, ``_bytes``/``bytes``
+    bytes, ``_share`` a share, ``_per_s`` a rate, ``flops``/``_elements`` counts); None is empty."""
+    if v is None or v == "" or isinstance(v, bool) or not isinstance(v, (int, float)):
+        return "" if v is None else str(v)
+    if isinstance(v, float) and math.isnan(v):
+        return ""
+    if col.endswith("_flop_per_s"):
+        return si(v, "FLOP/s")
+    if col.endswith("_s") or "_s_" in col:
+        return seconds(v)
+    if col.endswith("_share"):
+        return percent(v)
+    if col == "bytes" or col.endswith("_bytes") or col.startswith("bytes_"):
+        return si(v, "B")
+    if col.endswith("flops"):
+        return si(v, "FLOP")
+    if col.endswith("_elements"):
+        return si(v)
     if isinstance(v, float):
         return f"{v:.4g}"
     return str(v)
@@ -45,7 +64,7 @@ def _cell(v: Any) -> str:
 def _evidence_rows(f: Finding, top: int | None) -> tuple[list[str], list[list[str]]]:
     cols = list(f.evidence_columns)
     rows = f.evidence if top is None else f.evidence[:top]
-    return cols, [[_cell(r.get(c, "")) for c in cols] for r in rows]
+    return cols, [[_cell(c, r.get(c, "")) for c in cols] for r in rows]
 
 
 def html_section(findings: list[Finding], evidence_rows: int | None = 50) -> str:
