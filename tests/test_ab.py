@@ -121,6 +121,22 @@ def test_parse_side():
         ab.parse_side("vgg16:bs=big")
 
 
+
+def test_parse_side_attn_implementation_is_an_hf_model_option():
+    s = ab.parse_side("hf:llama:attn_implementation=sdpa")
+    assert (s.scenario, dict(s.spec.model)) == ("hf:llama", {"attn_implementation": "sdpa"})
+    # merged with the shared model options, the side's value winning
+    t = ab.parse_side("hf:llama:attn_implementation=sdpa", model={"seq_len": 16, "attn_implementation": "eager"})
+    assert dict(t.spec.model) == {"seq_len": 16, "attn_implementation": "sdpa"}
+    assert t.spec.model_options().attn_implementation == "sdpa" and t.spec.model_options().seq_len == 16
+    assert ab.SideSpec.from_json(json.loads(json.dumps(t.to_json()))) == t
+    with pytest.raises(HarnessError, match="side 'hf:llama:attn_implementation=flash': attn_implementation must be "
+                                           "one of eager, sdpa"):
+        ab.parse_side("hf:llama:attn_implementation=flash")
+    for text in ("vgg16:attn_implementation=sdpa", "timm:vit_tiny_patch16_224:attn_implementation=sdpa"):
+        with pytest.raises(HarnessError, match="applies to hf: models only"):
+            ab.parse_side(text)
+
 def test_interleaved_ab_calls_30_percent_more_work_slower(chains, tmp_path: Path):
     a, b = chains
     logdir = tmp_path / "logs"

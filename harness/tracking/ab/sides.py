@@ -17,6 +17,7 @@ SIDE_KEYS = {"batch_size": "batch_size", "bs": "batch_size", "dtype": "dtype", "
              "threads": "threads", "channels_last": "channels_last", "label": "label", "python": "python",
              "compile": "compile"}
 OWN_FIELDS = ("label", "python")  # ab's own fields of a side; everything else is the run spec's
+MODEL_KEYS = ("attn_implementation",)  # a side's named-model options (RunSpec.model), hf: models only
 
 
 @dataclass(frozen=True)
@@ -60,7 +61,8 @@ def defaults_of(spec: RunSpec) -> dict[str, Any]:
 
 def parse_side(text: str, **defaults: Any) -> SideSpec:
     """``SCENARIO[:key=value,...]`` with keys batch_size (bs), dtype, device, threads, channels_last,
-    compile (bare: torch.compile's default mode; ``compile=max-autotune``), label, ``workload`` and each workload option by name (``prompt_len=64``, ``optimizer=sgd``: checked
+    compile (bare: torch.compile's default mode; ``compile=max-autotune``), label, ``attn_implementation``
+    (``eager``/``sdpa``: the side's model option, ``hf:`` models only), ``workload`` and each workload option by name (``prompt_len=64``, ``optimizer=sgd``: checked
     by the option's :meth:`~harness.pipeline.workloads.Option.parse`); ``defaults`` (RunSpec fields,
     ``label``, ``python``: the shared command-line options) apply where the side says nothing, and a
     side's workload options are added to the shared ones. A model by name keeps its source:
@@ -75,21 +77,25 @@ def parse_side(text: str, **defaults: Any) -> SideSpec:
     run: dict[str, Any] = {k: v for k, v in defaults.items() if v is not None}
     own = {k: run.pop(k, None) for k in OWN_FIELDS}
     options = dict(run.pop("workload_options", None) or {})
+    model = dict(run.pop("model", None) or {})
     for item in filter(None, (o.strip() for o in opts.split(","))):
         key, _, value = item.partition("=")
         key = key.strip().replace("-", "_")
         if key in SIDE_KEYS:
             key = SIDE_KEYS[key]
             (own if key in OWN_FIELDS else run)[key] = _option_value(text, key, value)
+        elif key in MODEL_KEYS:
+            model[key] = _model_value(text, scen, key, value)
         elif key == "workload":
             run["workload"] = _workload_name(text, value)
         elif key in workloads.declared_options():
             options[key] = _side_error(text, workloads.declared_options()[key].parse, value.strip())
         else:
             raise HarnessError(f"side {text!r}: unknown option {key!r}; use batch_size (bs), dtype, device, threads, "
-                               f"channels_last, compile, label, workload or a workload option "
+                               f"channels_last, compile, label, attn_implementation, workload or a workload option "
                                f"({', '.join(workloads.declared_options())})")
-    spec = _side_error(text, lambda: RunSpec(target=scen, **{**run, "workload_options": options, "logdir": None}))
+    spec = _side_error(text, lambda: RunSpec(target=scen, **{**run, "workload_options": options, "model": model,
+                                                                   "logdir": None}))
     if spec.workload is not None:
         _side_error(text, workloads.get, spec.workload, **spec.workload_options)
     return SideSpec(spec, **own)
@@ -101,6 +107,20 @@ def _side_error(text: str, fn, *args: Any, **kwargs: Any) -> Any:
         return fn(*args, **kwargs)
     except HarnessError as exc:
         raise HarnessError(f"side {text!r}: {exc.message}") from None
+
+
+def _model_value(text: str, scen: str, key: str, value: str) -> str:
+    """A side's ``attn_implementation=eager|sdpa``: one of :data:`harness.models.ATTN_IMPLEMENTATIONS`, for an
+    ``hf:`` model (the only source that reads it: a built-in scenario, a file, timm and torchvision would
+    ignore it, and the A/B would compare two equal sides)."""
+    from ...models import ATTN_IMPLEMENTATIONS
+
+    name = value.strip().lower()
+    if name not in ATTN_IMPLEMENTATIONS:
+        raise HarnessError(f"side {text!r}: {key} must be one of {', '.join(ATTN_IMPLEMENTATIONS)}, got {value!r}")
+    if not scen.startswith("hf:"):
+        raise HarnessError(f"side {text!r}: {key} applies to hf: models only ({scen!r} would ignore it)")
+    return name
 
 
 def _workload_name(text: str, value: str) -> str:
