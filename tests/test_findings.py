@@ -16,7 +16,7 @@ import torch
 
 import harness
 from harness.findings import Finding, from_dict, ranked
-from harness.findings import channels, compiled, dtype, elementwise, fragments, layout, underfilled
+from harness.findings import attention, channels, compiled, dtype, elementwise, fragments, layout, underfilled
 from harness.findings.analyze import ab_base, find
 from harness.findings.context import Context, tensor_shapes
 from harness.findings.overhead import dispatch_overhead_s
@@ -504,3 +504,83 @@ def test_evidence_cells_are_written_in_their_columns_units():
     cells = "<td>floor</td><td>157</td><td>3.54 MB</td><td>164 us</td><td>26.0%</td><td>256 GFLOP/s</td>" \
             "<td>1.20 GFLOP</td><td>1.435</td><td></td>"
     assert cells in html
+
+
+class EagerAttention(torch.nn.Module):
+    """softmax(q k^T / sqrt(E) + causal mask) v, op by op."""
+
+    def forward(self, q, k, v):
+        L = q.shape[-2]
+        s = q @ k.transpose(-2, -1) * q.shape[-1] ** -0.5
+        s = s + torch.full((L, L), float("-inf")).triu(1)
+        return torch.softmax(s, -1) @ v
+
+
+class SdpaAttention(torch.nn.Module):
+    def forward(self, q, k, v):
+        return torch.nn.functional.scaled_dot_product_attention(q, k, v, is_causal=True)
+
+
+QKV = tuple(torch.randn(1, 2, 16, 8) for _ in range(3))
+
+
+def test_eager_attention_blocks_found_in_the_counters_events():
+    ev = harness.count(EagerAttention(), QKV).events
+    (b,) = attention.blocks(ev)
+    assert (b["phase"], b["q"], b["k"], b["v"], b["mask"]) == ("forward", [1, 2, 16, 8], [1, 2, 16, 8], [1, 2, 16, 8], True)
+    assert b["steps"] == ("mul", "add", "softmax")  # scale, mask add, softmax: the ops reading the [1, 2, 16, 16] scores
+    assert [e["op"] for e in b["events"]] == ["aten::matmul", "aten::mul", "aten::add", "aten::softmax", "aten::matmul"]
+    assert attention.blocks(harness.count(SdpaAttention(), QKV).events) == []
+    times = attention.measure(ev, budget_s=0.1)
+    ((eager_s, sdpa_s, block),) = times.values()
+    assert list(times) == [attention.key_of(b)] and eager_s > 0 and sdpa_s > 0 and block["q"] == [1, 2, 16, 8]
+
+
+def test_attention_saved_is_calls_times_measured_eager_less_sdpa():
+    ev = harness.count(EagerAttention(), QKV).events
+    ev = pd.concat([ev, ev], ignore_index=True)  # two blocks of one shape per iteration
+    (key,) = {attention.key_of(b) for b in attention.blocks(ev)}
+    summary = {"latency_s": {"p50": 1e-3}, "profiled": {"time_per_iteration_s": 2e-3}, "workload": "forward",
+               "scenario": "m"}
+    ctx = Context(summary=summary, ops=pd.DataFrame(), ops_by_shape=pd.DataFrame(), modules=pd.DataFrame(), events=ev,
+                  attention_times={key: (40e-6, 15e-6, None)}, ab_base="python -m harness ab m m:{side}")
+    (f,) = attention.find(ctx)
+    # 2 calls x (40 - 15) us = 50 us of the 1 ms p50
+    (row,) = f.evidence
+    assert (row["calls"], row["q_shape"], row["k_shape"], row["v_shape"]) == (2, "[1, 2, 16, 8]", "[1, 2, 16, 8]", "[1, 2, 16, 8]")
+    assert row["ops"] == "matmul → mul → add → softmax → matmul"
+    assert row["speedup"] == pytest.approx(40 / 15) and row["saved_s"] == pytest.approx(50e-6)
+    assert f.id == "attention:sdpa" and f.saved_share == pytest.approx(0.05) and f.saved_s == pytest.approx(50e-6)
+    assert f.needs_code_change and f.ab_side is None and not f.verifiable
+    assert f.change == "use torch.nn.functional.scaled_dot_product_attention"
+    # an hf: model takes the change as a model option, verified by ab
+    hf = dataclasses.replace(ctx, summary=dict(summary, target="hf:llama"))
+    (g,) = attention.find(hf)
+    assert g.ab_side == "attn_implementation=sdpa" and g.verifiable and g.ab == "python -m harness ab m m:attn_implementation=sdpa"
+    assert changes({"findings": [g.to_dict()]}, 1) == [{"side": "attn_implementation=sdpa", "ids": ["attention:sdpa"],
+                                                        "saved_share": g.saved_share, "predicted_ratio": 1 - g.saved_share}]
+    # under 1 %, a training step, a compiled run: no finding
+    assert attention.find(dataclasses.replace(ctx, attention_times={key: (40e-6, 39e-6, None)})) == []
+    assert attention.find(dataclasses.replace(ctx, summary=dict(summary, workload="train"))) == []
+    assert attention.find(dataclasses.replace(ctx, summary=dict(summary, compile={"mode": "default"}))) == []
+
+
+HF_TINY = '{"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2, "num_attention_heads": 4, "vocab_size": 128}'
+
+
+@pytest.mark.parametrize("impl", ["eager", "sdpa"])
+def test_hf_model_with_eager_attention_gets_the_sdpa_side(tmp_path, impl):
+    r = run_cli("run", "hf:llama", "--attn-implementation", impl, "--model-kwargs", HF_TINY, "--iters", "3",
+                "--warmup", "1", "--threads", "1", "--top", "0", "--logdir", str(tmp_path / "logs"), "--json")
+    assert r.returncode == 0, r.stderr[-2000:]
+    (rundir,) = (tmp_path / "logs" / "hf-llama").glob("2*")
+    doc = json.loads((rundir / "findings.json").read_text())
+    found = {f["id"]: f for f in doc["findings"]}
+    if impl == "sdpa":
+        assert "attention:sdpa" not in found
+        return
+    f = found["attention:sdpa"]
+    assert f["ab_side"] == "attn_implementation=sdpa" and f["verifiable"] and f["saved_share"] > 0
+    assert "hf:llama:attn_implementation=sdpa" in f["ab"] and "--attn-implementation eager" in f["ab"]
+    (row,) = f["evidence"]  # 2 layers, q/k/v [1, 4 heads, 128 tokens, 16]
+    assert (row["calls"], row["q_shape"], row["v_shape"]) == (2, "[1, 4, 128, 16]", "[1, 4, 128, 16]")

@@ -13,7 +13,8 @@ ceilings and the per-op dispatch overhead measured on this machine, give ranked 
 * :mod:`.underfilled` — conv2d/linear under their ceiling: throughput at 8x the batch, timed likewise;
 * :mod:`.decode` — a generate run's decode far below the bandwidth (MBU) and where a step's time goes instead;
 * :mod:`.optimizer` — a training step's unfused optimizer against the bytes one fused kernel moves;
-* :mod:`.recompute` — the forward ops activation checkpointing re-runs inside backward.
+* :mod:`.recompute` — the forward ops activation checkpointing re-runs inside backward;
+* :mod:`.attention` — attention written out op by op, timed against scaled_dot_product_attention likewise.
 
 :mod:`.model` (the record, ranking, findings.json), :mod:`.context` (what the families read),
 :mod:`.overhead` (the measured per-op cost), :mod:`.analyze` (all families over a run),

@@ -6,11 +6,12 @@ from __future__ import annotations
 import shlex
 from typing import Any
 
-from . import channels, compiled, decode, dtype, elementwise, fragments, layout, optimizer, recompute, underfilled
+from . import attention, channels, compiled, decode, dtype, elementwise, fragments, layout, optimizer, recompute, underfilled
 from .context import Context
 from .model import Finding, ranked
 
-FAMILY_MODULES = (compiled, elementwise, fragments, channels, dtype, layout, underfilled, decode, optimizer, recompute)
+FAMILY_MODULES = (compiled, elementwise, fragments, channels, dtype, layout, underfilled, decode, optimizer, recompute,
+                  attention)
 
 
 def find(ctx: Context) -> list[Finding]:
@@ -38,11 +39,13 @@ def context_of(run: Any, spec: Any = None) -> Context:
     device = str(s.get("device") or "cpu")
     events = getattr(run.counts, "events", None) if run.counts is not None else None
     channels_last = bool(getattr(spec, "channels_last", False))
-    return Context(summary=dict(s, channels_last=channels_last), ops=run.ops, ops_by_shape=run.ops_by_shape, modules=run.modules,
+    target = str(spec.target) if spec is not None else None
+    return Context(summary=dict(s, channels_last=channels_last, target=target), ops=run.ops, ops_by_shape=run.ops_by_shape, modules=run.modules,
                    events=events if events is not None else pd.DataFrame(), peak=run.peak,
                    alternates=_alternates(run), overhead_s=dispatch_overhead_s(device, grad=s.get("workload") == "train"),
                    ab_base=ab_base(spec, s) if spec is not None else None,
                    layout_times=_layout_times(s, events, channels_last), **_batch_times(s, events),
+                   attention_times=_attention_times(s, events),
                    kernels=run.kernels if s.get("compile") and run.kernels is not None else pd.DataFrame())
 
 
@@ -65,6 +68,18 @@ def _layout_times(s: dict, events: Any, channels_last: bool) -> dict:
     if channels_last or s.get("compile") or s.get("workload") == "train" or events is None or not len(events):
         return {}
     if not events["op"].astype(str).str.contains("conv").any():
+        return {}
+    return measure(events, str(s.get("dtype") or "float32"), str(s.get("device") or "cpu"))
+
+
+def _attention_times(s: dict, events: Any) -> dict:
+    """Eager attention blocks timed eager and as scaled_dot_product_attention
+    (:func:`harness.findings.attention.measure`) for an eager inference run with a softmax; {} otherwise."""
+    from .attention import measure
+
+    if s.get("compile") or s.get("workload") == "train" or events is None or not len(events):
+        return {}
+    if not events["op"].astype(str).str.contains("softmax").any():
         return {}
     return measure(events, str(s.get("dtype") or "float32"), str(s.get("device") or "cpu"))
 

@@ -17,7 +17,7 @@ SCHEMA_VERSION = 1
 
 #: finding families, each a module of :mod:`harness.findings`
 FAMILIES = ("compiled", "elementwise", "fragments", "channels", "dtype", "layout", "underfilled", "decode",
-            "optimizer", "recompute")
+            "optimizer", "recompute", "attention")
 
 #: findings predicted to save less than this share of an iteration are not reported
 MIN_SAVED_SHARE = 0.01
