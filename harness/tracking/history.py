@@ -196,8 +196,7 @@ def summary_config_key(s: dict) -> str:
     extra = None
     if workload != "forward":
         cls = workloads.cls_for(workload)
-        names = cls.option_names() if cls is not None else ()
-        extra = {"workload": workload, **{k: s[k] for k in names if k in s}}
+        extra = cls.summary_config_extra(s) if cls is not None else {"workload": workload}
     return config_key(s.get("scenario"), s.get("batch_size"), s.get("dtype"), s.get("device"), s.get("threads"),
                       s.get("tag"), extra=extra)
 

@@ -215,6 +215,12 @@ class Workload:
         return {"workload": self.name, **{k: self.options[k] for k in self.option_names() if k in self.options}}
 
     @classmethod
+    def summary_config_extra(cls, s: dict) -> dict[str, Any]:
+        """:meth:`config_extra` rebuilt from a summary.json that has no config key: ``workload=NAME`` and the
+        summary's values of this workload's options."""
+        return {"workload": cls.name, **{k: s[k] for k in cls.option_names() if k in s}}
+
+    @classmethod
     def history_columns(cls) -> dict[str, str]:
         """history.csv columns of this workload: column -> phase whose un-profiled p50 it holds."""
         return {f"{p}_p50_s": p for p in cls.phases} if len(cls.phases) > 1 else {}

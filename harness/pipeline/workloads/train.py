@@ -193,6 +193,17 @@ class Train(Workload):
         return {"workload": self.name, "optimizer": self.optimizer_name, **impl, **compiled}
 
     @classmethod
+    def summary_config_extra(cls, s: dict) -> dict[str, Any]:
+        """As :meth:`config_extra` leaves them out: ``optimizer_impl`` when ``default`` (summary.json always
+        records it), ``optimizer_step`` unless ``compiled``."""
+        extra = super().summary_config_extra(s)
+        if extra.get("optimizer_impl") == "default":
+            del extra["optimizer_impl"]
+        if extra.get("optimizer_step") != "compiled":
+            extra.pop("optimizer_step", None)
+        return extra
+
+    @classmethod
     def figures(cls, summary: dict) -> list[Figure]:
         return figures(summary)
 
