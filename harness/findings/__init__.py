@@ -17,7 +17,8 @@ ceilings and the per-op dispatch overhead measured on this machine, give ranked 
 * :mod:`.attention` — attention written out op by op, timed against scaled_dot_product_attention likewise.
 
 :mod:`.model` (the record, ranking, findings.json), :mod:`.context` (what the families read),
-:mod:`.overhead` (the measured per-op cost), :mod:`.analyze` (all families over a run),
+:mod:`.overhead` (the measured per-op cost), :mod:`.timing` (the measuring families' timer and time
+budget), :mod:`.analyze` (all families over a run),
 :mod:`.render` (terminal, report.html, TensorBoard text), :mod:`.verify` (``run --verify-findings``:
 A/B verdicts of the top verifiable findings).
 """

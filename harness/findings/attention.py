@@ -27,16 +27,13 @@ other models need a code change.
 from __future__ import annotations
 
 import math
-import time
 from typing import Any, Callable
 
 from ..core.units import percent, seconds
 from .context import Context, broadcast, tensor_shapes
 from .model import MIN_SAVED_SHARE, Finding
+from .timing import BUDGET_S, CALLS, ROUNDS, fastest, within_budget
 
-ROUNDS = 3
-CALLS = 3
-BUDGET_S = 0.5  # seconds of timing per run (largest shapes first): a run is not a benchmark of its findings
 MAX_GAP = 32  # events between the softmax and its QK^T / PV matmuls
 MATMULS = ("matmul", "bmm", "baddbmm", "mm")
 SOFTMAX = ("softmax", "_softmax")
@@ -117,16 +114,15 @@ def measure(events: Any, dtype: str = "float32", device: str = "cpu", budget_s: 
     for b in blocks(events):
         macs = math.prod(b["q"][:-1]) * b["k"][-2] * (b["q"][-1] + b["v"][-1])
         seen.setdefault(key_of(b), (-macs, b))
-    out: dict = {}
-    t_end = time.perf_counter() + budget_s
-    with torch.inference_mode():
-        for key, (_, b) in sorted(seen.items(), key=lambda kv: kv[1][0]):
-            if out and time.perf_counter() > t_end:  # the first shape is always timed
-                break
-            dt = getattr(torch, b["dtype"], None) or getattr(torch, dtype, torch.float32)
-            eager, sdpa = _forms(torch, b, dt, device)
-            out[key] = (_fastest(torch, eager, device), _fastest(torch, sdpa, device), b)
-    return out
+    ordered = [(key, b) for key, (_, b) in sorted(seen.items(), key=lambda kv: kv[1][0])]
+    return within_budget(ordered, lambda b: _time_both(torch, b, dtype, device), budget_s)
+
+
+def _time_both(torch: Any, b: dict, dtype: str, device: str) -> tuple[float, float, dict]:
+    """(eager s/call, sdpa s/call, the block) (:func:`harness.findings.timing.fastest`)."""
+    dt = getattr(torch, b["dtype"], None) or getattr(torch, dtype, torch.float32)
+    eager, sdpa = _forms(torch, b, dt, device)
+    return fastest(eager, device), fastest(sdpa, device), b
 
 
 def _forms(torch: Any, b: dict, dt: Any, device: str) -> tuple[Callable[[], Any], Callable[[], Any]]:
@@ -158,19 +154,6 @@ def _forms(torch: Any, b: dict, dt: Any, device: str) -> tuple[Callable[[], Any]
 
     attn_mask = mask if b["mask"] and not causal else None
     return eager, lambda: F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, is_causal=causal)
-
-
-def _fastest(torch: Any, fn: Callable[[], Any], device: str) -> float:
-    """Seconds per call: the fastest of ``ROUNDS`` rounds of ``CALLS`` calls after a warm-up round."""
-    sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
-    best = math.inf
-    for r in range(ROUNDS + 1):
-        t0 = time.perf_counter()
-        for _ in range(CALLS):
-            fn()
-        sync()
-        best = min(best, (time.perf_counter() - t0) / CALLS) if r else best
-    return best
 
 
 def rows(ctx: Context) -> list[dict]:

@@ -21,16 +21,13 @@ Verified by ``ab X X:channels_last``. A compiled (Inductor lays convolutions out
 """
 from __future__ import annotations
 
-import time
 from typing import Any
 
 from ..core.units import percent, seconds
 from .context import Context, tensor_shapes
 from .model import MIN_SAVED_SHARE, Finding
+from .timing import BUDGET_S, CALLS, ROUNDS, fastest, within_budget
 
-ROUNDS = 3
-CALLS = 3
-BUDGET_S = 0.5  # seconds of timing per run (largest shapes first): a run is not a benchmark of its findings
 COLUMNS = ("op", "input_shapes", "stride", "padding", "groups", "calls", "contiguous_s_per_call",
            "channels_last_s_per_call", "speedup", "saved_s")
 
@@ -95,14 +92,9 @@ def measure(events: Any, dtype: str = "float32", device: str = "cpu", budget_s: 
         if (args := op_args(e)) is not None:
             size = float(e.get("macs") or 0) + float(e.get("bytes") or 0)
             seen.setdefault(key_of(e), ((args["op"] == "conv2d", -size), args))
-    out: dict = {}
-    t_end = time.perf_counter() + budget_s
-    with torch.inference_mode():
-        for key, (_, args) in sorted(seen.items(), key=lambda kv: kv[1][0]):
-            if out and time.perf_counter() > t_end:  # the first shape is always timed
-                break
-            out[key] = (*_time_both(torch, args, getattr(torch, dtype, torch.float32), device), args)
-    return out
+    dt = getattr(torch, dtype, torch.float32)
+    ordered = [(key, args) for key, (_, args) in sorted(seen.items(), key=lambda kv: kv[1][0])]
+    return within_budget(ordered, lambda args: (*_time_both(args, dt, device), args), budget_s)
 
 
 def _call(torch: Any, a: dict, dt: Any, device: str, channels_last: bool) -> Any:
@@ -119,20 +111,11 @@ def _call(torch: Any, a: dict, dt: Any, device: str, channels_last: bool) -> Any
     return lambda: F.conv2d(x, w, b, a["stride"], a["padding"], 1, a["groups"])
 
 
-def _time_both(torch: Any, a: dict, dt: Any, device: str) -> tuple[float, float]:
-    sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
-    times = []
-    for channels_last in (False, True):
-        fn = _call(torch, a, dt, device, channels_last)
-        best = float("inf")
-        for _ in range(ROUNDS + 1):  # the first round warms up (oneDNN picks and caches its kernel)
-            t0 = time.perf_counter()
-            for _ in range(CALLS):
-                fn()
-            sync()
-            best = min(best, (time.perf_counter() - t0) / CALLS) if _ else best
-        times.append(best)
-    return times[0], times[1]
+def _time_both(a: dict, dt: Any, device: str) -> tuple[float, float]:
+    """Seconds per call of the op contiguous, then channels_last (:func:`harness.findings.timing.fastest`)."""
+    import torch
+
+    return (fastest(_call(torch, a, dt, device, False), device), fastest(_call(torch, a, dt, device, True), device))
 
 
 def key_of(event: dict) -> str:

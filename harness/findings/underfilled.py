@@ -26,17 +26,15 @@ whether ``k x B`` fits.
 """
 from __future__ import annotations
 
-import time
 from typing import Any
 
 from ..core.units import percent, seconds
 from .context import Context, tensor_shapes
 from .layout import conv_args
 from .model import MIN_SAVED_SHARE, Finding
+from .timing import BUDGET_S, ROUNDS, fastest, within_budget
 
 FACTOR = 8
-BUDGET_S = 0.5  # seconds of timing per run (largest shapes first): a run is not a benchmark of its findings
-ROUNDS = 3
 UNDERFILLED = 0.5
 COLUMNS = ("op", "input_shapes", "calls", "eager_s", "micro_s_at_b", "micro_s_at_kb", "scale", "predicted_s_at_kb")
 
@@ -61,18 +59,13 @@ def measure(events: Any, k: int = FACTOR, dtype: str = "float32", device: str = 
     for e in events.to_dict("records") if len(events) else []:
         if (args := op_call(e)) is not None:
             seen.setdefault(f"{e['op']} {tensor_shapes(e['input_shapes'])}", (float(e.get("macs") or 0), args))
-    out: dict = {}
-    t_end = time.perf_counter() + budget_s
     dt = getattr(torch, dtype, torch.float32)
-    with torch.inference_mode():
-        for key, (_, args) in sorted(seen.items(), key=lambda kv: -kv[1][0]):
-            if time.perf_counter() > t_end:
-                break
-            out[key] = (_time(torch, args, 1, dt, device), _time(torch, args, k, dt, device))
-    return out
+    ordered = [(key, args) for key, (_, args) in sorted(seen.items(), key=lambda kv: -kv[1][0])]
+    return within_budget(ordered, lambda a: (_time(torch, a, 1, dt, device), _time(torch, a, k, dt, device)), budget_s)
 
 
 def _time(torch: Any, a: dict, k: int, dt: Any, device: str) -> float:
+    """Seconds of one call at ``k`` times the batch: the fastest of ``ROUNDS`` single calls after a warm-up."""
     import torch.nn.functional as F
 
     x = torch.randn([a["x"][0] * k, *a["x"][1:]], dtype=dt, device=device)
@@ -80,14 +73,7 @@ def _time(torch: Any, a: dict, k: int, dt: Any, device: str) -> float:
     b = torch.randn(a["w"][0], dtype=dt, device=device) if a["bias"] else None
     fn = ((lambda: F.linear(x, w, b)) if a["op"] == "linear"
           else (lambda: F.conv2d(x, w, b, a["stride"], a["padding"], 1, a["groups"])))
-    sync = torch.cuda.synchronize if x.is_cuda else (lambda: None)
-    best = float("inf")
-    for i in range(ROUNDS + 1):  # the first call warms up
-        t0 = time.perf_counter()
-        fn()
-        sync()
-        best = min(best, time.perf_counter() - t0) if i else best
-    return best
+    return fastest(fn, device, rounds=ROUNDS, calls=1)
 
 
 def rows(ctx: Context, p: float) -> list[dict]:
