@@ -364,6 +364,37 @@ def test_underfilled_batch_predicts_throughput_from_measured_increments():
     # verified per sample: an A/B's iteration ratio divided by the batch factor
     assert batch_factor("batch_size=8", 1) == 8 and batch_factor("compile", 1) == 1
     assert batch_factor("bs=16", 4) == 4
+    # the memory forecast's largest batch: said in the text; a batch 8 beyond it gets no finding
+    ctx.batch_fit = {"batch_size": 2195, "budget_bytes": 24_300_000_000, "budget_source": "available RAM",
+                     "capped": False}
+    (f,) = underfilled.find(ctx)
+    assert "the largest batch that fits 24.3 GB of available RAM is 2195" in f.arithmetic and "2195" in f.change
+    ctx.batch_fit = {**ctx.batch_fit, "batch_size": 4}
+    assert underfilled.find(ctx) == []
+
+
+def test_the_largest_batch_that_fits_is_searched_on_meta(tmp_path):
+    """Linear(1000, 1000) holds 4,004,000 B of weights; each sample adds its 4,000 B input and output rows,
+    so a budget of 8 MB fits a few hundred samples, not a thousand: the search is `harness plan`'s."""
+    from harness.findings.underfilled import largest_batch
+    from harness.memory.plan import plan_spec
+    from harness.pipeline.spec import RunSpec
+
+    scen = write_scenario(tmp_path, "wide", """
+import torch
+
+def build_model():
+    return torch.nn.Linear(1000, 1000)
+
+def make_inputs(batch_size, device):
+    return torch.randn(batch_size, 1000, device=device)
+""")
+    spec = RunSpec(target=str(scen))
+    got = largest_batch(spec, "cpu", budget=(8_000_000, "given"))
+    assert got == {"batch_size": plan_spec(spec, 8_000_000).batch_size, "budget_bytes": 8_000_000,
+                   "budget_source": "given", "capped": False}
+    assert 100 < got["batch_size"] < (8_000_000 - 4_004_000) // 4_000  # outputs and temporaries take their share
+    assert largest_batch(RunSpec(target=str(tmp_path / "missing.py")), "cpu", budget=(1, "given")) == {}
 
 
 def optimizer_context(ops: list[tuple[str, int, float, float]], **summary) -> Context:

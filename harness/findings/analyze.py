@@ -44,20 +44,22 @@ def context_of(run: Any, spec: Any = None) -> Context:
                    events=events if events is not None else pd.DataFrame(), peak=run.peak,
                    alternates=_alternates(run), overhead_s=dispatch_overhead_s(device, grad=s.get("workload") == "train"),
                    ab_base=ab_base(spec, s) if spec is not None else None,
-                   layout_times=_layout_times(s, events, channels_last), **_batch_times(s, events),
+                   layout_times=_layout_times(s, events, channels_last), **_batch_times(s, events, spec),
                    attention_times=_attention_times(s, events),
                    kernels=run.kernels if s.get("compile") and run.kernels is not None else pd.DataFrame())
 
 
-def _batch_times(s: dict, events: Any) -> dict:
+def _batch_times(s: dict, events: Any, spec: Any) -> dict:
     """conv2d/linear shapes timed at the run's batch and FACTOR times it, for an eager forward run
-    (:func:`harness.findings.underfilled.measure`); {} otherwise."""
-    from .underfilled import FACTOR, measure
+    (:func:`harness.findings.underfilled.measure`), and the largest batch that fits its device
+    (:func:`harness.findings.underfilled.largest_batch`); {} otherwise."""
+    from .underfilled import FACTOR, largest_batch, measure
 
     if s.get("compile") or s.get("workload") not in (None, "forward") or events is None or not len(events):
         return {}
-    return {"batch_times": measure(events, FACTOR, str(s.get("dtype") or "float32"), str(s.get("device") or "cpu")),
-            "batch_factor": FACTOR}
+    times = measure(events, FACTOR, str(s.get("dtype") or "float32"), str(s.get("device") or "cpu"))
+    return {"batch_times": times, "batch_factor": FACTOR,
+            "batch_fit": largest_batch(spec, str(s.get("device") or "cpu")) if times and spec is not None else {}}
 
 
 def _layout_times(s: dict, events: Any, channels_last: bool) -> dict:

@@ -34,10 +34,13 @@ class Context:
     both layouts (:func:`harness.findings.layout.measure`: ``{key_of(event): (contiguous s, channels_last
     s, args)}``), empty when not measured; ``batch_times``: conv2d/linear shapes timed at the run's batch and
     ``batch_factor`` times it (:func:`harness.findings.underfilled.measure`: ``{op + shapes: (s, s)}``);
-    ``attention_times``: eager attention blocks
-    timed eager and as scaled_dot_product_attention (:func:`harness.findings.attention.measure`: ``{key_of(block):
-    (eager s, sdpa s, block)}``), empty when not measured; ``kernels``: a compiled run's kernel table (kernels.csv of :mod:`harness.pipeline.kernel_join`: ``kernel,
-    kind, phase, calls, time_s, bytes, achieved_bytes_per_s`` per iteration), empty otherwise.
+    ``batch_fit``: the largest batch whose forecast peak fits the device's memory
+    (:func:`harness.findings.underfilled.largest_batch`: ``{batch_size, budget_bytes, budget_source, capped}``),
+    empty when not searched; ``attention_times``: eager attention blocks timed eager and as
+    scaled_dot_product_attention (:func:`harness.findings.attention.measure`: ``{key_of(block): (eager s, sdpa
+    s, block)}``), empty when not measured; ``kernels``: a compiled run's kernel table (kernels.csv of
+    :mod:`harness.pipeline.kernel_join`: ``kernel, kind, phase, calls, time_s, bytes, achieved_bytes_per_s`` per
+    iteration), empty otherwise.
     """
 
     summary: dict
@@ -52,6 +55,7 @@ class Context:
     layout_times: dict = field(default_factory=dict)
     batch_times: dict = field(default_factory=dict)
     batch_factor: int = 1
+    batch_fit: dict = field(default_factory=dict)
     attention_times: dict = field(default_factory=dict)
     kernels: pd.DataFrame = field(default_factory=pd.DataFrame)
 

@@ -21,14 +21,15 @@ shapes scale by ``k``). The iteration at ``k x B`` is then::
 judged on throughput, as ``ab X X:batch_size=kB`` judges it: predicted per-sample ratio =
 ``t(kB) / (k x p50)`` and ``saved_share = 1 -`` that. Only a forward workload (a decode step's batch is
 the number of sequences; a training step's batch changes the optimization), only when the measured ops'
-utilization is under :data:`UNDERFILLED` of their ceiling. The memory forecast (``harness plan``) says
-whether ``k x B`` fits.
+utilization is under :data:`UNDERFILLED` of their ceiling, and only when ``k x B`` fits: the largest batch
+whose forecast peak fits the device's memory (:func:`largest_batch`, ``harness plan``'s search) is in the
+finding's text, and a ``k x B`` beyond it gets no finding.
 """
 from __future__ import annotations
 
 from typing import Any
 
-from ..core.units import percent, seconds
+from ..core.units import percent, seconds, si
 from .context import Context, tensor_shapes
 from .layout import conv_args
 from .model import MIN_SAVED_SHARE, Finding
@@ -76,6 +77,36 @@ def _time(torch: Any, a: dict, k: int, dt: Any, device: str) -> float:
     return fastest(fn, device, rounds=ROUNDS, calls=1)
 
 
+def largest_batch(spec: Any, device: str, budget: tuple[int, str] | None = None) -> dict:
+    """``{batch_size, budget_bytes, budget_source, capped}``: the largest batch of the run's spec whose
+    forecast peak fits ``budget`` (bytes, where from; default: the device's memory, a CUDA device's total, else
+    the available RAM), searched on meta (:func:`harness.memory.plan.plan_spec`, a few forecasts: 0.2 s for
+    resnet50); {} when it cannot be searched (a finding's extra never fails the run)."""
+    try:
+        from ..memory.budget import device_budget
+        from ..memory.plan import plan_spec
+
+        budget_bytes, source = budget or device_budget(device)
+        plan = plan_spec(spec, budget_bytes, source)
+    except Exception:  # noqa: BLE001 - advice; the finding stands without it
+        return {}
+    return {"batch_size": plan.batch_size, "budget_bytes": budget_bytes, "budget_source": source,
+            "capped": plan.capped}
+
+
+def fit_text(ctx: Context, batch: int) -> tuple[str, bool]:
+    """``(text, fits)``: whether ``batch`` fits the largest batch the memory forecast found, in words."""
+    fit = ctx.batch_fit
+    if not fit:
+        return "check it fits: python -m harness plan", True
+    best = fit.get("batch_size")
+    where = f"{si(fit['budget_bytes'], 'B')} of {fit['budget_source']}"
+    if best is None:
+        return f"not even batch 1 fits {where} (memory forecast)", False
+    most = f"at least {best}" if fit.get("capped") else str(best)
+    return f"the largest batch that fits {where} is {most} (memory forecast on meta)", batch <= best
+
+
 def rows(ctx: Context, p: float) -> list[dict]:
     """Per measured op shape: calls, eager seconds (profiled less p per call), the micro-benchmark's scale."""
     if not ctx.batch_times or not len(ctx.ops_by_shape):
@@ -117,20 +148,21 @@ def find(ctx: Context) -> list[Finding]:
     ceiling = ctx.flop_ceiling(found[0]["op"]) or 0.0
     util = sum(r["flops"] for r in found) / measured / ceiling if measured and ceiling else 0.0
     ratio = t_kb / (k * L)
-    if util >= UNDERFILLED or 1 - ratio < MIN_SAVED_SHARE:
-        return []
     b = int(ctx.summary.get("batch_size") or 1)
+    fit, fits = fit_text(ctx, k * b)
+    if util >= UNDERFILLED or 1 - ratio < MIN_SAVED_SHARE or not fits:
+        return []
     arithmetic = (
         f"{len(found)} conv/linear shapes ({seconds(measured)} un-profiled, {percent(util)} of the ceiling) timed here "
         f"at batch {b} and {k * b}: {seconds(measured)} -> {seconds(sum(r['predicted_s_at_kb'] for r in found))}; "
         f"other ops {seconds(scaled)} x {k}; fixed (dispatch {calls:.0f} x {seconds(o)} + Python "
         f"{seconds(max(L - unprof, 0.0))}) {seconds(fixed)}: t({k * b}) = {seconds(t_kb)} for {k}x the samples; per "
-        f"sample {seconds(t_kb)} / ({k} x {seconds(L)}) = {ratio:.3f} of today's.")
+        f"sample {seconds(t_kb)} / ({k} x {seconds(L)}) = {ratio:.3f} of today's. Batch {k * b} fits: {fit}.")
     side = f"batch_size={k * b}"
     return [Finding(id=f"underfilled:{side}", family="underfilled", phase=None,
                     title=f"convolutions/matmuls at {percent(util)} of their ceiling at batch {b}: batch {k * b} "
                           f"should give {1 / ratio:.2f}x the samples/s",
                     evidence=[{c: r[c] for c in COLUMNS} for r in found], evidence_columns=COLUMNS, time_s=measured,
                     time_share=measured / L, saved_share=1 - ratio, saved_s=(1 - ratio) * L, arithmetic=arithmetic,
-                    change=f"a larger batch ({k * b}; check it fits: python -m harness plan), judged on samples/s",
+                    change=f"a larger batch ({k * b}; {fit}), judged on samples/s",
                     ab_side=side, ab=ctx.ab(side))]
