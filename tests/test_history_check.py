@@ -70,7 +70,8 @@ def test_real_runs_with_a_known_step_and_without(tmp_path: Path):
     assert cfg["work_change"] == pytest.approx(3.0)  # 16 layers against 4: exact, whatever the machine did
     assert "counted work +300.0 %: the model changed" in cfg["notes"]
     quiet, latest_quiet = quiet_count(a)
-    if quiet >= 3 and latest_quiet:
+    moved = [s for s in cfg["steps"] if s["kind"] == "timing"] and cfg["verdict"] == "not enough history"
+    if quiet >= 3 and latest_quiet and not moved:  # moved: a timing step left fewer than 3 runs (see B below)
         assert proc.returncode == 1 and cfg["regression"], proc.stdout
         assert cfg["verdict"] == "slower (counted work +300%)" and cfg["change"] > 1.0
         assert cfg["basis"] == "samples" and 1 <= len(cfg["baseline_runs"]) <= quiet
@@ -88,9 +89,12 @@ def test_real_runs_with_a_known_step_and_without(tmp_path: Path):
     assert proc.returncode == 0 and not cfg["regression"] and res["regressed_configs"] == []
     assert not cfg["work_change"] and not any("counted work" in n for n in cfg["notes"])
     quiet, latest_quiet = quiet_count(b)
-    if quiet >= 3 and latest_quiet:
+    timing_steps = [s for s in cfg["steps"] if s["kind"] == "timing"]
+    if quiet >= 3 and latest_quiet and not (timing_steps and cfg["verdict"] == "not enough history"):
         assert cfg["verdict"] in ("no significant change", "inconclusive") or "below the" in cfg["verdict"]
         assert cfg["low"] < 0.05 and cfg["noise_sd"] > 0
+    # else the machine's level moved among the quiet runs (a fresh-clone CI run once saw it): the window starts at
+    # that timing step, with fewer than --min-runs runs left: not enough history, exit 0, as the module doc says
 
     # the same answers in the other formats
     md = run_cli("history", "check", "--logdir", str(a), "--min-runs", "3", "--format", "markdown")
