@@ -13,7 +13,7 @@ run, ``BUDGET_S`` seconds in all, the most multiply-adds first, the first shape 
 (q, k, v, dtype, ops between), (a) the eager form, the block's ops replayed (``q @ k^T``, ``* scale``,
 ``+ mask`` (causal when L = S), softmax, casts, dropout, ``@ v``) and (b)
 ``scaled_dot_product_attention(q, k, v, is_causal=mask and L = S)`` (a mask with L != S: passed as
-``attn_mask``), each the fastest of ``ROUNDS`` rounds of ``CALLS`` calls after a warm-up, under
+``attn_mask``), each the fastest of ``ROUNDS`` rounds of up to ``CALLS`` calls after a warm-up call (:func:`harness.findings.timing.fastest`), under
 ``torch.inference_mode()``. The family (:func:`find`) is arithmetic on those un-profiled times::
 
     saved = sum over (phase, q, k, v) groups of  calls x (t_eager - t_sdpa)      (measured per call)
@@ -196,7 +196,7 @@ def find(ctx: Context) -> list[Finding]:
     profiled = sum(r["profiled_s"] for r in found)
     arithmetic = (
         f"{calls} eager attention blocks ({len(found)} shapes) timed on this machine both ways (fastest of {ROUNDS} "
-        f"rounds of {CALLS} calls): {seconds(before)} eager, {seconds(before - saved)} as "
+        f"rounds of up to {CALLS} calls): {seconds(before)} eager, {seconds(before - saved)} as "
         f"scaled_dot_product_attention per iteration; saved {seconds(saved)} = {percent(share)} of the latency p50 "
         f"{seconds(basis)} (other ops assumed unchanged). Largest: q {found[0]['q_shape']} x{found[0]['calls']}, "
         f"{found[0]['speedup'] or 0:.2f}x.")

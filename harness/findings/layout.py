@@ -6,7 +6,7 @@ run's own shapes, in the run's process, after the run (:func:`measure`): each di
 counter's events is rebuilt (input, weight, bias; stride and padding recovered from its MACs, groups
 from the channel counts), and each ``max_pool2d``/``avg_pool2d`` (kernel from its counted FLOPs per output
 element, stride and padding from its output size: eager max_pool2d on NCHW runs at under 1 GB/s on one
-thread here, 12x slower than on NHWC), and timed both ways, ``ROUNDS`` rounds of ``CALLS`` calls after a warm-up,
+thread here, 12x slower than on NHWC), and timed both ways, ``ROUNDS`` rounds of up to ``CALLS`` calls after a warm-up call (:func:`harness.findings.timing.fastest`),
 the fastest round kept, within ``BUDGET_S`` seconds in all (poolings first, then the largest convolutions;
 shapes left unmeasured are assumed unchanged). The family (:func:`find`) is then arithmetic on those (un-profiled) times,
 against the un-profiled latency p50::
@@ -154,7 +154,7 @@ def find(ctx: Context) -> list[Finding]:
     share = saved / basis
     arithmetic = (
         f"{sum(r['calls'] for r in found)} conv2d/pooling calls ({len(found)} shapes) timed on this machine in both layouts "
-        f"(fastest of {ROUNDS} rounds of {CALLS} calls): {seconds(before)} contiguous, {seconds(before - saved)} "
+        f"(fastest of {ROUNDS} rounds of up to {CALLS} calls): {seconds(before)} contiguous, {seconds(before - saved)} "
         f"channels_last per iteration; saved {seconds(saved)} = {percent(share)} of the latency p50 "
         f"{seconds(basis)} (other ops assumed unchanged). Largest: {found[0]['input_shapes']} "
         f"x{found[0]['calls']}, {found[0]['speedup'] or 0:.2f}x.")

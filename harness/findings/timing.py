@@ -13,22 +13,30 @@ from typing import Any, Callable, Iterable
 ROUNDS = 3
 CALLS = 3
 BUDGET_S = 0.5
+#: a warm-up call longer than this: rounds of one call
+LONG_CALL_S = 1e-3
 
 
 def fastest(fn: Callable[[], Any], device: str, rounds: int = ROUNDS, calls: int = CALLS) -> float:
-    """Seconds per call of ``fn``: the fastest of ``rounds`` rounds of ``calls`` calls after one warm-up round
-    (oneDNN and cuDNN pick and cache their kernels on the first call), synchronized on CUDA."""
+    """Seconds per call of ``fn``: the fastest of ``rounds`` rounds after one warm-up call (oneDNN and cuDNN
+    pick and cache their kernels on the first call), synchronized on CUDA. A round is ``calls`` calls, fewer for
+    an op whose warm-up took over :data:`LONG_CALL_S` (one call of a 10 ms convolution is long enough to time:
+    the budget then reaches more shapes)."""
     import torch
 
     sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
+    t0 = time.perf_counter()
+    fn()
+    sync()
+    if time.perf_counter() - t0 > LONG_CALL_S:
+        calls = 1
     best = math.inf
-    for r in range(rounds + 1):
+    for _ in range(rounds):
         t0 = time.perf_counter()
         for _ in range(calls):
             fn()
         sync()
-        if r:
-            best = min(best, (time.perf_counter() - t0) / calls)
+        best = min(best, (time.perf_counter() - t0) / calls)
     return best
 
 
