@@ -312,8 +312,12 @@ def test_isolated_train(chains, tmp_path: Path):
     a, _ = chains
     proc = run_cli("ab", str(a), str(a), "--workload", "train", "--optimizer", "sgd", "--isolate", "--budget-s", "1",
                    "--generation-s", "0.2", "--threads", "1", "--no-count", "--logdir", str(tmp_path / "l"), "--json")
-    assert proc.returncode == 0, proc.stdout + proc.stderr
+    # the same file on both sides: usually no change, but 7 generations of 1 s can call a 2.5 % layout difference
+    # (a fresh-clone CI once measured 1.025 [1.017, 1.029]; five reruns 0.998-1.007): the rates of identical
+    # sides are benchmarks/regression_power.py's, not this test's; a verdict must agree with its own figures
+    assert proc.returncode in (0, 1), proc.stdout + proc.stderr
     res = json.loads(proc.stdout)
+    assert (proc.returncode == 1) == (res["verdict"] == "slower" and res["ratio"] >= 1.025 and res["low"] > 1)
     assert res["isolate"] and res["generations"] >= ab.MIN_GENERATIONS and res["judged_metric"] == "training step"
     assert set(res["phases"]) == {"forward", "backward", "optimizer"}
     assert all(finite_ratio(e) for e in res["phases"].values())
