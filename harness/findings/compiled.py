@@ -28,6 +28,7 @@ backward's and optimizer's structure to AOTAutograd; G4 and G3 stand there).
 """
 from __future__ import annotations
 
+from typing import Any
 
 from ..core.units import percent, seconds, si
 from ..hardware.ceilings import op_class
@@ -40,11 +41,14 @@ COLUMNS = ("part", "ops", "calls", "eager_s", "bytes", "compiled_s", "how")
 MIN_RATE_BYTES = 64 * 1024
 
 
-def profiler_cost(ctx: Context) -> float:
-    """Seconds the profiler adds per op call: (profiled op time - latency p50) / calls, at least 0."""
-    ops = _ops(ctx)
-    calls = float(ops["dispatch_calls"].sum())
-    t = float(ops["self_time_s"].sum())
+def profiler_cost(ctx: Context, timed: Any = None) -> float:
+    """Seconds the profiler adds per call: (profiled time - latency p50) / calls, at least 0, over ops.csv's op
+    rows, or over ``timed`` (a frame with ``calls`` and ``time_s`` per iteration: a compiled run's kernels)."""
+    if timed is None:
+        ops = _ops(ctx)
+        calls, t = float(ops["dispatch_calls"].sum()), float(ops["self_time_s"].sum())
+    else:
+        calls, t = float(timed["calls"].sum()), float(timed["time_s"].sum())
     return max(0.0, (t - (ctx.latency_s or 0.0)) / calls) if calls else 0.0
 
 

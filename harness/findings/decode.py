@@ -7,7 +7,8 @@ is split into four parts, seconds per step::
     floor    = max(bytes_per_step / bandwidth, flops_per_step / FLOP ceiling)     (the roofline of a step)
     beyond   = decode ops' profiled time per step - calls per step x p - floor      (kernels slower than it;
                                                                                     p: the profiler's cost per
-                                                                                    call: profiler_cost)
+                                                                                    call:
+                                                                                    compiled.profiler_cost)
     dispatch = calls per step x measured per-op overhead
     between  = T - (floor + beyond + dispatch)                                      (Python, framework)
 
@@ -69,14 +70,6 @@ def decode_ops(ctx: Context) -> tuple[float, float]:
     return float(mine["calls"].sum()), float(mine["time_s"].sum())
 
 
-def profiler_cost(ctx: Context) -> float:
-    """Seconds the profiler adds per call: (profiled time of the timed calls - latency p50) / their calls, at
-    least 0 (:func:`harness.findings.compiled.profiler_cost`, over a compiled run's kernels)."""
-    rows = timed(ctx)
-    calls, t = float(rows["calls"].sum()), float(rows["time_s"].sum())
-    return max(0.0, (t - (ctx.latency_s or 0.0)) / calls) if calls else 0.0
-
-
 def bandwidth(ctx: Context, nbytes: float) -> tuple[float | None, str]:
     """:meth:`Context.bandwidth`; uncalibrated in a compiled run, the fastest kernel's rate instead (the
     fastest-op fallback reads the untimed op rows)."""
@@ -110,7 +103,7 @@ def parts(ctx: Context, dec: dict) -> tuple[list[dict], float]:
     T, n = dec["step_s"], dec["steps"]
     calls, profiled = decode_ops(ctx)
     calls, profiled = calls / n, profiled / n
-    p, o = profiler_cost(ctx), ctx.overhead_s or 0.0
+    p, o = compiled.profiler_cost(ctx, timed(ctx)), ctx.overhead_s or 0.0
     floor = floor_row(ctx, dec)
     floor["step_s"] = min(floor["step_s"], T)
     beyond = max(profiled - calls * p - floor["step_s"], 0.0)
