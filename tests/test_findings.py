@@ -366,12 +366,20 @@ def test_underfilled_batch_predicts_throughput_from_measured_increments():
     assert batch_factor("batch_size=8", 1) == 8 and batch_factor("compile", 1) == 1
     assert batch_factor("bs=16", 4) == 4
     # the memory forecast's largest batch: said in the text; a batch 8 beyond it gets no finding
-    ctx.batch_fit = {"batch_size": 2195, "budget_bytes": 24_300_000_000, "budget_source": "available RAM",
-                     "capped": False}
+    fit = {"batch_size": 2195, "budget_bytes": 24_300_000_000, "budget_source": "available RAM", "capped": False}
+    ctx.batch_fit = fit
     (f,) = underfilled.find(ctx)
     assert "the largest batch that fits 24.3 GB of available RAM is 2195" in f.arithmetic and "2195" in f.change
     ctx.batch_fit = {**ctx.batch_fit, "batch_size": 4}
     assert underfilled.find(ctx) == []
+    # the search runs once, when a finding needs it: not for a run whose larger batch would not pay (the conv at
+    # batch 8 taking 100 us: t(8) = 7.5 + 98 + 148 + 4 = 257.5 us > 8 x 30 us, no finding)
+    searched = []
+    ctx.batch_fit, ctx.fit_search = {}, lambda: searched.append(1) or {**fit, "batch_size": 2195}
+    slow = {key: (2e-6, 100e-6) for key in ctx.batch_times}
+    assert underfilled.find(dataclasses.replace(ctx, batch_times=slow)) == [] and searched == []
+    (f,) = underfilled.find(ctx)
+    assert searched == [1] and ctx.fit_search is None and ctx.batch_fit["batch_size"] == 2195
 
 
 def test_the_largest_batch_that_fits_is_searched_on_meta(tmp_path):

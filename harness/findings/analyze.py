@@ -51,15 +51,16 @@ def context_of(run: Any, spec: Any = None) -> Context:
 
 def _batch_times(s: dict, events: Any, spec: Any) -> dict:
     """conv2d/linear shapes timed at the run's batch and FACTOR times it, for an eager forward run
-    (:func:`harness.findings.underfilled.measure`), and the largest batch that fits its device
-    (:func:`harness.findings.underfilled.largest_batch`); {} otherwise."""
+    (:func:`harness.findings.underfilled.measure`), and what searches the largest batch that fits its device
+    (:func:`harness.findings.underfilled.largest_batch`, run only when an underfilled finding needs it); {}
+    otherwise."""
     from .underfilled import FACTOR, largest_batch, measure
 
     if s.get("compile") or s.get("workload") not in (None, "forward") or events is None or not len(events):
         return {}
     times = measure(events, FACTOR, str(s.get("dtype") or "float32"), str(s.get("device") or "cpu"))
     return {"batch_times": times, "batch_factor": FACTOR,
-            "batch_fit": largest_batch(spec, str(s.get("device") or "cpu")) if times and spec is not None else {}}
+            "fit_search": (lambda: largest_batch(spec, str(s.get("device") or "cpu"))) if spec is not None else None}
 
 
 def _layout_times(s: dict, events: Any, channels_last: bool) -> dict:

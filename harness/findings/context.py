@@ -9,7 +9,7 @@ from __future__ import annotations
 import ast
 import math
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 import pandas as pd
 
@@ -36,7 +36,8 @@ class Context:
     ``batch_factor`` times it (:func:`harness.findings.underfilled.measure`: ``{op + shapes: (s, s)}``);
     ``batch_fit``: the largest batch whose forecast peak fits the device's memory
     (:func:`harness.findings.underfilled.largest_batch`: ``{batch_size, budget_bytes, budget_source, capped}``),
-    empty when not searched; ``attention_times``: eager attention blocks timed eager and as
+    empty when not searched; ``fit_search``: what searches it, run by the first finding that needs it (the
+    search is a few forecasts on meta: only for a run that gets an underfilled finding); ``attention_times``: eager attention blocks timed eager and as
     scaled_dot_product_attention (:func:`harness.findings.attention.measure`: ``{key_of(block): (eager s, sdpa
     s, block)}``), empty when not measured; ``kernels``: a compiled run's kernel table (kernels.csv of
     :mod:`harness.pipeline.kernel_join`: ``kernel, kind, phase, calls, time_s, bytes, achieved_bytes_per_s`` per
@@ -56,6 +57,7 @@ class Context:
     batch_times: dict = field(default_factory=dict)
     batch_factor: int = 1
     batch_fit: dict = field(default_factory=dict)
+    fit_search: Callable[[], dict] | None = None
     attention_times: dict = field(default_factory=dict)
     kernels: pd.DataFrame = field(default_factory=pd.DataFrame)
 

@@ -95,7 +95,10 @@ def largest_batch(spec: Any, device: str, budget: tuple[int, str] | None = None)
 
 
 def fit_text(ctx: Context, batch: int) -> tuple[str, bool]:
-    """``(text, fits)``: whether ``batch`` fits the largest batch the memory forecast found, in words."""
+    """``(text, fits)``: whether ``batch`` fits the largest batch the memory forecast found, in words (searched
+    now by ``ctx.fit_search`` when the run has not searched it yet)."""
+    if not ctx.batch_fit and ctx.fit_search is not None:
+        ctx.batch_fit, ctx.fit_search = ctx.fit_search(), None
     fit = ctx.batch_fit
     if not fit:
         return "check it fits: python -m harness plan", True
@@ -148,9 +151,11 @@ def find(ctx: Context) -> list[Finding]:
     ceiling = ctx.flop_ceiling(found[0]["op"]) or 0.0
     util = sum(r["flops"] for r in found) / measured / ceiling if measured and ceiling else 0.0
     ratio = t_kb / (k * L)
+    if util >= UNDERFILLED or 1 - ratio < MIN_SAVED_SHARE:
+        return []
     b = int(ctx.summary.get("batch_size") or 1)
     fit, fits = fit_text(ctx, k * b)
-    if util >= UNDERFILLED or 1 - ratio < MIN_SAVED_SHARE or not fits:
+    if not fits:
         return []
     arithmetic = (
         f"{len(found)} conv/linear shapes ({seconds(measured)} un-profiled, {percent(util)} of the ceiling) timed here "
