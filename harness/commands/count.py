@@ -63,14 +63,11 @@ def _dtype_arg(text: str) -> str:
 def main(args: argparse.Namespace) -> int:
     from ..pipeline import scenario as scenarios
     from ..pipeline import workloads
-    from .options import spec_from_args
+    from .options import spec_without_logdir
 
     if args.depth is not None and args.depth < 0:
         raise HarnessError(f"--depth must be 0 or more, got {args.depth} (see `{HELP}`)")
-    try:
-        spec = spec_from_args(args, logdir=None)
-    except HarnessError as exc:
-        raise HarnessError(f"{exc.message} (see `{HELP}`)") from None
+    spec = spec_without_logdir(args, HELP)
     sc = scenarios.load(spec.target, spec.model_options())
     wl = workloads.get(spec.workload or sc.workload, **spec.workload_options)
     batch = spec.batch_size or sc.batch_size

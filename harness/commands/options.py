@@ -16,6 +16,7 @@ import argparse
 import dataclasses
 from typing import Any
 
+from ..errors import HarnessError
 from ..pipeline import workloads
 from ..pipeline.spec import COMPILE_MODES, ProfileConfig, RunSpec
 
@@ -130,6 +131,15 @@ def spec_from_args(args: argparse.Namespace, **overrides: Any) -> RunSpec:
     elif spec.workload_options:
         _check_options_exist(spec.workload_options)
     return spec
+
+
+def spec_without_logdir(args: argparse.Namespace, help_command: str) -> RunSpec:
+    """:func:`spec_from_args` for a verb that writes no run directory (``count``, ``plan``); a bad flag's
+    message ends with ``(see `help_command`)``."""
+    try:
+        return spec_from_args(args, logdir=None)
+    except HarnessError as exc:
+        raise HarnessError(f"{exc.message} (see `{help_command}`)") from None
 
 
 def _check_options_exist(options: dict[str, Any]) -> None:

@@ -49,16 +49,13 @@ def add_parser(sub) -> argparse.ArgumentParser:
 
 
 def main(args: argparse.Namespace) -> int:
-    from .options import spec_from_args
+    from .options import spec_without_logdir
     from ..memory.budget import device_budget, parse_budget
 
     budget = parse_budget(args.memory_budget) if args.memory_budget is not None else None
     if args.max_batch is not None and args.max_batch < 1:
         raise HarnessError(f"--max-batch must be at least 1, got {args.max_batch} (see `{HELP}`)")
-    try:
-        spec = spec_from_args(args, logdir=None)
-    except HarnessError as exc:
-        raise HarnessError(f"{exc.message} (see `{HELP}`)") from None
+    spec = spec_without_logdir(args, HELP)
     from ..memory.forecast import target_device
     from ..memory.plan import MAX_BATCH, plan_spec
     from ..pipeline import scenario as scenarios
