@@ -431,7 +431,7 @@ def run_spec(spec: RunSpec, progress: Callable[[str], None] | None = None) -> Ru
     try:
         sc, wl, prep = build(spec, stages)
         return execute(prep, spec, scenario=sc.name, workload=wl, progress=progress, stage_times=stages.times)
-    except (Exception, MemoryError) as exc:  # out of memory: one line, the forecast split, the batch that fits
+    except Exception as exc:  # out of memory (MemoryError included): one line, the forecast split, the batch that fits
         from ..memory.oom import reraise
 
         reraise(spec, exc)
